@@ -1,0 +1,218 @@
+"""Token layout: how one model's vocabulary is laid out, and the editing sequence template.
+
+A Lumina-DiMOO-style MDM reads one flat sequence: the prompt (system text, instruction, source image rows)
+then the answer (target image rows). Image code ``k`` is token ``image_code_offset + k``; every image row
+ends with an end-of-row token and the image is wrapped in ``<IMAGE>`` ... ``</IMAGE>``.
+
+The samplers work in *code space*: a target position holds a code in ``[0, codebook_size)`` or the value
+``codebook_size`` for [MASK]. :meth:`TokenLayout.code_state_from_ids` / :meth:`ids_from_code_state` convert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Where every kind of token lives in a model's vocabulary."""
+
+    name: str
+    text_vocab_size: int  # ids below this are text (specials included)
+    mask_token_id: int
+    end_of_row_id: int
+    image_begin_id: int
+    image_end_id: int
+    uncondition_id: int
+    answer_begin_id: int
+    answer_end_id: int
+    pad_token_id: int
+    image_code_offset: int
+    codebook_size: int
+    system_prompt: str
+
+    def __post_init__(self) -> None:
+        specials = self.special_ids
+        if len(set(specials)) != len(specials):
+            raise ValueError(f"layout {self.name!r}: special token ids collide: {specials}")
+        if self.image_code_offset < self.text_vocab_size:
+            raise ValueError(
+                f"layout {self.name!r}: image_code_offset {self.image_code_offset} overlaps the text vocabulary "
+                f"(size {self.text_vocab_size})"
+            )
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        return (
+            self.mask_token_id, self.end_of_row_id, self.image_begin_id, self.image_end_id,
+            self.uncondition_id, self.answer_begin_id, self.answer_end_id, self.pad_token_id,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        """Smallest vocabulary that holds every id of this layout."""
+        return self.image_code_offset + self.codebook_size
+
+    @property
+    def mask_code(self) -> int:
+        """The value of [MASK] in code space (one past the last image code)."""
+        return self.codebook_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # ---- codes <-> ids ------------------------------------------------------------------------------
+    def code_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """Image codes -> token ids."""
+        return codes + self.image_code_offset
+
+    def code_state_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids at image positions -> code-space state ([MASK] becomes ``codebook_size``)."""
+        state = ids - self.image_code_offset
+        is_mask = ids == self.mask_token_id
+        bad = ~is_mask & ((state < 0) | (state >= self.codebook_size))
+        if bad.any():
+            raise ValueError(f"layout {self.name!r}: ids {ids[bad][:5].tolist()} are neither image codes nor [MASK]")
+        return torch.where(is_mask, torch.full_like(state, self.mask_code), state)
+
+    def ids_from_code_state(self, state: torch.Tensor) -> torch.Tensor:
+        """Code-space state -> token ids ([MASK] -> ``mask_token_id``)."""
+        return torch.where(
+            state == self.mask_code, torch.full_like(state, self.mask_token_id), state + self.image_code_offset
+        )
+
+    def image_code_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Full-vocabulary logits (..., V) -> logits over the image codes then [MASK] (..., K + 1)."""
+        codes = logits[..., self.image_code_offset : self.image_code_offset + self.codebook_size]
+        mask = logits[..., self.mask_token_id : self.mask_token_id + 1]
+        return torch.cat([codes, mask], dim=-1)
+
+    # ---- image rows ---------------------------------------------------------------------------------
+    def image_token_ids(self, grid: torch.Tensor) -> torch.Tensor:
+        """A (h, w) grid of token ids -> ``<IMAGE>`` row_1 <eor> ... row_h <eor> ``</IMAGE>`` (1D)."""
+        if grid.dim() != 2:
+            raise ValueError(f"expected an (h, w) grid, got shape {tuple(grid.shape)}")
+        h = grid.shape[0]
+        eor = torch.full((h, 1), self.end_of_row_id, dtype=grid.dtype, device=grid.device)
+        rows = torch.cat([grid, eor], dim=1).reshape(-1)
+        begin = grid.new_tensor([self.image_begin_id])
+        end = grid.new_tensor([self.image_end_id])
+        return torch.cat([begin, rows, end])
+
+    def image_positions(self, start: int, h: int, w: int) -> torch.Tensor:
+        """Sequence positions of the h*w codes of an image block that begins (``<IMAGE>``) at ``start``."""
+        rows = torch.arange(h).unsqueeze(1) * (w + 1)
+        return (start + 1 + rows + torch.arange(w).unsqueeze(0)).reshape(-1)
+
+
+@dataclass
+class EditSequence:
+    """One editing sequence and where its target codes sit."""
+
+    input_ids: torch.Tensor  # (L,)
+    target_positions: torch.Tensor  # (h*w,), row-major
+    grid_size: tuple[int, int]
+
+
+def build_edit_sequence(
+    layout: TokenLayout,
+    prompt_ids: Sequence[int] | torch.Tensor,
+    source_codes: torch.Tensor | None,
+    target_state: torch.Tensor | None,
+    prompt_close_ids: Sequence[int] | torch.Tensor,
+    grid_size: tuple[int, int] | None = None,
+) -> EditSequence:
+    """Lumina-DiMOO's editing template.
+
+    ``prompt_ids`` tokenises ``<system>SYS</system><user>INSTRUCTION`` (or the instruction replaced by
+    ``<uncondition>``), then the source image block (omitted when ``source_codes`` is None, the no-image
+    guidance branch), ``prompt_close_ids`` (``</user>``), then ``<answer><IMAGE>`` target rows
+    ``</IMAGE></answer>``. ``target_state`` is a code-space (h, w) grid; None means all [MASK].
+    """
+    prompt = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(-1)
+    close = torch.as_tensor(prompt_close_ids, dtype=torch.long).reshape(-1)
+    if target_state is None:
+        if grid_size is None:
+            if source_codes is None:
+                raise ValueError("build_edit_sequence needs target_state, source_codes or grid_size")
+            grid_size = tuple(source_codes.shape)  # type: ignore[assignment]
+        target_state = torch.full(grid_size, layout.mask_code, dtype=torch.long)
+    h, w = target_state.shape
+    parts = [prompt]
+    if source_codes is not None:
+        parts.append(layout.image_token_ids(layout.code_ids(source_codes.long().cpu())))
+    parts.append(close)
+    parts.append(torch.tensor([layout.answer_begin_id]))
+    target_start = sum(p.numel() for p in parts)
+    parts.append(layout.image_token_ids(layout.ids_from_code_state(target_state.long().cpu())))
+    parts.append(torch.tensor([layout.answer_end_id]))
+    ids = torch.cat(parts)
+    return EditSequence(ids, layout.image_positions(target_start, h, w), (h, w))
+
+
+def target_grid(layout: TokenLayout, input_ids: torch.Tensor, seq: EditSequence) -> torch.Tensor:
+    """Inverse of :func:`build_edit_sequence`: read the target grid back (code space)."""
+    h, w = seq.grid_size
+    return layout.code_state_from_ids(input_ids[seq.target_positions]).reshape(h, w)
+
+
+LUMINA_SYSTEM_PROMPT = "Generate an image applying the following editing instruction based on the original image."
+
+LUMINA_DIMOO = TokenLayout(
+    name="lumina-dimoo",
+    text_vocab_size=126356,
+    mask_token_id=126336,
+    end_of_row_id=126084,
+    image_begin_id=126349,
+    image_end_id=126350,
+    uncondition_id=126351,
+    answer_begin_id=126354,
+    answer_end_id=126355,
+    pad_token_id=126339,
+    image_code_offset=126356,
+    codebook_size=8192,
+    system_prompt=LUMINA_SYSTEM_PROMPT,
+)
+
+# The project's small default model: a 256-word text vocabulary whose first 13 ids are specials (fixed by
+# rm_edit.data.text_tokenizer), then 256 VQ codes of the shapes-world image tokenizer.
+SHAPES = TokenLayout(
+    name="shapes",
+    text_vocab_size=256,
+    mask_token_id=2,
+    end_of_row_id=3,
+    image_begin_id=4,
+    image_end_id=5,
+    uncondition_id=6,
+    answer_begin_id=7,
+    answer_end_id=8,
+    pad_token_id=0,
+    image_code_offset=256,
+    codebook_size=256,
+    system_prompt="Edit the image.",
+)
+
+PRESETS: dict[str, TokenLayout] = {LUMINA_DIMOO.name: LUMINA_DIMOO, SHAPES.name: SHAPES}
+
+
+def get_layout(name_or_dict: str | dict | TokenLayout) -> TokenLayout:
+    """A preset by name, or a layout from its ``to_dict()``."""
+    if isinstance(name_or_dict, TokenLayout):
+        return name_or_dict
+    if isinstance(name_or_dict, dict):
+        return TokenLayout(**name_or_dict)
+    if name_or_dict not in PRESETS:
+        raise ValueError(f"unknown token layout {name_or_dict!r}; presets: {sorted(PRESETS)}")
+    return PRESETS[name_or_dict]
+
+
+def edit_prompt_text(layout: TokenLayout, instruction: str | None) -> tuple[str, str]:
+    """Text around the source image: (``<system>SYS</system><user>INSTRUCTION``, ``</user>``).
+
+    ``instruction=None`` gives the no-instruction guidance branch (``<uncondition>`` in its place).
+    """
+    body = "<uncondition>" if instruction is None else instruction
+    return f"<system>{layout.system_prompt}</system><user>{body}", "</user>"

@@ -1,0 +1,344 @@
+"""The LLaDA mask-diffusion transformer (Lumina-DiMOO's backbone) as a diffusers model.
+
+Architecture (REFERENCE.md section 5): token embedding -> N pre-norm llama blocks (RMSNorm, bidirectional
+SDPA attention with rotate-half RoPE, SwiGLU MLP, no biases) -> RMSNorm -> untied output head.
+Module names mirror LLaDA's parameter names (``transformer.blocks.{i}.q_proj`` ...), so a LLaDA /
+Lumina-DiMOO checkpoint loads by dropping its leading ``model.``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders.peft import PeftAdapterMixin
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from safetensors.torch import load_file
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """LLaDA's RMSNorm: normalise in fp32, cast back, then scale (no +1 offset)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) integer positions -> fp32 cos, sin of shape (B, 1, L, head_dim) for rotate-half RoPE."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    freqs = positions.float().unsqueeze(-1) * inv_freq  # (B, L, head_dim / 2)
+    angles = torch.cat([freqs, freqs], dim=-1).unsqueeze(1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    dtype = x.dtype
+    x = x.float()
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x * cos + rotated * sin).to(dtype)
+
+
+class LLaDABlock(nn.Module):
+    """A llama-type LLaDA block: ``h = x + attn(norm(x))``, ``out = h + mlp(norm(h))``."""
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, mlp_hidden_size: int, eps: float):
+        super().__init__()
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.head_dim = d_model // n_heads
+        self.attn_norm = RMSNorm(d_model, eps)
+        self.ff_norm = RMSNorm(d_model, eps)
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
+        self.attn_out = nn.Linear(d_model, d_model, bias=False)
+        self.ff_proj = nn.Linear(d_model, mlp_hidden_size, bias=False)
+        self.up_proj = nn.Linear(d_model, mlp_hidden_size, bias=False)
+        self.ff_out = nn.Linear(mlp_hidden_size, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None):
+        b, l, _ = x.shape
+        h = self.attn_norm(x)
+        q = self.q_proj(h).view(b, l, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        att = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv_heads != self.n_heads
+        )
+        x = x + self.attn_out(att.transpose(1, 2).reshape(b, l, -1))
+        h = self.ff_norm(x)
+        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+
+
+@dataclass
+class LLaDAOutput(BaseOutput):
+    logits: torch.Tensor
+
+
+class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
+    """Bidirectional LLaDA transformer returning logits over ``embedding_size`` classes."""
+
+    _supports_gradient_checkpointing = True
+    _no_split_modules = ["LLaDABlock"]
+
+    @register_to_config
+    def __init__(
+        self,
+        vocab_size: int = 512,
+        embedding_size: int | None = None,
+        d_model: int = 256,
+        n_layers: int = 6,
+        n_heads: int = 4,
+        n_kv_heads: int | None = None,
+        mlp_hidden_size: int = 512,
+        rope_theta: float = 10000.0,
+        rms_norm_eps: float = 1e-5,
+        max_sequence_length: int = 4096,
+        mask_token_id: int = 2,
+        tie_word_embeddings: bool = False,
+    ):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        n_kv_heads = n_kv_heads or n_heads
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
+        rows = embedding_size or vocab_size
+        if rows < vocab_size:
+            raise ValueError(f"embedding_size {rows} is smaller than vocab_size {vocab_size}")
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(rows, d_model),
+                "blocks": nn.ModuleList(
+                    LLaDABlock(d_model, n_heads, n_kv_heads, mlp_hidden_size, rms_norm_eps) for _ in range(n_layers)
+                ),
+                "ln_f": RMSNorm(d_model, rms_norm_eps),
+            }
+        )
+        if not tie_word_embeddings:
+            self.transformer["ff_out"] = nn.Linear(d_model, rows, bias=False)
+        self.gradient_checkpointing = False
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.transformer["wte"]
+
+    @property
+    def output_head_weight(self) -> torch.Tensor:
+        head = self.transformer["ff_out"] if "ff_out" in self.transformer else self.transformer["wte"]
+        return head.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        embedding_offset: torch.Tensor | None = None,
+        output_positions: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> LLaDAOutput | tuple[torch.Tensor]:
+        """Logits for ``input_ids`` (B, L).
+
+        attention_mask: (B, L), 1 for real tokens and 0 for padding (any side); padding keys are masked and
+            positions count real tokens only, so a padded row equals the same row run alone.
+        embedding_offset: (B, L, d_model) added to the token embeddings (History Reference uses it).
+        output_positions: (B, P) indices; when given, only those positions go through the head (B, P, V).
+        """
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+        b, l = input_ids.shape
+        if l > self.config.max_sequence_length:
+            raise ValueError(f"sequence length {l} exceeds max_sequence_length {self.config.max_sequence_length}")
+        x = self.transformer["wte"](input_ids)
+        if embedding_offset is not None:
+            x = x + embedding_offset.to(x.dtype)
+
+        if attention_mask is None:
+            positions = torch.arange(l, device=input_ids.device).expand(b, l)
+            attn_mask = None
+        else:
+            keep = attention_mask.bool()
+            positions = (keep.long().cumsum(-1) - 1).clamp(min=0)
+            attn_mask = keep[:, None, None, :]
+        cos, sin = rotary_cos_sin(positions, self.config.d_model // self.config.n_heads, self.config.rope_theta)
+
+        for block in self.transformer["blocks"]:
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x = self._gradient_checkpointing_func(block, x, cos, sin, attn_mask)
+            else:
+                x = block(x, cos, sin, attn_mask)
+        x = self.transformer["ln_f"](x)
+        if output_positions is not None:
+            x = torch.gather(x, 1, output_positions.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        logits = F.linear(x, self.output_head_weight)
+        return LLaDAOutput(logits=logits) if return_dict else (logits,)
+
+    # ---- LLaDA / Lumina-DiMOO checkpoints ----------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load this class's own folders, or a LLaDA / Lumina-DiMOO checkpoint folder as it ships."""
+        folder = Path(pretrained_model_name_or_path)
+        subfolder = kwargs.get("subfolder")
+        config_path = (folder / subfolder if subfolder else folder) / "config.json"
+        if config_path.is_file():
+            raw = json.loads(config_path.read_text())
+            if "_class_name" not in raw and "d_model" in raw:
+                return cls.from_llada_checkpoint(config_path.parent, torch_dtype=kwargs.get("torch_dtype"))
+        elif folder.exists():
+            raise FileNotFoundError(f"no config.json in {config_path.parent}")
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def from_llada_checkpoint(cls, folder: str | Path, torch_dtype: torch.dtype | None = None) -> "LLaDATransformer":
+        folder = Path(folder)
+        config = llada_config_to_kwargs(json.loads((folder / "config.json").read_text()))
+        with torch.device("meta"):
+            model = cls(**config)
+        state = {}
+        for file in _llada_weight_files(folder):
+            for name, tensor in load_file(str(file)).items():
+                if not name.startswith("model.transformer."):
+                    raise ValueError(f"{file.name}: unexpected parameter {name!r} (expected model.transformer.*)")
+                state[name[len("model.") :]] = tensor
+        expected = set(model.state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(f"{folder}: checkpoint does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        model.load_state_dict(state, strict=True, assign=True)
+        model = model.to(torch_dtype or torch.float32)
+        model.eval()
+        return model
+
+
+def _llada_weight_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [folder / n for n in names]
+    else:
+        files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no safetensors weights (only safetensors checkpoints are loaded)")
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"{folder}: the index names {f.name}, which is missing")
+    return files
+
+
+# LLaDA config keys whose value (or default when absent) this implementation cannot honour.
+_UNSUPPORTED = {
+    "alibi": (False, "ALiBi attention biases"),
+    "include_bias": (False, "linear-layer biases"),
+    "bias_for_layer_norm": (False, "norm biases"),
+    "attention_layer_norm": (False, "QK layer norm"),
+    "input_emb_norm": (False, "embedding normalisation"),
+    "scale_logits": (False, "logit scaling"),
+}
+
+
+def llada_config_to_kwargs(cfg: dict) -> dict:
+    """Translate a LLaDA ``config.json`` into constructor kwargs, refusing what this model cannot honour.
+
+    Absent keys take the reference's GPT-2-like defaults, so a config that omits ``block_type`` or ``rope``
+    is refused rather than silently loaded as something it is not.
+    """
+    def refuse(what: str) -> ValueError:
+        return ValueError(f"unsupported LLaDA config: {what}")
+
+    if cfg.get("block_type", "sequential") != "llama":
+        raise refuse(f"block_type={cfg.get('block_type', 'sequential (default)')!r}; only 'llama' is implemented")
+    if cfg.get("layer_norm_type", "default") != "rms":
+        raise refuse(f"layer_norm_type={cfg.get('layer_norm_type', 'default')!r}; only 'rms' is implemented")
+    if cfg.get("activation_type", "swiglu") != "silu":
+        raise refuse(f"activation_type={cfg.get('activation_type', 'swiglu (default)')!r}; only 'silu' is implemented")
+    if not cfg.get("rope", False):
+        raise refuse("rope is false or absent; only RoPE positions are implemented")
+    for key, (ok, what) in _UNSUPPORTED.items():
+        if bool(cfg.get(key, ok)) != ok:
+            raise refuse(f"{key}={cfg[key]!r} ({what})")
+    if cfg.get("clip_qkv") is not None:
+        raise refuse(f"clip_qkv={cfg['clip_qkv']!r}")
+    if cfg.get("multi_query_attention"):
+        n_kv = 1
+    else:
+        n_kv = cfg.get("n_kv_heads") or cfg["n_heads"]
+    d_model = cfg["d_model"]
+    hidden = cfg.get("mlp_hidden_size") or int(cfg.get("mlp_ratio", 4) * d_model)
+    return dict(
+        vocab_size=cfg["vocab_size"],
+        embedding_size=cfg.get("embedding_size") or cfg["vocab_size"],
+        d_model=d_model,
+        n_layers=cfg["n_layers"],
+        n_heads=cfg["n_heads"],
+        n_kv_heads=n_kv,
+        mlp_hidden_size=hidden,
+        rope_theta=float(cfg.get("rope_theta", 10000.0)),
+        rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
+        max_sequence_length=cfg.get("max_sequence_length", 4096),
+        mask_token_id=cfg.get("mask_token_id", 126336),
+        tie_word_embeddings=bool(cfg.get("weight_tying", True)),
+    )
+
+
+def save_llada_checkpoint(model: LLaDATransformer, folder: str | Path, max_shard_bytes: int = 2 << 30) -> None:
+    """Write ``model`` as a LLaDA checkpoint folder (config.json + sharded safetensors + index).
+
+    The inverse of :meth:`LLaDATransformer.from_llada_checkpoint`; used to make test fixtures in the exact
+    layout real checkpoints ship in.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    c = model.config
+    cfg = {
+        "model_type": "llada", "d_model": c.d_model, "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads,
+        "n_layers": c.n_layers, "mlp_hidden_size": c.mlp_hidden_size, "mlp_ratio": c.mlp_hidden_size // c.d_model,
+        "vocab_size": c.vocab_size, "embedding_size": c.embedding_size or c.vocab_size, "rope": True,
+        "rope_theta": c.rope_theta, "rms_norm_eps": c.rms_norm_eps, "block_type": "llama",
+        "layer_norm_type": "rms", "activation_type": "silu", "weight_tying": c.tie_word_embeddings,
+        "include_bias": False, "alibi": False, "mask_token_id": c.mask_token_id,
+        "max_sequence_length": c.max_sequence_length, "architectures": ["LLaDAModelLM"],
+    }
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in model.state_dict().items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1]["model." + name] = tensor.detach().contiguous().cpu()
+        size += nbytes
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(folder / fname), metadata={"format": "pt"})
+        weight_map.update({k: fname for k in shard})
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=2))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["LLaDATransformer", "LLaDAOutput", "llada_config_to_kwargs", "save_llada_checkpoint", "count_parameters"]

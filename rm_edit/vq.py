@@ -1,0 +1,232 @@
+"""Image tokenizer interface over a diffusers ``VQModel`` with ``lookup_from_codebook=True``.
+
+This is how Lumina-DiMOO uses aMUSEd's VQ-GAN: pixels in [0, 1] (no [-1, 1] scaling), code ids from
+``vq.quantize(vq.encode(x).latents)``, and decoding straight from ids with ``force_not_quantize=True``.
+The same functions drive the project's small shipped tokenizer (:func:`small_vq_config`).
+
+Editing resolution follows Lumina's rule, generalised to any grid cell ``multiple`` (32 for Lumina-DiMOO,
+the downsample factor for small models): centre-crop to multiples of ``multiple`` with at most
+``max_tokens`` cells and aspect at most ``max_aspect``; images with too many cells are resized down
+(keeping aspect) before cropping. :class:`VQCrop` records the geometry so results can be pasted back at
+the input's size (:func:`paste_back`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import VQModel
+from PIL import Image
+
+__all__ = [
+    "VQCrop",
+    "build_vq",
+    "codebook_size",
+    "crop_for_vq",
+    "decode_codes",
+    "encode_to_codes",
+    "image_to_tensor",
+    "paste_back",
+    "preprocess_image",
+    "small_vq_config",
+    "tensor_to_image",
+    "vq_downsample_factor",
+]
+
+
+def small_vq_config(
+    codebook_size: int = 256,
+    block_out_channels: tuple[int, ...] = (32, 64, 64, 128),
+    latent_channels: int = 32,
+    layers_per_block: int = 1,
+    norm_num_groups: int = 16,
+) -> dict[str, Any]:
+    """``VQModel`` kwargs of the project's small default tokenizer: 64x64 RGB -> 8x8 codes.
+
+    Four blocks give three 2x downsamplings. No mid-block attention (as aMUSEd's VQ-GAN), which also keeps
+    it cheap on CPU.
+    """
+    if any(c % norm_num_groups for c in block_out_channels):
+        raise ValueError(f"channels {block_out_channels} not divisible by norm_num_groups={norm_num_groups}")
+    n = len(block_out_channels)
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ["DownEncoderBlock2D"] * n,
+        "up_block_types": ["UpDecoderBlock2D"] * n,
+        "block_out_channels": list(block_out_channels),
+        "layers_per_block": layers_per_block,
+        "act_fn": "silu",
+        "latent_channels": latent_channels,
+        "sample_size": 64,
+        "num_vq_embeddings": codebook_size,
+        "norm_num_groups": norm_num_groups,
+        "vq_embed_dim": None,
+        "scaling_factor": 1.0,
+        "norm_type": "group",
+        "mid_block_add_attention": False,
+        "lookup_from_codebook": True,
+        "force_upcast": False,
+    }
+
+
+def build_vq(config: dict[str, Any] | None = None, seed: int | None = None) -> VQModel:
+    """A randomly initialised ``VQModel`` (default: :func:`small_vq_config`), optionally seeded."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    vq = VQModel(**(config if config is not None else small_vq_config()))
+    if not vq.config.lookup_from_codebook:
+        raise ValueError("the image tokenizer needs lookup_from_codebook=True")
+    return vq
+
+
+def vq_downsample_factor(vq: VQModel) -> int:
+    """Pixels per code side: one 2x downsampling between consecutive encoder blocks."""
+    return 2 ** (len(vq.config.block_out_channels) - 1)
+
+
+def codebook_size(vq: VQModel) -> int:
+    return int(vq.config.num_vq_embeddings)
+
+
+@torch.no_grad()
+def encode_to_codes(vq: VQModel, images: torch.Tensor) -> torch.Tensor:
+    """Float images ``(B, 3, H, W)`` in [0, 1] -> code ids ``(B, H/f, W/f)`` (int64)."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected (B, 3, H, W) images, got {tuple(images.shape)}")
+    f = vq_downsample_factor(vq)
+    b, _, h, w = images.shape
+    if h % f or w % f:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the downsample factor {f}")
+    x = images.to(device=vq.device, dtype=vq.dtype)
+    latents = vq.encode(x).latents
+    # diffusers' VectorQuantizer returns (z_q, loss, (perplexity, min_encodings, indices)); the indices
+    # come back flat (N, 1) unless sane_index_shape is set, so reshape either way.
+    indices = vq.quantize(latents)[2][2]
+    return indices.reshape(b, latents.shape[2], latents.shape[3]).long()
+
+
+@torch.no_grad()
+def decode_codes(vq: VQModel, codes: torch.Tensor) -> torch.Tensor:
+    """Code ids ``(B, h, w)`` -> float images ``(B, 3, h*f, w*f)`` clamped to [0, 1]."""
+    if codes.ndim != 3:
+        raise ValueError(f"expected (B, h, w) codes, got {tuple(codes.shape)}")
+    b, h, w = codes.shape
+    n = codebook_size(vq)
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= n):
+        raise ValueError(f"codes must lie in [0, {n})")
+    shape = (b, h, w, vq.config.vq_embed_dim or vq.config.latent_channels)
+    ids = codes.reshape(-1).to(device=vq.device, dtype=torch.long)
+    out = vq.decode(ids, force_not_quantize=True, shape=shape).sample
+    return out.float().clamp_(0.0, 1.0)
+
+
+# --- resolution rule -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VQCrop:
+    """Geometry of :func:`crop_for_vq`.
+
+    The input (``input_size``) is resized to ``resized_size`` and ``box`` (left, top, right, bottom, in
+    resized pixels) is cut out; ``input_box`` is the same box in input pixels.
+    """
+
+    input_size: tuple[int, int]  # (W, H)
+    resized_size: tuple[int, int]  # (W, H)
+    box: tuple[int, int, int, int]
+    grid: tuple[int, int]  # (cells across, cells down)
+    multiple: int
+
+    @property
+    def scale(self) -> float:
+        return self.resized_size[0] / self.input_size[0]
+
+    @property
+    def input_box(self) -> tuple[int, int, int, int]:
+        sx = self.input_size[0] / self.resized_size[0]
+        sy = self.input_size[1] / self.resized_size[1]
+        l, t, r, b = self.box
+        return (round(l * sx), round(t * sy), round(r * sx), round(b * sy))
+
+
+def crop_for_vq(
+    width: int, height: int, multiple: int, max_tokens: int = 256, max_aspect: float = 4.0
+) -> VQCrop:
+    """Plan the resize + centre crop of a ``width`` x ``height`` image for a VQ with cell ``multiple``.
+
+    Result: a ``(gw * multiple) x (gh * multiple)`` crop with ``gw * gh <= max_tokens`` and
+    ``max(gw, gh) / min(gw, gh) <= max_aspect``; the image is only resized when it has too many cells
+    (down) or a side shorter than one cell (up).
+    """
+    if width < 1 or height < 1 or multiple < 1 or max_tokens < 1 or max_aspect < 1:
+        raise ValueError("crop_for_vq: sizes, multiple, max_tokens must be >= 1 and max_aspect >= 1")
+    # Region that survives the aspect cap; the token budget is measured on it, not the full image, so a
+    # very wide image is not shrunk for pixels that will be cropped away anyway.
+    rw = min(width, height * max_aspect)
+    rh = min(height, width * max_aspect)
+    scale = min(1.0, math.sqrt(max_tokens * multiple * multiple / (rw * rh)))
+    if min(rw, rh) * scale < multiple:
+        scale = multiple / min(rw, rh)
+    gw = max(1, math.floor(rw * scale / multiple + 1e-9))
+    gh = max(1, math.floor(rh * scale / multiple + 1e-9))
+    # Flooring can break either cap by a cell; trim the longer side until both hold.
+    while gw * gh > max_tokens or max(gw, gh) > max_aspect * min(gw, gh):
+        if gw >= gh and gw > 1:
+            gw -= 1
+        elif gh > 1:
+            gh -= 1
+        else:
+            break
+    cw, ch = gw * multiple, gh * multiple
+    rs_w = max(cw, round(width * scale)) if scale != 1.0 else width
+    rs_h = max(ch, round(height * scale)) if scale != 1.0 else height
+    left, top = (rs_w - cw) // 2, (rs_h - ch) // 2
+    return VQCrop((width, height), (rs_w, rs_h), (left, top, left + cw, top + ch), (gw, gh), multiple)
+
+
+def image_to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
+    """RGB PIL image or uint8 ``HxWx3`` array -> float ``(1, 3, H, W)`` in [0, 1]."""
+    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError("expected an RGB image or a uint8 HxWx3 array")
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def tensor_to_image(x: torch.Tensor) -> Image.Image:
+    """Float ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1] -> RGB PIL image."""
+    if x.ndim == 4:
+        x = x[0]
+    arr = (x.detach().float().clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def preprocess_image(
+    image: Image.Image | np.ndarray, multiple: int, max_tokens: int = 256, max_aspect: float = 4.0
+) -> tuple[torch.Tensor, VQCrop]:
+    """Resize/centre-crop per :func:`crop_for_vq`; returns ``(1, 3, H, W)`` in [0, 1] and the crop."""
+    pil = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    crop = crop_for_vq(pil.width, pil.height, multiple, max_tokens, max_aspect)
+    if crop.resized_size != (pil.width, pil.height):
+        pil = pil.resize(crop.resized_size, Image.Resampling.BICUBIC)
+    return image_to_tensor(pil.crop(crop.box)), crop
+
+
+def paste_back(original: Image.Image, edited: Image.Image | torch.Tensor, crop: VQCrop) -> Image.Image:
+    """Put an edited crop back into ``original`` so the result has the input's size.
+
+    Pixels outside the crop box keep the original's values.
+    """
+    if original.size != crop.input_size:
+        raise ValueError(f"original size {original.size} != crop input size {crop.input_size}")
+    patch = tensor_to_image(edited) if isinstance(edited, torch.Tensor) else edited.convert("RGB")
+    l, t, r, b = crop.input_box
+    if patch.size != (r - l, b - t):
+        patch = patch.resize((r - l, b - t), Image.Resampling.BICUBIC)
+    out = original.convert("RGB").copy()
+    out.paste(patch, (l, t))
+    return out

@@ -1,0 +1,69 @@
+import torch
+
+from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
+from rm_edit.schedules import masked_after_step
+
+K = 8
+
+
+def _logits_preferring(target, remask_at=()):
+    """Logits whose argmax code is ``target`` everywhere and which prefer [MASK] at ``remask_at``."""
+    n = target.shape[-1]
+    logits = torch.full((1, n, K + 1), -5.0)
+    logits.scatter_(-1, target.view(1, n, 1), 5.0)
+    for i in remask_at:
+        logits[0, i, K] = 8.0
+    return logits
+
+
+def test_reflective_turn_remasks_then_reveals_then_converges():
+    sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=3, reveal_steps=2)
+    sched.set_timesteps()
+    assert sched.num_inference_steps == 9
+    source = torch.zeros(1, 6, dtype=torch.long)
+    target = torch.tensor([0, 0, 3, 3, 0, 0])
+    state = source
+    out = sched.step(_logits_preferring(source[0], remask_at=(2, 3)), 0, state)
+    assert out.remasked.tolist() == [[False, False, True, True, False, False]] and not out.converged.item()
+    state = out.prev_sample
+    out = sched.step(_logits_preferring(target), 1, state)  # cosine: 2 masked -> floor(2 cos(pi/4)) = 1 left
+    assert out.revealed.sum().item() == 1
+    out = sched.step(_logits_preferring(target), 2, out.prev_sample)
+    assert out.prev_sample.tolist() == [target.tolist()]
+    out = sched.step(_logits_preferring(target), 3, out.prev_sample)  # reflect: nothing to re-mask
+    assert out.converged.item() and not out.remasked.any()
+
+
+def test_reflective_region_confines_remasks():
+    sched = ReflectiveMaskingScheduler(codebook_size=K)
+    state = torch.zeros(1, 4, dtype=torch.long)
+    region = torch.tensor([[False, True, False, False]])
+    out = sched.step(_logits_preferring(state[0], remask_at=(0, 1, 2)), 0, state, region=region)
+    assert out.remasked.tolist() == [[False, True, False, False]]
+
+
+def test_regenerate_follows_cosine_schedule_and_never_remasks():
+    sched = LuminaRegenerateScheduler(codebook_size=K, num_inference_steps=4)
+    n = 16
+    state = torch.full((1, n), K)
+    g = torch.Generator().manual_seed(0)
+    for t in sched.timesteps:
+        logits = torch.randn(1, n, K + 1, generator=torch.Generator().manual_seed(int(t)))
+        prev = state
+        out = sched.step(logits, t, state, generator=g)
+        state = out.prev_sample
+        assert (state[prev != K] == prev[prev != K]).all()  # revealed tokens stay
+        expected_masked = masked_after_step(torch.tensor([n]), int(t), 4).item()
+        assert (state == K).sum().item() == expected_masked
+    assert out.converged.item() and (state < K).all()
+
+
+def test_scheduler_save_load_round_trip(tmp_path):
+    for cls, kw in ((ReflectiveMaskingScheduler, dict(num_turns=5, reveal_steps=3, remask_margin=0.5)),
+                    (LuminaRegenerateScheduler, dict(num_inference_steps=12, temperature=0.7))):
+        sched = cls(codebook_size=K, **kw)
+        sched.save_pretrained(tmp_path / cls.__name__)
+        again = cls.from_pretrained(tmp_path / cls.__name__)
+        strip = lambda c: {k: v for k, v in c.items() if not k.startswith('_')}  # noqa: E731
+        assert strip(again.config) == strip(sched.config)
+        assert again.num_inference_steps == sched.num_inference_steps
