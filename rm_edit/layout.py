@@ -216,3 +216,30 @@ def edit_prompt_text(layout: TokenLayout, instruction: str | None) -> tuple[str,
     """
     body = "<uncondition>" if instruction is None else instruction
     return f"<system>{layout.system_prompt}</system><user>{body}", "</user>"
+
+
+@dataclass
+class SequenceBatch:
+    """Right-padded editing sequences of one batch."""
+
+    input_ids: torch.Tensor  # (B, L)
+    attention_mask: torch.Tensor  # (B, L), 1 = real token
+    target_positions: torch.Tensor  # (B, N)
+
+    def to(self, device) -> "SequenceBatch":
+        return SequenceBatch(self.input_ids.to(device), self.attention_mask.to(device), self.target_positions.to(device))
+
+
+def pad_sequences(sequences: Sequence[EditSequence], pad_token_id: int) -> SequenceBatch:
+    """Stack sequences of different lengths (the guidance branches differ) with a real padding mask."""
+    n = {s.target_positions.numel() for s in sequences}
+    if len(n) != 1:
+        raise ValueError(f"sequences of one batch must have the same number of target codes, got {sorted(n)}")
+    length = max(s.input_ids.numel() for s in sequences)
+    ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, : s.input_ids.numel()] = s.input_ids
+        mask[i, : s.input_ids.numel()] = 1
+    positions = torch.stack([s.target_positions for s in sequences])
+    return SequenceBatch(ids, mask, positions)

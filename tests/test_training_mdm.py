@@ -1,0 +1,112 @@
+"""End-to-end smoke runs of the MDM training stages on a tiny world (random VQ, tiny model)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rm_edit import LLaDATransformer
+from rm_edit.data.pretokenize import load_code_cache, pretokenize_manifest
+from rm_edit.data.shapes import write_shapes_dataset
+from rm_edit.training.train_mdm import MDMTrainConfig, train
+from rm_edit.training.trajectories import KEEP, MASK, REVEAL, reflective_trajectory, vanilla_corruption
+from rm_edit.vq import build_vq
+
+TINY_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
+
+
+@pytest.fixture(scope="module")
+def codes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    manifest = write_shapes_dataset(root / "train", 24, split="train", progress=False)
+    vq = build_vq(seed=0).eval()
+    out = pretokenize_manifest(manifest, vq, root / "train" / "codes.safetensors", batch_size=8, progress=False)
+    return out
+
+
+def test_pretokenized_cache_round_trip(codes):
+    cache = load_code_cache(codes)
+    assert len(cache) == 24 and cache.grid_size == (8, 8)
+    assert cache.source.dtype == torch.long and cache.instructions[0]
+
+
+def test_vanilla_corruption_masks_and_labels():
+    target = torch.randint(0, 16, (64, 20), generator=torch.Generator().manual_seed(0))
+    c = vanilla_corruption(target, 16, torch.Generator().manual_seed(1))
+    masked = c.state == 16
+    assert masked.any(-1).all()  # at least one masked per row
+    assert (c.kind[masked] == REVEAL).all() and (c.kind[~masked] == -1).all()
+    assert torch.equal(c.state[~masked], target[~masked])
+    assert 0.4 < masked.float().mean() < 0.8  # E[cos(r pi/2)] = 2/pi
+
+
+def test_reflective_trajectory_oracle_labels():
+    g = torch.Generator().manual_seed(0)
+    source = torch.randint(0, 16, (256, 30), generator=g)
+    target = source.clone()
+    target[:, 5:12] = (target[:, 5:12] + 3) % 16
+    native = torch.randint(0, 16, (256, 30), generator=g)
+    c = reflective_trajectory(source, target, 16, native, generator=g, with_history=True)
+    is_mask = c.state == 16
+    wrong = ~is_mask & (c.state != target)
+    assert (c.labels[is_mask] == target[is_mask]).all() and (c.kind[is_mask] == REVEAL).all()
+    assert (c.labels[wrong] == 16).all() and (c.kind[wrong] == MASK).all()
+    correct = ~is_mask & ~wrong
+    assert (c.labels[correct] == c.state[correct]).all() and (c.kind[correct] == KEEP).all()
+    # some rows are the untouched source (the first reflect step): the edit region is all "mask"
+    source_rows = (c.state == source).all(-1)
+    assert source_rows.any() and (c.kind[source_rows][:, 5:12] == MASK).all()
+    assert set(c.kind.unique().tolist()) == {REVEAL, MASK, KEEP}
+    # history of masked edit positions remembers the source code it rejected
+    hist = c.history[..., 1]
+    remembered = is_mask[:, 5:12] & (hist[:, 5:12] >= 0)
+    assert remembered.any() and (hist[:, 5:12][remembered] == source[:, 5:12][remembered]).all()
+
+
+def _cfg(codes, tmp_path, **kw):
+    base = dict(train_codes=str(codes), out=str(tmp_path / "run"), model=TINY_MODEL, steps=6, batch_size=4,
+                warmup_steps=1, save_every=3, log_every=1, seed=0)
+    return MDMTrainConfig(**{**base, **kw})
+
+
+def test_vanilla_then_reflective_with_history(codes, tmp_path):
+    base = train(_cfg(codes, tmp_path / "base"), progress=False)
+    assert (base / "diffusion_pytorch_model.safetensors").exists()
+    rm = train(_cfg(codes, tmp_path / "rm", objective="reflective", history=True, init_from=str(base),
+                    native_refresh_every=2), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "rm" / "run" / "log.jsonl").read_text().splitlines()]
+    assert {"reveal", "mask", "keep"} <= set(log[-1])
+    model = LLaDATransformer.from_pretrained(rm)
+    assert model.config.d_model == 32
+
+
+def test_resume_reproduces_uninterrupted_run(codes, tmp_path):
+    full = train(_cfg(codes, tmp_path / "a", objective="reflective", native_refresh_every=2), progress=False)
+    # interrupted run: stop after the step-3 checkpoint, then resume to 6
+    train(_cfg(codes, tmp_path / "b", objective="reflective", native_refresh_every=2, steps=6, save_every=3),
+          progress=False)
+    part = _cfg(codes, tmp_path / "c", objective="reflective", native_refresh_every=2)
+    import shutil
+
+    shutil.copytree(tmp_path / "b" / "run" / "checkpoint", tmp_path / "c" / "run" / "checkpoint")
+    (tmp_path / "c" / "run" / "checkpoint" / "training_state.json").write_text(
+        (tmp_path / "b" / "run" / "checkpoint" / "training_state.json").read_text())
+    resumed = train(part, progress=False)
+    a = load_file(str(full / "diffusion_pytorch_model.safetensors"))
+    r = load_file(str(resumed / "diffusion_pytorch_model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], r[k], atol=1e-5, rtol=1e-4)
+
+
+def test_lora_option_trains_adapters_and_ships_plain_weights(codes, tmp_path):
+    base = train(_cfg(codes, tmp_path / "base"), progress=False)
+    out = train(_cfg(codes, tmp_path / "lora", objective="reflective", init_from=str(base), lora_rank=4,
+                     steps=3, save_every=100), progress=False)
+    keys = load_file(str(out / "diffusion_pytorch_model.safetensors")).keys()
+    assert not any("lora" in k for k in keys)
+    before = load_file(str(base / "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(out / "diffusion_pytorch_model.safetensors"))
+    q = "transformer.blocks.0.q_proj.weight"
+    assert not torch.equal(before[q], after[q])
+    assert torch.equal(before["transformer.wte.weight"], after["transformer.wte.weight"])

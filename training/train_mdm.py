@@ -1,0 +1,257 @@
+"""Train the editing MDM: the base model, vanilla SFT, and Reflective Masking post-training (+ History Reference).
+
+    python -m rm_edit.training.train_mdm --config configs/mdm_shapes_base.json
+    python -m rm_edit.training.train_mdm --config configs/mdm_shapes_rm.json --init-from runs/base/final
+
+Stages (``objective``): ``vanilla`` is Lumina-DiMOO's recipe (target-only masking with ratio cos(r pi/2),
+cross-entropy on masked codes, instruction / source dropout for guidance); the base model and the vanilla
+SFT baseline use it. ``reflective`` trains on states of simulated reflective trajectories with the three
+oracle losses (reveal, mask, keep), optionally with simulated History Reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from tqdm.auto import tqdm
+
+from rm_edit.data.pretokenize import CodeCache, load_code_cache
+from rm_edit.history import scatter_offsets
+from rm_edit.layout import TokenLayout, build_edit_sequence, edit_prompt_text, get_layout, pad_sequences
+from rm_edit.reflective import choose_reveal
+from rm_edit.transformer import LLaDATransformer
+
+from .checkpoint import load_training_state, save_training_state
+from .trajectories import KEEP, MASK, REVEAL, TrajectoryConfig, reflective_trajectory, vanilla_corruption
+
+LOSS_NAMES = {REVEAL: "reveal", MASK: "mask", KEEP: "keep"}
+
+
+@dataclass
+class MDMTrainConfig:
+    objective: str = "vanilla"  # "vanilla" | "reflective"
+    history: bool = False  # reflective only: simulate History Reference inputs
+    history_alpha: float = 1.0
+    history_gamma: float = 0.7
+    layout: str = "shapes"
+    model: dict = field(default_factory=lambda: dict(d_model=192, n_layers=4, n_heads=4, mlp_hidden_size=384))
+    init_from: str | None = None  # a LLaDATransformer folder to start from
+    tokenizer: str | None = None  # a tokenizer folder; None = build the shapes tokenizer
+    train_codes: str = "data/shapes/train/codes.safetensors"
+    out: str = "runs/mdm"
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    p_drop_instruction: float = 0.1
+    p_drop_image: float = 0.1
+    native_refresh_every: int = 4  # reflective: refresh the model's own samples for one batch every N steps
+    trajectory: dict = field(default_factory=dict)  # TrajectoryConfig overrides
+    loss_weights: dict = field(default_factory=lambda: {"reveal": 1.0, "mask": 1.0, "keep": 1.0})
+    lora_rank: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
+    mixed_precision: str = "no"
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    save_every: int = 250
+    log_every: int = 10
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "MDMTrainConfig":
+        raw = json.loads(Path(path).read_text()) if path else {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**raw)
+
+
+class PromptBank:
+    """Token ids of every prompt variant, computed once (tokenising per step would dominate on CPU)."""
+
+    def __init__(self, tokenizer, layout: TokenLayout, instructions: list[str]):
+        encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        self.prompts = [encode(edit_prompt_text(layout, text)[0]) for text in instructions]
+        unconditional, close = edit_prompt_text(layout, None)
+        self.unconditional = encode(unconditional)
+        self.close = encode(close)
+
+
+def build_batch(layout, bank: PromptBank, cache: CodeCache, index, state, cfg: MDMTrainConfig, gen):
+    """Sequences for a batch of examples with target state ``state`` (B, N), with guidance dropout."""
+    drop_text = torch.rand(len(index), generator=gen) < cfg.p_drop_instruction
+    drop_image = torch.rand(len(index), generator=gen) < cfg.p_drop_image
+    h, w = cache.grid_size
+    seqs = []
+    for row, i in enumerate(index.tolist()):
+        prompt = bank.unconditional if drop_text[row] else bank.prompts[i]
+        source = None if drop_image[row] else cache.source[i]
+        seqs.append(build_edit_sequence(layout, prompt, source, state[row].view(h, w), bank.close))
+    return pad_sequences(seqs, layout.pad_token_id)
+
+
+def history_offsets(model, layout: TokenLayout, history: torch.Tensor, positions, seq_len: int, cfg) -> torch.Tensor:
+    """Embedding offsets for simulated histories (B, N, 2): the decayed mean of held codes, times alpha."""
+    emb = model.get_input_embeddings()
+    held = history >= 0
+    vectors = emb(layout.code_ids(history.clamp(min=0))).detach().float()
+    weights = held.float() * torch.tensor([cfg.history_gamma, 1.0], device=history.device)
+    mean = (vectors * weights.unsqueeze(-1)).sum(2) / weights.sum(2, keepdim=True).clamp_min(1e-6)
+    return scatter_offsets(cfg.history_alpha * mean, positions, seq_len)
+
+
+@torch.no_grad()
+def sample_native(model, layout, bank, cache, index, cfg, gen) -> torch.Tensor:
+    """The model's own samples for fully masked targets (temperature 1): its native mistakes."""
+    n = cache.target[0].numel()
+    state = torch.full((len(index), n), layout.mask_code)
+    nocfg = MDMTrainConfig(**{**asdict(cfg), "p_drop_instruction": 0.0, "p_drop_image": 0.0})
+    batch = build_batch(layout, bank, cache, index, state, nocfg, gen)
+    logits = model(batch.input_ids, batch.attention_mask, output_positions=batch.target_positions).logits
+    log_probs = layout.image_code_logits(logits.float()).log_softmax(-1)
+    return choose_reveal(log_probs, state, temperature=1.0, generator=gen)[1]
+
+
+def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.objective not in ("vanilla", "reflective"):
+        raise ValueError(f"objective must be 'vanilla' or 'reflective', got {cfg.objective!r}")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    layout = get_layout(cfg.layout)
+
+    from transformers import AutoTokenizer
+
+    if cfg.tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    else:
+        from rm_edit.data.text_tokenizer import build_shapes_tokenizer
+
+        tokenizer = build_shapes_tokenizer()
+    cache = load_code_cache(cfg.train_codes)
+    bank = PromptBank(tokenizer, layout, cache.instructions)
+    n_pos = cache.target[0].numel()
+
+    if cfg.init_from:
+        model = LLaDATransformer.from_pretrained(cfg.init_from)
+    else:
+        seq_len = 64 + 2 * (n_pos + cache.grid_size[0] + 2)
+        model = LLaDATransformer(
+            vocab_size=layout.vocab_size, mask_token_id=layout.mask_token_id, max_sequence_length=seq_len, **cfg.model
+        )
+    if cfg.lora_rank:
+        from peft import LoraConfig
+
+        model.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank,
+                                     target_modules=r".*blocks\.\d+\.(q_proj|k_proj|v_proj|attn_out|ff_proj|up_proj|ff_out)"))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw_model = accelerator.unwrap_model(model)
+
+    native = torch.full((len(cache), n_pos), -1, dtype=torch.long)
+    start_step = 0
+    ckpt = out / "checkpoint"
+    if (ckpt / "training_state.safetensors").exists():
+        start_step = load_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native)
+        accelerator.print(f"resumed from {ckpt} at step {start_step}")
+    traj_cfg = TrajectoryConfig(**cfg.trajectory)
+    log_path = out / "log.jsonl"
+    if start_step == 0 and log_path.exists():
+        log_path.unlink()
+
+    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not progress, desc=cfg.objective)
+    t0, running = time.time(), {}
+    for step in bar:
+        with accelerator.accumulate(model):
+            index = torch.randint(0, len(cache), (cfg.batch_size,), generator=gen)
+            source = cache.source[index].flatten(1)
+            target = cache.target[index].flatten(1)
+            if cfg.objective == "vanilla":
+                corrupted = vanilla_corruption(target, layout.codebook_size, gen)
+            else:
+                if step % cfg.native_refresh_every == 0:
+                    raw_model.eval()
+                    native[index] = sample_native(raw_model, layout, bank, cache, index, cfg, gen)
+                    raw_model.train()
+                corrupted = reflective_trajectory(
+                    source, target, layout.codebook_size, native[index], traj_cfg, gen, with_history=cfg.history
+                )
+            batch = build_batch(layout, bank, cache, index, corrupted.state, cfg, gen).to(accelerator.device)
+            offset = None
+            if corrupted.history is not None:
+                offset = history_offsets(raw_model, layout, corrupted.history.to(accelerator.device),
+                                         batch.target_positions, batch.input_ids.shape[1], cfg)
+            logits = model(batch.input_ids, batch.attention_mask, embedding_offset=offset,
+                           output_positions=batch.target_positions).logits.float()
+            labels = layout.ids_from_code_state(corrupted.labels).to(logits.device)
+            token_loss = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+            kind = corrupted.kind.to(logits.device)
+            losses = {}
+            for k, name in LOSS_NAMES.items():
+                sel = kind == k
+                if sel.any():
+                    losses[name] = token_loss[sel].mean()
+            loss = sum(cfg.loss_weights.get(n, 1.0) * v for n, v in losses.items())
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            lr_schedule.step()
+            optimizer.zero_grad()
+
+        for name, value in losses.items():
+            running[name] = 0.9 * running.get(name, value.item()) + 0.1 * value.item()
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            record = {"step": step + 1, "time": round(time.time() - t0, 1), "lr": lr_schedule.get_last_lr()[0],
+                      **{n: round(v.item(), 5) for n, v in losses.items()}}
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.set_postfix({n: f"{v:.3f}" for n, v in running.items()})
+        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1)
+
+    final = out / "final"
+    if cfg.lora_rank:  # ship plain weights: fold the adapters in
+        raw_model.fuse_lora()
+        raw_model.unload_lora()
+    raw_model.save_pretrained(final, safe_serialization=True)
+    (out / "wall_time_s.txt").write_text(f"{time.time() - t0:.1f}\n")
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="JSON config (configs/mdm_*.json)")
+    for f in fields(MDMTrainConfig):
+        if f.type in ("int", "float", "str", "str | None", "bool"):
+            kind = {"int": int, "float": float, "bool": lambda s: s.lower() in ("1", "true", "yes")}.get(f.type, str)
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    args = vars(parser.parse_args(argv))
+    progress = not args.pop("no_progress")
+    cfg = MDMTrainConfig.from_file(args.pop("config"), **args)
+    final = train(cfg, progress=progress)
+    print(f"saved {final}")
+
+
+if __name__ == "__main__":
+    main()
+
