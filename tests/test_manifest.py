@@ -26,7 +26,8 @@ def _png(path: Path, size: tuple[int, int] = (8, 6), colour: tuple[int, int, int
 
 
 def _line(**fields: object) -> str:
-    base = {"id": "a", "source": "s.png", "instruction": "make it red", "target": None, "mask": None, "edit_type": None}
+    base = {"id": "a", "source": "s.png", "instruction": "make it red",
+            "target": None, "mask": None, "edit_type": None}
     base.update(fields)
     return json.dumps(base)
 
