@@ -1,0 +1,169 @@
+"""The whole default-model recipe: shapes data -> VQ -> codes -> base MDM -> {vanilla SFT, RM, RM+HER} ->
+pipeline folders -> held-out figures and a model card.
+
+    python -m rm_edit.training.recipe --work runs/recipe            # the shipped models (CPU, ~2-3 h)
+    python -m rm_edit.training.recipe --work /tmp/smoke --smoke     # the same code paths in a minute
+
+Every stage writes a ``.done`` marker and is skipped when re-run, and the MDM stages resume from their
+checkpoints, so an interrupted recipe continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from rm_edit.layout import SHAPES
+
+from .train_mdm import MDMTrainConfig
+from .train_mdm import train as train_mdm
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+STAGES = ("data", "vq", "codes", "base", "sft", "rm", "rm_her", "package", "evaluate")
+MODELS = {  # stage -> (shipped folder name, default strategy)
+    "base": ("shapes-base", "regenerate"),
+    "sft": ("shapes-sft", "regenerate"),
+    "rm": ("shapes-rm", "reflective"),
+    "rm_her": ("shapes-rm-her", "reflective"),
+}
+SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
+
+
+class Recipe:
+    def __init__(self, work: Path, smoke: bool, vq: str | None, threads: int, sizes: dict):
+        self.work, self.smoke, self.vq_override, self.threads, self.sizes = work, smoke, vq, threads, sizes
+        self.times_path = work / "stage_times.json"
+        self.times = json.loads(self.times_path.read_text()) if self.times_path.exists() else {}
+
+    def run(self, stages: list[str]) -> None:
+        for stage in stages:
+            marker = self.work / f"{stage}.done"
+            if marker.exists():
+                print(f"[recipe] {stage}: done already")
+                continue
+            print(f"[recipe] {stage} ...", flush=True)
+            t0 = time.time()
+            getattr(self, f"stage_{stage}")()
+            self.times[stage] = round(time.time() - t0, 1) + self.times.get(stage + "_partial", 0.0)
+            self.times_path.write_text(json.dumps(self.times, indent=2))
+            marker.write_text("ok\n")
+
+    # ---- stages -------------------------------------------------------------------------------------
+    def stage_data(self) -> None:
+        from rm_edit.data.shapes import write_shapes_dataset
+
+        for split in ("train", "val", "test"):
+            write_shapes_dataset(self.work / "data" / split, self.sizes[split], split=split, progress=not self.smoke)
+
+    @property
+    def vq_dir(self) -> Path:
+        return Path(self.vq_override) if self.vq_override else self.work / "vq" / "vq"
+
+    def stage_vq(self) -> None:
+        if self.vq_override:
+            print(f"[recipe] using the image tokenizer at {self.vq_override}")
+            return
+        from .train_vq import load_config, train_vq
+
+        config = CONFIGS / "vq_shapes.json"
+        cfg = load_config(config if config.exists() else None, out=str(self.work / "vq"), threads=self.threads or None,
+                          smoke=self.smoke or None)
+        train_vq(cfg)
+
+    def stage_codes(self) -> None:
+        from diffusers import VQModel
+
+        from rm_edit.data.pretokenize import pretokenize_manifest
+
+        vq = VQModel.from_pretrained(self.vq_dir).eval()
+        for split in ("train", "test"):
+            pretokenize_manifest(self.work / "data" / split / "manifest.jsonl", vq,
+                                 self.work / "data" / split / "codes.safetensors", progress=not self.smoke)
+
+    def _mdm(self, stage: str, config: str, init: str | None) -> None:
+        overrides = dict(out=str(self.work / stage), train_codes=str(self.work / "data" / "train" / "codes.safetensors"),
+                         init_from=init, threads=self.threads)
+        if self.smoke:
+            overrides.update(model=SMOKE_MODEL, steps=4, batch_size=4, save_every=2, log_every=1, warmup_steps=1)
+        cfg = MDMTrainConfig.from_file(CONFIGS / config, **overrides)
+        train_mdm(cfg, progress=not self.smoke)
+
+    def stage_base(self) -> None:
+        self._mdm("base", "mdm_shapes_base.json", None)
+
+    def stage_sft(self) -> None:
+        self._mdm("sft", "mdm_shapes_sft.json", str(self.work / "base" / "final"))
+
+    def stage_rm(self) -> None:
+        self._mdm("rm", "mdm_shapes_rm.json", str(self.work / "base" / "final"))
+
+    def stage_rm_her(self) -> None:
+        self._mdm("rm_her", "mdm_shapes_rm_her.json", str(self.work / "base" / "final"))
+
+    def stage_package(self) -> None:
+        for stage, (name, _) in MODELS.items():
+            package_pipeline(self.vq_dir, self.work / stage / "final", self.work / "models" / name)
+        if (self.work / "vq" / "vq_metrics.json").exists():
+            shutil.copy(self.work / "vq" / "vq_metrics.json", self.work / "models" / "vq_metrics.json")
+
+    def stage_evaluate(self) -> None:
+        from .shapes_report import evaluate_shipped_models, plot_loss_curves
+
+        n = self.sizes["eval"]
+        results = evaluate_shipped_models(self.work / "models", n=n, progress=not self.smoke)
+        (self.work / "models" / "heldout_results.json").write_text(json.dumps(results, indent=2))
+        plot_loss_curves({s: self.work / s / "log.jsonl" for s in ("rm", "rm_her")}, self.work / "models" / "rm_losses.png")
+
+
+def package_pipeline(vq_dir: Path, transformer_dir: Path, out: Path, **pipeline_config) -> Path:
+    """Assemble a diffusers pipeline folder (model_index.json, vqvae, transformer, tokenizer, scheduler)."""
+    from diffusers import VQModel
+
+    from rm_edit.data.text_tokenizer import build_shapes_tokenizer
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+    from rm_edit.schedulers import ReflectiveMaskingScheduler
+    from rm_edit.transformer import LLaDATransformer
+
+    pipe = ReflectiveMaskingEditPipeline(
+        vqvae=VQModel.from_pretrained(vq_dir),
+        transformer=LLaDATransformer.from_pretrained(transformer_dir),
+        tokenizer=build_shapes_tokenizer(),
+        scheduler=ReflectiveMaskingScheduler(codebook_size=SHAPES.codebook_size, num_turns=3, reveal_steps=2),
+        layout="shapes", crop_multiple=8, max_crop_cells=64, **pipeline_config,
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="working folder (data, runs, models)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: exercises every stage in about a minute")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma list from {','.join(STAGES)}")
+    parser.add_argument("--vq", help="use this trained VQModel folder instead of training one")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--train-size", type=int, default=24000)
+    parser.add_argument("--eval-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stages {unknown}; choose from {', '.join(STAGES)}")
+    sizes = dict(train=args.train_size, val=256, test=512, eval=args.eval_size)
+    if args.smoke:
+        sizes = dict(train=24, val=4, test=8, eval=4)
+    args.work.mkdir(parents=True, exist_ok=True)
+    Recipe(args.work, args.smoke, args.vq, args.threads, sizes).run(stages)
+
+
+if __name__ == "__main__":
+    main()
