@@ -37,7 +37,7 @@ def to_chw(image: ImageLike, device: torch.device | str | None = None) -> torch.
         raise ValueError(f"expected HxWx3 numpy or 3xHxW tensor, got shape {tuple(image.shape)}")
     if not t.is_floating_point():
         t = t.float() / 255.0
-    t = t.float()
+    t = t.float().contiguous()  # torchmetrics' MSE uses .view()
     return t.to(device) if device is not None else t
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 import torch
-from torchmetrics.functional import mean_squared_error, peak_signal_noise_ratio
-from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.regression import mean_squared_error
 
 from ._image import ImageLike, MaskLike, check_same_size, to_chw, to_mask
 from .availability import MetricUnavailable, torch_hub_checkpoint
@@ -80,7 +81,8 @@ class LPIPS:
             raise ValueError(f"net must be one of {sorted(_TRUNK_WEIGHTS)}, got {net!r}")
         self.net, self.pretrained, self.device = net, pretrained, torch.device(device)
         trunk_file = self._trunk_file(net) if pretrained else None
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torchvision's `pretrained=` deprecation
             torch.manual_seed(seed)
             # pnet_rand=True always: lpips would otherwise ask torchvision, which may download.
             model = lpips.LPIPS(net=net, pretrained=pretrained, pnet_rand=True, verbose=False)
