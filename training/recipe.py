@@ -112,12 +112,17 @@ class Recipe:
             shutil.copy(self.work / "vq" / "vq_metrics.json", self.work / "models" / "vq_metrics.json")
 
     def stage_evaluate(self) -> None:
-        from .shapes_report import evaluate_shipped_models, plot_loss_curves
+        from .shapes_report import evaluate_shipped_models, plot_loss_curves, write_model_card
 
         n = self.sizes["eval"]
         results = evaluate_shipped_models(self.work / "models", n=n, progress=not self.smoke)
         (self.work / "models" / "heldout_results.json").write_text(json.dumps(results, indent=2))
         plot_loss_curves({s: self.work / s / "log.jsonl" for s in ("rm", "rm_her")}, self.work / "models" / "rm_losses.png")
+        vq_metrics_path = self.work / "models" / "vq_metrics.json"
+        vq_metrics = json.loads(vq_metrics_path.read_text()) if vq_metrics_path.exists() else None
+        times = {k: v for k, v in self.times.items() if not k.endswith("_partial")}
+        command = f"python -m rm_edit.training.recipe --work {self.work}" + (" --smoke" if self.smoke else "")
+        write_model_card(self.work / "models", results, times, vq_metrics, command)
 
 
 def package_pipeline(vq_dir: Path, transformer_dir: Path, out: Path, **pipeline_config) -> Path:
