@@ -1,0 +1,202 @@
+"""The rm-edit console script: edit, batch (errors, resume, batching invariance), help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from rm_edit.cli import main
+from rm_edit.data.manifest import EditRecord, write_manifest
+from rm_edit.data.shapes import ShapesWorld
+from tests.conftest import make_tiny_pipeline
+
+FAST = ["--num-turns", "2", "--reveal-steps", "2"]
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("tiny_model")
+    make_tiny_pipeline().save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def examples():
+    world = ShapesWorld(split="test")
+    return [world[i] for i in range(5)]
+
+
+@pytest.fixture
+def image_path(tmp_path, examples) -> Path:
+    path = tmp_path / "in.png"
+    PIL.Image.fromarray(examples[0].source).save(path)
+    return path
+
+
+def _one_line_error(capsys, *needles: str) -> None:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rm-edit: error: "), err
+    for needle in needles:
+        assert needle in err[0], err
+
+
+def test_help_from_console_script():
+    script = Path(sys.executable).with_name("rm-edit")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "rm_edit.cli"]
+    res = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for word in ("edit", "batch", "data", "train", "examples:"):
+        assert word in res.stdout
+
+
+def test_edit_writes_output_mask_and_trajectories(tmp_path, image_path, model_dir, capsys):
+    out, mask, strip, gif = (tmp_path / n for n in ("out.png", "mask.png", "traj.png", "traj.gif"))
+    args = ["edit", str(image_path), "make the circle blue", "-o", str(out), "--model", model_dir, *FAST,
+            "--save-mask", str(mask), "--device", "cpu"]
+    assert main([*args, "--save-trajectory", str(strip)]) == 0
+    assert str(out) in capsys.readouterr().out
+    size = PIL.Image.open(image_path).size
+    assert PIL.Image.open(out).size == size
+    m = np.asarray(PIL.Image.open(mask))
+    assert m.shape == size[::-1] and set(np.unique(m)) <= {0, 255}
+    frame_strip = PIL.Image.open(strip)
+    assert frame_strip.width > 2 * frame_strip.height  # several frames side by side
+
+    assert main([*args, "--save-trajectory", str(gif), "--strategy", "regenerate", "--num-turns", "2"]) == 2
+    _one_line_error(capsys, "--num-turns")
+    regen = ["edit", str(image_path), "make the circle blue", "-o", str(out), "--model", model_dir,
+             "--strategy", "regenerate", "--steps", "3", "--save-trajectory", str(gif)]
+    assert main(regen) == 0
+    with PIL.Image.open(gif) as anim:
+        assert anim.format == "GIF" and anim.n_frames == 4  # the source plus one frame per step
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_edit_bad_inputs_are_one_line_errors(tmp_path, image_path, model_dir, capsys):
+    missing = tmp_path / "nope.png"
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    out = str(tmp_path / "o.png")
+    for path in (missing, corrupt):
+        assert main(["edit", str(path), "x", "-o", out, "--model", model_dir]) == 2
+        _one_line_error(capsys, str(path))
+    assert main(["edit", str(image_path), "x", "-o", out, "--model", str(tmp_path / "no_model")]) == 2
+    _one_line_error(capsys, "no_model")
+    assert main(["edit", str(image_path), "x", "-o", out, "--model", model_dir, "--num-turns", "0"]) == 2
+    _one_line_error(capsys, "--num-turns")
+    assert main(["edit", str(image_path), "x", "-o", str(tmp_path / "o.xyz"), "--model", model_dir]) == 2
+    _one_line_error(capsys, "o.xyz")
+    assert main(["edit", str(image_path)]) == 2
+    _one_line_error(capsys, "required")
+    assert not Path(out).exists()
+
+
+def _manifest(folder: Path, examples, extra_lines: list[str] = ()) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for ex in examples:
+        src = folder / f"{ex.id}.png"
+        PIL.Image.fromarray(ex.source).save(src)
+        records.append(EditRecord(ex.id, src, ex.instruction))
+    path = write_manifest(folder / "manifest.jsonl", records)
+    if extra_lines:
+        with path.open("a") as fh:
+            fh.writelines(line + "\n" for line in extra_lines)
+    return path
+
+
+def test_batch_records_bad_items_and_goes_on(tmp_path, examples, model_dir, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "corrupt.png").write_bytes(b"GIF89a garbage")
+    bad = [
+        json.dumps({"id": "missing", "source": "nowhere.png", "instruction": "add a circle"}),
+        json.dumps({"id": "corrupt", "source": "corrupt.png", "instruction": "add a circle"}),
+        json.dumps({"id": "empty", "source": f"{examples[0].id}.png", "instruction": "  "}),
+        '{"id": "broken", ',
+    ]
+    manifest = _manifest(data, examples[:3], bad)
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "--out", str(out), "--model", model_dir, *FAST, "--no-progress"]) == 1
+    assert "done 3, skipped 0, failed 4" in capsys.readouterr().out
+    for ex in examples[:3]:
+        assert PIL.Image.open(out / f"{ex.id}.png").size == (ex.source.shape[1], ex.source.shape[0])
+        assert (out / f"{ex.id}.mask.png").is_file()
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 4
+    by_key = {e.get("id", e.get("line")): e["reason"] for e in errors}
+    assert "not found" in by_key["missing"] and "nowhere.png" in by_key["missing"]
+    assert "corrupt" in by_key["corrupt"]
+    assert "empty instruction" in by_key[6]  # manifest lines: 3 good, missing, corrupt, empty, broken
+    assert "invalid JSON" in by_key[7]
+    assert not (out / "missing.png").exists()
+
+
+def test_batch_resume_rewrites_only_missing_items(tmp_path, examples, model_dir, capsys):
+    manifest = _manifest(tmp_path / "data", examples[:4])
+    out = tmp_path / "out"
+    args = ["batch", str(manifest), "--out", str(out), "--model", model_dir, *FAST, "--batch-size", "2",
+            "--no-progress"]
+    assert main(args) == 0
+    first = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("*.png")}
+    assert len(first) == 8  # image + mask per item
+    lost = out / f"{examples[1].id}.png"
+    lost.unlink()  # as if the run had been interrupted before writing it
+
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "skipping 3" in captured.err and "done 1, skipped 3, failed 0" in captured.out
+    again = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("*.png")}
+    assert again.keys() == first.keys()
+    for name, (ino, mtime, data) in first.items():
+        if examples[1].id in name:
+            assert again[name][2] == data  # same seed per item: the redo equals the lost result
+        else:
+            assert again[name][:2] == (ino, mtime)
+
+
+def test_batch_results_do_not_depend_on_batch_size(tmp_path, examples, model_dir):
+    manifest = _manifest(tmp_path / "data", examples[:4])
+    results = {}
+    for size in ("1", "4"):
+        out = tmp_path / f"out{size}"
+        assert main(["batch", str(manifest), "--out", str(out), "--model", model_dir, *FAST,
+                     "--batch-size", size, "--no-progress"]) == 0
+        results[size] = {p.name: np.asarray(PIL.Image.open(p)) for p in out.glob("*.png")}
+    assert results["1"].keys() == results["4"].keys() and len(results["1"]) == 8
+    for name, image in results["1"].items():
+        np.testing.assert_array_equal(image, results["4"][name], err_msg=name)
+
+
+def test_batch_missing_manifest_is_usage_error(tmp_path, model_dir, capsys):
+    assert main(["batch", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "o"), "--model", model_dir]) == 2
+    _one_line_error(capsys, "m.jsonl")
+
+
+def test_train_passes_options_through(monkeypatch):
+    import rm_edit.training.train_vq as train_vq
+
+    seen = []
+    monkeypatch.setattr(train_vq, "main", lambda argv: seen.append(argv))
+    assert main(["train", "vq", "--steps", "5", "--smoke", "--config=c.json"]) == 0
+    assert seen == [["--steps", "5", "--smoke", "--config=c.json"]]
+    assert main(["edit", "a.png", "x", "-o", "b.png", "--bogus"]) == 2
+
+
+def test_data_shapes_then_pretokenize(tmp_path, model_dir, capsys):
+    data = tmp_path / "shapes"
+    assert main(["data", "shapes", "--out", str(data), "--n", "2", "--split", "val"]) == 0
+    assert len((data / "manifest.jsonl").read_text().splitlines()) == 2
+    codes = tmp_path / "codes.safetensors"
+    vq = str(Path(model_dir) / "vqvae")
+    assert main(["data", "pretokenize", str(data / "manifest.jsonl"), "--vq", vq, "--out", str(codes)]) == 0
+    assert codes.is_file() and codes.with_suffix(".json").is_file()
+    capsys.readouterr()  # progress bars
+    assert main(["data", "pretokenize", str(data / "manifest.jsonl"), "--vq", str(tmp_path), "--out", str(codes)]) == 2
+    _one_line_error(capsys, str(tmp_path))
