@@ -109,15 +109,16 @@ def test_save_load_round_trip_identical_outputs(pipe, saved_dir, pil_images, str
     assert public(loaded.scheduler.config) == public(pipe.scheduler.config)
     assert type(loaded.transformer) is type(pipe.transformer) and loaded.layout == pipe.layout
     kw = dict(strategy=strategy, num_inference_steps=4, temperature=1.0)
-    for output_type in ("latent", "np"):
-        a = pipe(pil_images[0], PROMPT, generator=_gen(3), output_type=output_type, **kw)
-        b = loaded(pil_images[0], PROMPT, generator=_gen(3), output_type=output_type, **kw)
-        if output_type == "latent":
-            assert torch.equal(a.images, b.images)
-        else:
-            np.testing.assert_array_equal(a.images, b.images)
-        assert torch.equal(a.edit_region_tokens, b.edit_region_tokens)
-        assert a.num_forward_passes == b.num_forward_passes
+    # One call per pipeline: the images, and the codes of every step (the last is the "latent" output).
+    a = pipe(pil_images[0], PROMPT, generator=_gen(3), output_type="np", return_trajectory=True, **kw)
+    b = loaded(pil_images[0], PROMPT, generator=_gen(3), output_type="np", return_trajectory=True, **kw)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert len(a.trajectory) == len(b.trajectory) == a.num_forward_passes + 1 == b.num_forward_passes + 1
+    for step_a, step_b in zip(a.trajectory, b.trajectory):
+        assert torch.equal(step_a["codes"], step_b["codes"]) and torch.equal(step_a["remasked"], step_b["remasked"])
+    assert torch.equal(a.edit_region_tokens, b.edit_region_tokens)
+    latent = loaded(pil_images[0], PROMPT, generator=_gen(3), output_type="latent", **kw).images
+    assert torch.equal(latent, a.trajectory[-1]["codes"])
 
 
 # ---- batching -------------------------------------------------------------------------------------------
