@@ -238,8 +238,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                     state = (cb or {}).get("state", state)
                 bar.update()
 
-        if (state == K).any():  # interrupted mid-turn: show what the model would reveal now, never [MASK]
-            state = torch.where(state == K, source.reshape(b, n), state)
+        if (state == K).any():  # stopped mid-turn: fill [MASK] with the last pass's best codes, never [MASK]
+            best = logits[..., :K].argmax(-1) if passes else source.reshape(b, n)
+            state = torch.where(state == K, best, state)
         final = state.view(b, h, w)
         if strategy == "regenerate":
             chosen = (final != source).reshape(b, n) if region is None else region.clone()
@@ -249,7 +250,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         if output_type == "latent":
             result_images: Any = final
         else:
-            decoded = decode_codes(self.vqvae, final.to(device)).cpu()
+            # One image at a time: the decoder's convolutions round differently per batch size, and an edit
+            # must not depend on what it was batched with.
+            decoded = torch.cat([decode_codes(self.vqvae, final[i : i + 1].to(device)).cpu() for i in range(b)])
             result_images = self._postprocess(decoded, crops, originals, region_tokens, paste_back, output_type)
         traj = trajectory if return_trajectory else None
         if not return_dict:
@@ -277,8 +280,11 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
 
     def _token_mask_to_pixels(self, tokens: torch.Tensor, crop: VQCrop) -> np.ndarray:
         """(h, w) token mask -> (H, W) bool at the input image's size (False outside the crop)."""
-        cell = crop.multiple
-        crop_mask = tokens.repeat_interleave(cell, 0).repeat_interleave(cell, 1).numpy().astype(np.uint8) * 255
+        # Pixels per code from the crop box, not crop.multiple: a crop cell may hold several codes (Lumina-DiMOO:
+        # 32 px cells, 16x VQ, so 2x2 codes per cell).
+        l, t, r, b = crop.box
+        cell_h, cell_w = (b - t) // tokens.shape[0], (r - l) // tokens.shape[1]
+        crop_mask = tokens.repeat_interleave(cell_h, 0).repeat_interleave(cell_w, 1).numpy().astype(np.uint8) * 255
         canvas = PIL.Image.new("L", crop.resized_size, 0)
         canvas.paste(PIL.Image.fromarray(crop_mask), crop.box[:2])
         return np.asarray(canvas.resize(crop.input_size, PIL.Image.Resampling.NEAREST)) > 127
