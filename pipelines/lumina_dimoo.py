@@ -1,0 +1,297 @@
+"""Lumina-DiMOO checkpoints: load the shipped folder as a :class:`ReflectiveMaskingEditPipeline`, or convert it.
+
+A Lumina-DiMOO folder (REFERENCE.md section 1) holds LLaDA's ``config.json`` and safetensors shards with
+``model.safetensors.index.json`` at the root, the text tokenizer files at the root, and aMUSEd's VQ-GAN as a
+diffusers ``VQModel`` in ``vqvae/``. Nothing here runs remote code or unpickles anything.
+
+    from rm_edit.pipelines.lumina_dimoo import load_lumina_dimoo
+    pipe = load_lumina_dimoo("Lumina-DiMOO", device="cuda")   # bf16 on CUDA, fp32 on CPU
+    out = pipe(image, "make the sky red", strategy="regenerate", num_inference_steps=64)
+
+    rm-edit convert lumina-dimoo SRC DST     # this project's pipeline format (model_index.json + subfolders)
+    python -m rm_edit.pipelines.lumina_dimoo convert lumina-dimoo SRC DST   # the same
+
+Editing resolution is Lumina's rule: centre-crop to multiples of 32 px with at most 256 cells of 32x32 and
+aspect <= 4. The VQ downsamples 16x, so each cell is 2x2 codes (at most 1024 codes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from diffusers import VQModel
+
+from rm_edit.layout import LUMINA_DIMOO, TokenLayout
+from rm_edit.schedulers import ReflectiveMaskingScheduler
+from rm_edit.transformer import LLaDATransformer
+from rm_edit.vq import codebook_size, vq_downsample_factor
+
+from .pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+__all__ = [
+    "LUMINA_PIPELINE_CONFIG",
+    "LUMINA_STAND_IN_SPECIAL_TOKENS",
+    "add_convert_parser",
+    "build_stand_in_tokenizer",
+    "check_tokenizer_layout",
+    "convert_lumina_dimoo",
+    "default_dtype",
+    "load_lumina_dimoo",
+    "load_lumina_tokenizer",
+    "lumina_scheduler",
+    "run_convert",
+]
+
+# Pipeline config of a Lumina-DiMOO editor (REFERENCE.md section 1).
+LUMINA_PIPELINE_CONFIG = dict(
+    layout=LUMINA_DIMOO.name, crop_multiple=32, max_crop_cells=256, guidance_scale=2.5, image_guidance_scale=4.0
+)
+
+# Special tokens of a word-level stand-in for LLaDA's tokenizer at the ids the layout uses. The names of
+# [MASK] and the tags are Lumina-DiMOO's; the end-of-row and pad names, and the ids of the system / user
+# tags (which the layout never reads: they are only tokenised), are this project's choices.
+LUMINA_STAND_IN_SPECIAL_TOKENS: dict[str, int] = {
+    "<|mdm_mask|>": LUMINA_DIMOO.mask_token_id,  # 126336
+    "<|eor|>": LUMINA_DIMOO.end_of_row_id,  # 126084
+    "<|pad|>": LUMINA_DIMOO.pad_token_id,  # 126339
+    "<IMAGE>": LUMINA_DIMOO.image_begin_id,  # 126349
+    "</IMAGE>": LUMINA_DIMOO.image_end_id,  # 126350
+    "<uncondition>": LUMINA_DIMOO.uncondition_id,  # 126351
+    "<answer>": LUMINA_DIMOO.answer_begin_id,  # 126354
+    "</answer>": LUMINA_DIMOO.answer_end_id,  # 126355
+    "<system>": 126340,
+    "</system>": 126341,
+    "<user>": 126342,
+    "</user>": 126343,
+}
+_STAND_IN_WORDS = (
+    "a", "add", "and", "background", "black", "blue", "cat", "change", "colour", "color", "dog", "green",
+    "hat", "it", "make", "of", "red", "remove", "replace", "sky", "the", "to", "turn", "white", "with", "yellow",
+)  # fmt: skip
+
+
+def default_dtype() -> torch.dtype:
+    """bf16 where CUDA is available (as Lumina-DiMOO runs), else fp32."""
+    return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+
+
+def lumina_scheduler(**overrides) -> ReflectiveMaskingScheduler:
+    """The reflective scheduler over Lumina-DiMOO's 8192 codes (turns of 1 reflect + 4 reveal steps)."""
+    return ReflectiveMaskingScheduler(**{"codebook_size": LUMINA_DIMOO.codebook_size, "num_turns": 3,
+                                         "reveal_steps": 4, **overrides})
+
+
+# ---- tokenizer ---------------------------------------------------------------------------------------------
+def build_stand_in_tokenizer(extra_words: tuple[str, ...] | list[str] = ()):
+    """A word-level fast tokenizer whose special tokens sit at Lumina-DiMOO's ids (tests and GPU checks only).
+
+    Ordinary words get ids 1.. (0 is ``<unk>``); the vocabulary is sparse, which WordLevel allows.
+    """
+    from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    split = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")])
+    words = {w for w, _ in split.pre_tokenize_str(LUMINA_DIMOO.system_prompt.lower())}
+    words |= set(_STAND_IN_WORDS) | {w.lower() for w in extra_words}
+    vocab = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(sorted(words))}}
+    if len(vocab) >= 126000:
+        raise ValueError("too many stand-in words")
+    vocab.update(LUMINA_STAND_IN_SPECIAL_TOKENS)
+    backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    backend.pre_tokenizer = split
+    # Already in the vocabulary, so they keep their ids; normalized=False matches the tags verbatim.
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in LUMINA_STAND_IN_SPECIAL_TOKENS])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<|pad|>", mask_token="<|mdm_mask|>",
+        additional_special_tokens=[t for t in LUMINA_STAND_IN_SPECIAL_TOKENS if t not in ("<|pad|>", "<|mdm_mask|>")],
+    )
+    check_tokenizer_layout(tokenizer, LUMINA_DIMOO)
+    return tokenizer
+
+
+def load_lumina_tokenizer(folder: str | Path):
+    """The text tokenizer at a checkpoint's root, without remote code.
+
+    ``AutoTokenizer`` first; when the config names a class that needs remote code (``auto_map`` / a custom
+    ``tokenizer_class``), fall back to a plain fast tokenizer over ``tokenizer.json``.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from transformers.utils import logging as hf_logging
+
+    folder = Path(folder)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # AutoTokenizer reads the root config.json (model_type llada) and warns
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    except Exception as exc:  # remote-code refusals are ValueError; unknown classes vary by version
+        first_error = exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    tokenizer_json = folder / "tokenizer.json"
+    if not tokenizer_json.is_file():
+        raise ValueError(
+            f"{folder}: the tokenizer config needs remote code or cannot be loaded by AutoTokenizer "
+            f"({type(first_error).__name__}: {first_error}), and there is no tokenizer.json to fall back on. "
+            "Put the checkpoint's fast tokenizer (tokenizer.json, as Lumina-DiMOO ships it) in the folder, or save "
+            "a transformers tokenizer there with tokenizer.save_pretrained(folder); remote code is never run."
+        ) from first_error
+    kwargs = {}
+    special_map = folder / "special_tokens_map.json"
+    if special_map.is_file():
+        for key, value in json.loads(special_map.read_text()).items():
+            if key == "additional_special_tokens":
+                kwargs[key] = [v["content"] if isinstance(v, dict) else v for v in value]
+            else:
+                kwargs[key] = value["content"] if isinstance(value, dict) else value
+    return PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_json), **kwargs)
+
+
+def check_tokenizer_layout(tokenizer, layout: TokenLayout = LUMINA_DIMOO) -> None:
+    """Refuse a tokenizer whose tags do not tokenise to the layout's ids (guidance and templates would break)."""
+    expected = {
+        "<IMAGE>": layout.image_begin_id, "</IMAGE>": layout.image_end_id, "<uncondition>": layout.uncondition_id,
+        "<answer>": layout.answer_begin_id, "</answer>": layout.answer_end_id,
+    }
+    wrong = {}
+    for text, token_id in expected.items():
+        got = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if got != [token_id]:
+            wrong[text] = got
+    if wrong:
+        raise ValueError(
+            f"tokenizer does not match the {layout.name!r} layout: expected single ids "
+            f"{ {k: expected[k] for k in wrong} }, got {wrong}"
+        )
+
+
+# ---- loading ------------------------------------------------------------------------------------------------
+def _checkpoint_dtype(folder: Path) -> torch.dtype:
+    """The dtype the LLaDA weights are stored in (read from a safetensors header, no tensor loaded)."""
+    from safetensors import safe_open
+
+    from rm_edit.transformer import _llada_weight_files
+
+    names = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
+    with safe_open(str(_llada_weight_files(folder)[0]), framework="pt") as f:
+        key = next(iter(f.keys()))
+        return names.get(f.get_slice(key).get_dtype(), torch.float32)
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no Lumina-DiMOO checkpoint folder at {folder}")
+    config = folder / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{folder}: no config.json (expected LLaDA's config at the checkpoint root)")
+    raw = json.loads(config.read_text())
+    if "d_model" not in raw:
+        raise ValueError(f"{config} is not a LLaDA config (no d_model); is this a Lumina-DiMOO checkpoint folder?")
+    if not (folder / "vqvae" / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: no vqvae/ subfolder with the image tokenizer (a diffusers VQModel)")
+
+
+def load_lumina_dimoo(
+    folder: str | Path,
+    torch_dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    vq_dtype: torch.dtype = torch.float32,
+    scheduler: ReflectiveMaskingScheduler | None = None,
+    **pipeline_config,
+) -> ReflectiveMaskingEditPipeline:
+    """A Lumina-DiMOO checkpoint folder as it ships -> :class:`ReflectiveMaskingEditPipeline`.
+
+    torch_dtype: the transformer's dtype (default :func:`default_dtype`); the VQ stays in ``vq_dtype`` (fp32:
+    it is small and decodes better). ``pipeline_config`` overrides :data:`LUMINA_PIPELINE_CONFIG`.
+    """
+    folder = Path(folder)
+    _check_folder(folder)
+    dtype = torch_dtype or default_dtype()
+    layout = LUMINA_DIMOO
+    transformer = LLaDATransformer.from_llada_checkpoint(folder, torch_dtype=dtype)
+    rows = transformer.config.embedding_size or transformer.config.vocab_size
+    if rows < layout.vocab_size:
+        raise ValueError(f"{folder}: the model has {rows} output classes; Lumina-DiMOO's layout needs {layout.vocab_size}")
+    if transformer.config.mask_token_id != layout.mask_token_id:
+        raise ValueError(f"{folder}: mask_token_id {transformer.config.mask_token_id} != {layout.mask_token_id}")
+    vqvae = VQModel.from_pretrained(str(folder / "vqvae"), torch_dtype=vq_dtype).eval()
+    if not vqvae.config.lookup_from_codebook:
+        raise ValueError(f"{folder}/vqvae: the image tokenizer needs lookup_from_codebook=True")
+    if codebook_size(vqvae) != layout.codebook_size:
+        raise ValueError(f"{folder}/vqvae: {codebook_size(vqvae)} codes, Lumina-DiMOO's layout has {layout.codebook_size}")
+    config = {**LUMINA_PIPELINE_CONFIG, **pipeline_config}
+    if config["crop_multiple"] % vq_downsample_factor(vqvae):
+        raise ValueError(f"crop_multiple {config['crop_multiple']} is not a multiple of the VQ's "
+                         f"{vq_downsample_factor(vqvae)}x downsampling")
+    tokenizer = load_lumina_tokenizer(folder)
+    check_tokenizer_layout(tokenizer, layout)
+    pipe = ReflectiveMaskingEditPipeline(
+        vqvae=vqvae, transformer=transformer.eval(), tokenizer=tokenizer,
+        scheduler=scheduler or lumina_scheduler(), **config,
+    )
+    if device is not None:
+        pipe.to(device)
+    return pipe
+
+
+def convert_lumina_dimoo(
+    src: str | Path, dst: str | Path, max_shard_size: str | int = "5GB", torch_dtype: torch.dtype | None = None
+) -> Path:
+    """Write a Lumina-DiMOO folder in this project's pipeline format (sharded safetensors + model_index.json).
+
+    The weights keep the dtype they are stored in unless ``torch_dtype`` is given; the result loads with
+    ``ReflectiveMaskingEditPipeline.from_pretrained(dst)``.
+    """
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise ValueError("convert: the destination must differ from the source")
+    _check_folder(src)
+    dtype = torch_dtype or _checkpoint_dtype(src)
+    pipe = load_lumina_dimoo(src, torch_dtype=dtype, device="cpu")
+    pipe.save_pretrained(str(dst), safe_serialization=True, max_shard_size=max_shard_size)
+    return dst
+
+
+# ---- command line -------------------------------------------------------------------------------------------
+def add_convert_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``convert lumina-dimoo SRC DST`` on an argparse subparsers object (``rm-edit convert ...``)."""
+    parser = subparsers.add_parser(
+        "convert", help="convert a released checkpoint to this project's pipeline format",
+        description="Convert a released checkpoint folder to this project's pipeline format (safetensors only).",
+    )
+    parser.add_argument("format", choices=["lumina-dimoo"], help="the source checkpoint's layout")
+    parser.add_argument("src", help="checkpoint folder as released (config.json, shards, tokenizer, vqvae/)")
+    parser.add_argument("dst", help="output folder (model_index.json + subfolders)")
+    parser.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard (default 5GB)")
+    parser.add_argument("--dtype", choices=["stored", "bf16", "fp16", "fp32"], default="stored",
+                        help="dtype of the written weights (default: as stored)")
+    parser.set_defaults(func=run_convert)
+    return parser
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    dtypes = {"stored": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    dst = convert_lumina_dimoo(args.src, args.dst, max_shard_size=args.max_shard_size, torch_dtype=dtypes[args.dtype])
+    print(f"wrote {dst} (load with ReflectiveMaskingEditPipeline.from_pretrained({str(dst)!r}))")
+    return 0
+
+
+# rm_edit.cli's lazy_command("rm_edit.pipelines.lumina_dimoo") looks these names up.
+add_parser = add_convert_parser
+run = run_convert
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rm_edit.pipelines.lumina_dimoo")
+    add_convert_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""A tiny random checkpoint folder in Lumina-DiMOO's exact layout (a few MB), for CPU tests.
+
+Real ids and vocabulary (134,548 classes: text below 126356, [MASK] 126336, image code k = 126356 + k, 8192
+codes) with a d_model-16 LLaDA; LLaDA's config.json and several safetensors shards + index at the root (bf16,
+as the release ships); a word-level tokenizer whose special tokens sit at the layout's ids (tokenizer.json,
+tokenizer_config.json, special_tokens_map.json); a random diffusers VQModel with 8192 codes and 16x
+downsampling in ``vqvae/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from rm_edit.layout import LUMINA_DIMOO
+from rm_edit.pipelines.lumina_dimoo import LUMINA_STAND_IN_SPECIAL_TOKENS, build_stand_in_tokenizer
+from rm_edit.transformer import LLaDATransformer, save_llada_checkpoint
+from rm_edit.pipelines.gpu_check import stand_in_vq_config
+from rm_edit.vq import build_vq
+
+TINY_LLADA = dict(d_model=16, n_layers=2, n_heads=2, n_kv_heads=2, mlp_hidden_size=32)
+
+
+def tiny_lumina_vq_config() -> dict:
+    """aMUSEd's VQ shape (5 blocks = 16x downsampling, 8192 codes, no mid-block attention) with tiny channels."""
+    return stand_in_vq_config(channels=8)
+
+
+def make_tiny_lumina_transformer(seed: int = 0, **overrides) -> LLaDATransformer:
+    """Random weights; the head and embeddings are scaled up so logits are far from uniform (overfit tests)."""
+    torch.manual_seed(seed)
+    model = LLaDATransformer(
+        vocab_size=LUMINA_DIMOO.vocab_size, mask_token_id=LUMINA_DIMOO.mask_token_id, rope_theta=500000.0,
+        max_sequence_length=4096, tie_word_embeddings=False, **{**TINY_LLADA, **overrides},
+    )
+    with torch.no_grad():
+        model.transformer["wte"].weight.normal_(0.0, 1.0)
+        model.transformer["ff_out"].weight.normal_(0.0, 0.25)
+    return model.eval()
+
+
+def make_tiny_lumina_checkpoint(folder: str | Path, seed: int = 0, dtype: torch.dtype = torch.bfloat16,
+                                max_shard_bytes: int = 3_000_000) -> Path:
+    """Write the checkpoint folder; returns it."""
+    folder = Path(folder)
+    model = make_tiny_lumina_transformer(seed).to(dtype)
+    save_llada_checkpoint(model, folder, max_shard_bytes=max_shard_bytes)  # config.json, shards, index
+
+    tokenizer = build_stand_in_tokenizer()
+    tokenizer.save_pretrained(str(folder))
+    # As a release ships it: a plain fast-tokenizer class and a special_tokens_map.json next to it.
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2))
+    specials = [t for t in LUMINA_STAND_IN_SPECIAL_TOKENS if t not in ("<|pad|>", "<|mdm_mask|>")]
+    (folder / "special_tokens_map.json").write_text(json.dumps(
+        {"unk_token": "<unk>", "pad_token": "<|pad|>", "mask_token": "<|mdm_mask|>",
+         "additional_special_tokens": specials}, indent=2))
+
+    vq = build_vq(tiny_lumina_vq_config(), seed=seed).eval()
+    vq.save_pretrained(str(folder / "vqvae"), safe_serialization=True)
+    return folder
