@@ -610,6 +610,7 @@ COMMANDS: dict[str, tuple[AddParser, Run]] = {
     "batch": (add_batch_parser, run_batch),
     "data": (add_data_parser, run_data),
     "train": (add_train_parser, run_train),
+    "eval": lazy_command("rm_edit.evaluation.cli"),
     "convert": lazy_command("rm_edit.pipelines.lumina_dimoo"),
 }
 

@@ -1,0 +1,388 @@
+"""Benchmark loaders: every benchmark becomes a list of lazily loaded :class:`BenchmarkSample`.
+
+A sample is ``(id, source, instruction, target | None, mask | None, captions | None, image_path)``:
+``mask`` is a bool ``HxW`` array (True = edit region), ``captions`` is ``(source caption, target
+caption)``, and ``image_path`` is the sample's relative path - edits are written (and predictions of
+other tools are looked up) under it, with any image suffix.
+
+Supported (:func:`load_benchmark` picks by name, or by what a path contains):
+
+``shapes-test``
+    The shapes world's test split (exact targets and masks); ``n`` samples (default 256).
+    Image paths ``test_000000.png``, ...
+PIE-Bench (a folder with ``mapping_file.json`` and ``annotation_images/``; or the JSON file itself)
+    ``mapping_file.json`` maps a key to ``image_path`` (relative to ``annotation_images/``),
+    ``original_prompt``, ``editing_prompt``, ``editing_instruction``, ``editing_type_id`` and ``mask``
+    (RLE over the image's row-major pixels, decoded with :func:`rm_edit.metrics.decode_pie_bench_rle`).
+    instruction = ``editing_instruction``; captions = the two prompts with PIE-Bench's ``[]`` removed;
+    no target. Image paths are PIE-Bench's ``image_path`` (e.g. ``0_random_140/000000000000.jpg``).
+MagicBrush-style folders, either layout:
+    * the MagicBrush release: ``edit_sessions.json`` (``{img_id: [{"input", "mask", "output",
+      "instruction"}, ...]}``) next to ``images/<img_id>/<file>`` (the folder may also be the parent of
+      ``test/``). Every turn is one sample (id ``<img_id>_<turn>``, single-turn setting: the turn's
+      given input); image path ``<img_id>/<output file>``.
+    * one sub-folder per sample: ``<root>/<sample_id>/`` holding ``source.png`` (or ``input.*``),
+      ``instruction.txt``, ``target.png`` (or ``output.*``, optional), ``mask.png`` (optional; white =
+      edit) and optionally ``captions.json`` (``{"source": ..., "target": ...}``). Image path
+      ``<sample_id>.png``.
+The project's JSONL manifest (a ``.jsonl`` file, or a folder holding ``manifest.jsonl``)
+    See :mod:`rm_edit.data.manifest`. Image path ``<id>.png`` - what ``rm-edit batch`` writes, so its
+    output folder can be scored directly.
+
+A ``kind:`` prefix (``pie-bench:``, ``magicbrush:``, ``manifest:``) forces a loader. Bad samples (missing
+or corrupt files, bad fields, unsafe paths) are skipped and recorded in ``Benchmark.errors`` (and logged),
+never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..data.manifest import load_image, load_mask, read_manifest
+from ..metrics import decode_pie_bench_rle
+
+logger = logging.getLogger("rm_edit.evaluation")
+
+DEFAULT_SHAPES_N = 256
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+KINDS = ("shapes", "pie-bench", "magicbrush", "manifest")
+
+
+@dataclass
+class BenchmarkSample:
+    id: str
+    source: Image.Image
+    instruction: str
+    target: Image.Image | None = None
+    mask: np.ndarray | None = None  # bool (H, W), True = edit region
+    captions: tuple[str, str] | None = None  # (source caption, target caption)
+    image_path: str = ""  # relative path for the edit (any image suffix)
+    edit_type: str | None = None
+
+
+@dataclass
+class SampleRef:
+    """What is known about a sample before its images are read."""
+
+    id: str
+    image_path: str
+    load: Callable[[], BenchmarkSample] = field(repr=False)
+
+
+class Benchmark:
+    """An ordered, lazily loaded list of samples. Iterating loads them; bad ones are skipped and
+    recorded in :attr:`errors` (``[{"id": ..., "reason": ...}]``)."""
+
+    def __init__(self, name: str, kind: str, refs: list[SampleRef], errors: list[dict] | None = None,
+                 root: Path | None = None) -> None:
+        self.name, self.kind, self.root = name, kind, root
+        self.refs = refs
+        self.errors: list[dict] = list(errors or [])
+        self._failed: set[str] = {e["id"] for e in self.errors if e.get("id") is not None}
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __repr__(self) -> str:
+        return f"Benchmark({self.name!r}, kind={self.kind!r}, n={len(self.refs)}, errors={len(self.errors)})"
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.refs]
+
+    def skip(self, sample_id: str | None, reason: str) -> None:
+        """Record a bad sample (once per id) and log it."""
+        if sample_id is not None and sample_id in self._failed:
+            return
+        if sample_id is not None:
+            self._failed.add(sample_id)
+        self.errors.append({"id": sample_id, "reason": " ".join(str(reason).split())})
+        logger.warning("%s: skipping sample %s: %s", self.name, sample_id, reason)
+
+    def load(self, ref: SampleRef) -> BenchmarkSample | None:
+        try:
+            sample = ref.load()
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            self.skip(ref.id, f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc))
+            return None
+        return sample
+
+    def iter_refs(self, refs: list[SampleRef]) -> Iterator[BenchmarkSample]:
+        for ref in refs:
+            sample = self.load(ref)
+            if sample is not None:
+                yield sample
+
+    def __iter__(self) -> Iterator[BenchmarkSample]:
+        return self.iter_refs(self.refs)
+
+    def head(self, n: int | None) -> Benchmark:
+        """The first ``n`` samples (all when ``n`` is None)."""
+        if n is None:
+            return self
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        return Benchmark(self.name, self.kind, self.refs[:n], self.errors, self.root)
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+def safe_relative_path(path: str) -> str:
+    """A normalised posix relative path inside the output folder; raises ValueError otherwise."""
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError("empty image path")
+    p = posixpath.normpath(path.replace("\\", "/"))
+    if p.startswith("/") or p == "." or p.split("/")[0] == ".." or any(part.startswith(".") for part in p.split("/")):
+        raise ValueError(f"unsafe image path {path!r} (absolute, '..' or hidden)")
+    return p
+
+
+def _safe_file_id(sample_id: str) -> str:
+    if not sample_id or sample_id.startswith(".") or any(c in sample_id for c in "/\\\0"):
+        raise ValueError(f"id {sample_id!r} cannot be a file name")
+    return sample_id
+
+
+def strip_brackets(prompt: str) -> str:
+    """PIE-Bench marks the edited words with []: remove the brackets, keep the words."""
+    return prompt.replace("[", "").replace("]", "")
+
+
+def _check_target(source: Image.Image, target: Image.Image | None, what: str = "target") -> None:
+    if target is not None and target.size != source.size:
+        raise ValueError(f"{what} is {target.size[0]}x{target.size[1]} but source is {source.size[0]}x{source.size[1]}")
+
+
+def _first_existing(folder: Path, stems: tuple[str, ...]) -> Path | None:
+    for stem in stems:
+        for suffix in IMAGE_SUFFIXES:
+            p = folder / f"{stem}{suffix}"
+            if p.is_file():
+                return p
+    return None
+
+
+# ---- shapes world --------------------------------------------------------------------------------------
+def shapes_benchmark(n: int | None = None, split: str = "test") -> Benchmark:
+    from ..data.shapes import ShapesWorld
+
+    n = DEFAULT_SHAPES_N if n is None else n
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    world = ShapesWorld(split=split)
+
+    def loader(i: int) -> Callable[[], BenchmarkSample]:
+        def load() -> BenchmarkSample:
+            ex = world[i]
+            return BenchmarkSample(ex.id, Image.fromarray(ex.source), ex.instruction, Image.fromarray(ex.target),
+                                   ex.mask.copy(), None, f"{ex.id}.png", ex.edit_type)
+        return load
+
+    refs = [SampleRef(f"{split}_{i:06d}", f"{split}_{i:06d}.png", loader(i)) for i in range(n)]
+    return Benchmark(f"shapes-{split}", "shapes", refs)
+
+
+# ---- PIE-Bench -----------------------------------------------------------------------------------------
+def pie_bench(path: str | os.PathLike[str]) -> Benchmark:
+    path = Path(path)
+    mapping_file = path if path.is_file() else path / "mapping_file.json"
+    if not mapping_file.is_file():
+        raise FileNotFoundError(f"PIE-Bench: no mapping_file.json in {path}")
+    root = mapping_file.parent
+    images = root / "annotation_images"
+    try:
+        mapping = json.loads(mapping_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"PIE-Bench: {mapping_file} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(mapping, dict):
+        raise ValueError(f"PIE-Bench: {mapping_file} must map keys to entries")
+    bench = Benchmark("pie-bench", "pie-bench", [], root=root)
+    for key, entry in mapping.items():
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError("entry is not a JSON object")
+            for name in ("image_path", "original_prompt", "editing_prompt", "editing_instruction", "mask"):
+                if entry.get(name) is None:
+                    raise ValueError(f"missing field '{name}'")
+            instruction = entry["editing_instruction"]
+            if not isinstance(instruction, str) or not instruction.strip():
+                raise ValueError("empty editing_instruction")
+            rel = safe_relative_path(entry["image_path"])
+            rle = entry["mask"]
+            if not isinstance(rle, list) or len(rle) % 2 or not all(isinstance(v, int) for v in rle):
+                raise ValueError("mask must be a flat list of [start, length] integer pairs")
+        except ValueError as exc:
+            bench.skip(str(key), str(exc))
+            continue
+
+        def load(key=str(key), entry=entry, rel=rel, rle=rle, instruction=instruction) -> BenchmarkSample:
+            source = load_image(images / rel)
+            mask = decode_pie_bench_rle(rle, source.height, source.width)
+            captions = (strip_brackets(entry["original_prompt"]), strip_brackets(entry["editing_prompt"]))
+            edit_type = entry.get("editing_type_id")
+            return BenchmarkSample(key, source, instruction, None, mask, captions, rel,
+                                   None if edit_type is None else str(edit_type))
+
+        bench.refs.append(SampleRef(str(key), rel, load))
+    return bench
+
+
+# ---- MagicBrush-style folders --------------------------------------------------------------------------
+def magicbrush(path: str | os.PathLike[str]) -> Benchmark:
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"MagicBrush folder not found: {root}")
+    sessions = root / "edit_sessions.json"
+    if not sessions.is_file() and (root / "test" / "edit_sessions.json").is_file():
+        root, sessions = root / "test", root / "test" / "edit_sessions.json"
+    if sessions.is_file():
+        return _magicbrush_sessions(root, sessions)
+    return _sample_folders(root)
+
+
+def _magicbrush_sessions(root: Path, sessions_file: Path) -> Benchmark:
+    try:
+        sessions = json.loads(sessions_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"MagicBrush: {sessions_file} is not valid JSON ({exc.msg})") from None
+    if not isinstance(sessions, dict):
+        raise ValueError(f"MagicBrush: {sessions_file} must map image ids to lists of turns")
+    bench = Benchmark("magicbrush", "magicbrush", [], root=root)
+    for img_id, turns in sessions.items():
+        if not isinstance(turns, list):
+            bench.skip(str(img_id), "session is not a list of turns")
+            continue
+        for t, turn in enumerate(turns, start=1):
+            sid = f"{img_id}_{t}"
+            try:
+                if not isinstance(turn, dict):
+                    raise ValueError("turn is not a JSON object")
+                for name in ("input", "output", "instruction"):
+                    if not isinstance(turn.get(name), str) or not turn[name].strip():
+                        raise ValueError(f"missing or empty field '{name}'")
+                folder = f"images/{_safe_file_id(str(img_id))}"
+                files = {k: safe_relative_path(f"{folder}/{turn[k]}") for k in ("input", "output", "mask")
+                         if isinstance(turn.get(k), str)}
+                rel = safe_relative_path(f"{img_id}/{turn['output']}")
+            except ValueError as exc:
+                bench.skip(sid, str(exc))
+                continue
+
+            def load(sid=sid, files=files, rel=rel, instruction=turn["instruction"]) -> BenchmarkSample:
+                source = load_image(root / files["input"])
+                target = load_image(root / files["output"])
+                _check_target(source, target)
+                mask = load_mask(root / files["mask"], source.size) if "mask" in files else None
+                return BenchmarkSample(sid, source, instruction, target, mask, None, rel)
+
+            bench.refs.append(SampleRef(sid, rel, load))
+    return bench
+
+
+def _sample_folders(root: Path) -> Benchmark:
+    bench = Benchmark("magicbrush", "magicbrush", [], root=root)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        sid = folder.name
+
+        def load(sid=sid, folder=folder) -> BenchmarkSample:
+            src = _first_existing(folder, ("source", "input"))
+            if src is None:
+                raise ValueError(f"no source.png / input.png in {folder}")
+            text = folder / "instruction.txt"
+            if not text.is_file():
+                raise ValueError(f"no instruction.txt in {folder}")
+            instruction = text.read_text(encoding="utf-8").strip()
+            if not instruction:
+                raise ValueError("empty instruction")
+            source = load_image(src)
+            tgt = _first_existing(folder, ("target", "output"))
+            target = load_image(tgt) if tgt is not None else None
+            _check_target(source, target)
+            mask_file = _first_existing(folder, ("mask",))
+            mask = load_mask(mask_file, source.size) if mask_file is not None else None
+            captions = None
+            if (folder / "captions.json").is_file():
+                caps = json.loads((folder / "captions.json").read_text(encoding="utf-8"))
+                if not isinstance(caps, dict) or not all(isinstance(caps.get(k), str) for k in ("source", "target")):
+                    raise ValueError("captions.json must hold string 'source' and 'target'")
+                captions = (caps["source"], caps["target"])
+            return BenchmarkSample(sid, source, instruction, target, mask, captions, f"{sid}.png")
+
+        bench.refs.append(SampleRef(sid, f"{sid}.png", load))
+    if not bench.refs:
+        raise ValueError(f"{root}: no edit_sessions.json and no per-sample folders (see rm_edit.evaluation.benchmarks)")
+    return bench
+
+
+# ---- JSONL manifest ------------------------------------------------------------------------------------
+def manifest_benchmark(path: str | os.PathLike[str]) -> Benchmark:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    records, bad = read_manifest(path)
+    bench = Benchmark(path.parent.name or path.stem, "manifest", [], root=path.parent)
+    for err in bad:
+        bench.skip(None, f"{path.name} line {err.line_no}: {err.reason}")
+    for rec in records:
+        try:
+            rel = f"{_safe_file_id(rec.id)}.png"
+        except ValueError as exc:
+            bench.skip(rec.id, str(exc))
+            continue
+
+        def load(rec=rec, rel=rel) -> BenchmarkSample:
+            source = load_image(rec.source)
+            target = load_image(rec.target) if rec.target is not None else None
+            _check_target(source, target)
+            mask = load_mask(rec.mask, source.size) if rec.mask is not None else None
+            return BenchmarkSample(rec.id, source, rec.instruction, target, mask, None, rel, rec.edit_type)
+
+        bench.refs.append(SampleRef(rec.id, rel, load))
+    return bench
+
+
+# ---- entry point ---------------------------------------------------------------------------------------
+def detect_kind(path: Path) -> str:
+    if path.is_file():
+        if path.name == "mapping_file.json":
+            return "pie-bench"
+        if path.suffix == ".jsonl":
+            return "manifest"
+        if path.name == "edit_sessions.json":
+            return "magicbrush"
+        raise ValueError(f"{path}: not a benchmark file (mapping_file.json, edit_sessions.json or *.jsonl)")
+    if not path.is_dir():
+        raise FileNotFoundError(f"benchmark not found: {path} (names: shapes-test)")
+    if (path / "mapping_file.json").is_file():
+        return "pie-bench"
+    if (path / "manifest.jsonl").is_file():
+        return "manifest"
+    return "magicbrush"
+
+
+def load_benchmark(name_or_path: str | os.PathLike[str], n: int | None = None) -> Benchmark:
+    """``shapes-test`` (or ``shapes-val``), or a path to a PIE-Bench, MagicBrush or manifest benchmark
+    (optionally prefixed ``pie-bench:``, ``magicbrush:``, ``manifest:``); the first ``n`` samples."""
+    text = str(name_or_path)
+    if text in ("shapes-test", "shapes-val", "shapes"):
+        return shapes_benchmark(n, "val" if text == "shapes-val" else "test")
+    kind = None
+    for k in ("pie-bench", "magicbrush", "manifest"):
+        if text.startswith(k + ":"):
+            kind, text = k, text[len(k) + 1 :]
+    path = Path(text).expanduser()
+    kind = kind or detect_kind(path)
+    if kind == "magicbrush" and path.is_file():
+        path = path.parent
+    loader = {"pie-bench": pie_bench, "magicbrush": magicbrush, "manifest": manifest_benchmark}[kind]
+    return loader(path).head(n)

@@ -1,0 +1,138 @@
+"""``rm-edit eval``: evaluate a model (or another tool's images) on a benchmark; ``rm-edit eval compare``.
+
+Registered in ``rm_edit.cli.COMMANDS`` through ``lazy_command`` (``add_parser`` / ``run`` below). Heavy
+modules (torch, the pipeline) are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+_EPILOG = """\
+benchmarks (--benchmark):
+  shapes-test                 the shapes world's test split (exact targets and masks; --n, default 256)
+  PATH/                       PIE-Bench (mapping_file.json + annotation_images/), MagicBrush
+                              (edit_sessions.json + images/, or one folder per sample), or a folder with
+                              manifest.jsonl; prefix pie-bench: / magicbrush: / manifest: to force one
+  PATH.jsonl                  an rm-edit manifest (predictions at <id>.png, as `rm-edit batch` writes)
+
+output (--out): images/, samples.jsonl (resumable), per_sample.csv/.json, summary.md/.json, report.html
+
+examples:
+  rm-edit eval --benchmark shapes-test --n 64 --model models/shapes-rm-her --history --out runs/eval-her
+  rm-edit eval --benchmark shapes-test --n 64 --model models/shapes-rm --turns-sweep 1,2,4,8 --out runs/sweep
+  rm-edit eval --benchmark ~/PIE-Bench --predictions ~/other-tool/out --out runs/pie-other
+  rm-edit eval compare --models rm_edit/models --n 256 --out runs/compare
+"""
+
+
+def _turns(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"turn counts must be >= 1, got {text!r}")
+    return values
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from rm_edit.cli import _positive_int, add_sampler_options
+
+    p = subparsers.add_parser(
+        "eval", help="evaluate a model or another tool's edits on a benchmark (or `eval compare`)",
+        description="Edit every sample of a benchmark with --model (default: the shipped model) and score "
+                    "the edits, or score images made by any tool with --predictions DIR (same relative paths "
+                    "as the benchmark's images, any image suffix). `rm-edit eval compare --models DIR --n N "
+                    "--out DIR` runs the shapes comparison (base, SFT, RM, RM+HER, decay, paste-back) on "
+                    "pipeline folders shapes-base, shapes-sft, shapes-rm, shapes-rm-her. Interrupted runs "
+                    "resume in the same --out.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("action", nargs="?", choices=("compare",), metavar="compare",
+                   help="run the shapes comparison instead (needs --models, --n, --out)")
+    p.add_argument("--benchmark", metavar="NAME|PATH", help="shapes-test or a benchmark path (see below)")
+    p.add_argument("--predictions", type=Path, metavar="DIR", help="score these images instead of running a model")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created; resumable)")
+    p.add_argument("--n", type=_positive_int, metavar="N", help="first N samples (shapes-test default 256)")
+    p.add_argument("--models", type=Path, metavar="DIR", help="compare: folder with the shapes-* pipelines")
+    p.add_argument("--turns-sweep", type=_turns, metavar="1,2,3",
+                   help="test-time scaling: run with each number of reflective turns and plot")
+    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+                   help="images per model call (default 8); results do not depend on it")
+    p.add_argument("--use-benchmark-masks", action="store_true",
+                   help="let only the benchmark's mask change (default: the model chooses the region)")
+    m = p.add_argument_group("metric weights (local files only; missing ones are reported n/a)")
+    m.add_argument("--clip-weights", metavar="FILE", help="CLIP ViT-L/14 (CLIP score); or $RM_EDIT_CLIP_WEIGHTS")
+    m.add_argument("--clip-i-weights", metavar="FILE", help="CLIP ViT-B/32 (CLIP-I); or $RM_EDIT_CLIP_I_WEIGHTS")
+    m.add_argument("--dino-weights", metavar="FILE", help="DINO ViT-S/16 (MagicBrush DINO); or $RM_EDIT_DINO_WEIGHTS")
+    m.add_argument("--structure-weights", metavar="FILE",
+                   help="DINO ViT-B/8 (PIE-Bench structure distance); or $RM_EDIT_STRUCTURE_WEIGHTS")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_sampler_options(p)
+    return p
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rm_edit.cli import CliError, _resolve_device, load_pipeline, sampler_kwargs
+
+    progress = not args.no_progress
+    if args.action == "compare":
+        if args.models is None or args.n is None:
+            raise CliError("eval compare needs --models DIR and --n N")
+        if args.benchmark or args.predictions or args.model:
+            raise CliError("eval compare takes --models, not --benchmark / --predictions / --model")
+        from .compare import compare_shapes
+
+        result = compare_shapes(args.models, args.n, args.out, batch_size=args.batch_size, seed=args.seed,
+                                progress=progress, device=_resolve_device(args.device))
+        print(result["markdown"])
+        print(f"wrote {args.out / 'compare.md'}, {args.out / 'index.html'}")
+        return 0
+
+    if args.benchmark is None:
+        raise CliError("--benchmark NAME|PATH is required")
+    if args.models is not None:
+        raise CliError("--models is for `eval compare`; use --model DIR")
+    from .benchmarks import load_benchmark
+    from .runner import build_metrics, run_model, score, turns_sweep
+
+    benchmark = load_benchmark(args.benchmark, args.n)
+    device = _resolve_device(args.device)
+    metrics, structure, reasons = build_metrics(args.clip_weights, args.clip_i_weights, args.dino_weights,
+                                                args.structure_weights, device=device)
+    common: dict[str, Any] = dict(metrics=metrics, structure=structure, structure_reason=reasons.get("structure_x1e3"),
+                                  progress=progress)
+    if args.predictions is not None:
+        if args.model is not None or args.turns_sweep:
+            raise CliError("--predictions scores existing images: drop --model / --turns-sweep")
+        score(benchmark, args.predictions, args.out, report=not args.no_report, **common)
+    else:
+        options = sampler_kwargs(args)
+        if args.turns_sweep and args.strategy != "reflective":
+            raise CliError("--turns-sweep needs --strategy reflective")
+        if args.turns_sweep and args.num_turns is not None:
+            raise CliError("--turns-sweep sets the number of turns; drop --num-turns")
+        pipe = load_pipeline(args.model, args.device)
+        model = args.model or "shipped default"
+        if args.turns_sweep:
+            turns_sweep(pipe, benchmark, args.out, options, args.turns_sweep, report=not args.no_report,
+                        batch_size=args.batch_size, seed=args.seed, use_benchmark_masks=args.use_benchmark_masks,
+                        model=model, **common)
+            print((args.out / "turns_sweep.md").read_text(encoding="utf-8"))
+            return 0
+        run_model(pipe, benchmark, args.out, options, batch_size=args.batch_size, seed=args.seed,
+                  use_benchmark_masks=args.use_benchmark_masks, report=not args.no_report,
+                  model=model, label=f"{Path(model).name} ({args.strategy})", **common)
+    print((args.out / "summary.md").read_text(encoding="utf-8"))
+    if benchmark.errors:
+        print(f"{len(benchmark.errors)} sample(s) skipped: see {args.out / 'errors.jsonl'}")
+    return 0
+
+
+# The names rm_edit.cli.lazy_command looks for.
+add_parser = add_eval_parser
+run = run_eval

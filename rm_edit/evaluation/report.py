@@ -1,0 +1,286 @@
+"""A self-contained HTML report of an evaluation run, for reading in a browser.
+
+``report.html`` plus ``report_files/`` (PNG thumbnails, plots) next to it; no external assets, a few lines
+of inline JavaScript to sort the per-sample table by any column (click a header; again to reverse). Top:
+the summary table and plots; then one row per sample: source, edit, difference heat map, ground-truth mask
+overlay, change map coloured by agreement with the mask (TP green, FP red, FN blue, TN grey), the region
+the model chose (when known) and the metrics. A line under the title reports how many images loaded.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..metrics import DEFAULT_THRESHOLD, change_map
+
+THUMB_MAX = 256  # thumbnails are downscaled to this side at most; small images are shown enlarged
+TP, FP, FN = (30, 190, 60), (230, 40, 40), (40, 100, 255)
+MASK_TINT = (255, 170, 0)
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
+table{border-collapse:collapse;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:middle}
+td.t,th.t{text-align:left;max-width:18em}
+th.s{cursor:pointer;background:#f2f2f2;user-select:none}
+th.s:hover{background:#e4e4ff}
+th[data-dir=asc]::after{content:" \\25B2"}
+th[data-dir=desc]::after{content:" \\25BC"}
+td.img{padding:1px}
+img.px{image-rendering:pixelated;width:128px;height:auto;display:block}
+.na{color:#999}
+.legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
+#img-status.bad{color:#c00;font-weight:bold}
+.plots img{max-width:100%;margin:6px 0}
+"""
+
+_JS = """
+function cellKey(td){const v=td.getAttribute('data-v');if(v===null||v===''){return null;}
+  const x=Number(v);return isNaN(x)?v.toLowerCase():x;}
+function sortTable(th){
+  const table=th.closest('table'),body=table.tBodies[0],col=th.cellIndex;
+  const dir=th.getAttribute('data-dir')==='asc'?'desc':'asc';
+  for(const h of th.parentNode.cells){h.removeAttribute('data-dir');}
+  th.setAttribute('data-dir',dir);
+  const rows=Array.from(body.rows),sign=dir==='asc'?1:-1;
+  rows.sort(function(a,b){const x=cellKey(a.cells[col]),y=cellKey(b.cells[col]);
+    if(x===null&&y===null){return 0;} if(x===null){return 1;} if(y===null){return -1;}
+    if(typeof x===typeof y){return (x<y?-1:x>y?1:0)*sign;} return (typeof x==='number'?-1:1)*sign;});
+  for(const r of rows){body.appendChild(r);}
+}
+document.addEventListener('DOMContentLoaded',function(){
+  for(const th of document.querySelectorAll('th.s')){th.addEventListener('click',function(){sortTable(th);});}
+});
+window.addEventListener('load',function(){
+  const imgs=Array.from(document.images),ok=imgs.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;
+  const el=document.getElementById('img-status');
+  el.setAttribute('data-total',imgs.length);el.setAttribute('data-loaded',ok);
+  el.textContent=ok+' of '+imgs.length+' images loaded';
+  if(imgs.length>ok){el.className='bad';}
+});
+"""
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+# ---- pictures ------------------------------------------------------------------------------------------
+def _thumb(image: Image.Image) -> Image.Image:
+    if max(image.size) > THUMB_MAX:
+        image = image.copy()
+        image.thumbnail((THUMB_MAX, THUMB_MAX), Image.Resampling.LANCZOS)
+    return image
+
+
+def heat_map(edit: Image.Image, source: Image.Image) -> Image.Image:
+    """Per-pixel max-channel |edit - source| (0..1) through the inferno colour map."""
+    import matplotlib
+
+    lut = (matplotlib.colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    d = change_map(np.array(edit.convert("RGB")), np.array(source.convert("RGB"))).numpy()
+    return Image.fromarray(lut[np.clip(np.round(d * 255), 0, 255).astype(np.uint8)])
+
+
+def mask_overlay(source: Image.Image, mask: np.ndarray, colour=MASK_TINT, alpha: float = 0.55) -> Image.Image:
+    base = np.asarray(source.convert("RGB"), dtype=np.float32)
+    tint = np.array(colour, dtype=np.float32)
+    out = np.where(mask[..., None], (1 - alpha) * base + alpha * tint, base)
+    return Image.fromarray(out.round().astype(np.uint8))
+
+
+def agreement_map(edit: Image.Image, source: Image.Image, mask: np.ndarray | None,
+                  threshold: float = DEFAULT_THRESHOLD) -> Image.Image:
+    """Changed pixels (> threshold) vs the mask: TP green, FP red, FN blue, TN the dimmed source.
+    Without a mask: changed pixels white."""
+    changed = change_map(np.array(edit.convert("RGB")), np.array(source.convert("RGB"))).numpy() > threshold
+    grey = np.asarray(source.convert("L"), dtype=np.float32) * 0.35 + 40
+    out = np.repeat(grey[..., None], 3, axis=2)
+    if mask is None:
+        out[changed] = 255
+    else:
+        out[changed & mask], out[changed & ~mask], out[~changed & mask] = TP, FP, FN
+    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+
+
+# ---- tables --------------------------------------------------------------------------------------------
+def _fmt(v: Any) -> tuple[str, str]:
+    """(display text, sort key) of a cell value."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return '<span class="na">n/a</span>', ""
+    if isinstance(v, float):
+        if math.isinf(v):
+            return ("inf" if v > 0 else "-inf"), ("1e308" if v > 0 else "-1e308")
+        return (f"{v:.4g}" if abs(v) < 1000 else f"{v:.1f}"), repr(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v), str(v)
+    return _esc(v), _esc(v)
+
+
+def summary_table_html(summary_rows: Sequence[tuple[str, Mapping[str, Any]]], columns: Sequence[Sequence[str]]) -> str:
+    from .runner import format_value
+
+    head = "<tr><th class='t s'>run</th>" + "".join(f"<th class='s'>{_esc(label)}</th>" for _, label in columns) + "</tr>"
+    body = []
+    for name, summary in summary_rows:
+        stats, why = summary.get("metrics", {}), summary.get("unavailable", {})
+        cells = []
+        for key, _ in columns:
+            st = stats.get(key)
+            text = format_value(st)
+            v = "" if not st or st.get("mean") is None else repr(st["mean"])
+            title = f" title='{_esc(why[key])}'" if key in why else f" title='{_esc(key)}'"
+            cls = " class='na'" if text == "n/a" else ""
+            cells.append(f"<td data-v='{v}'{title}{cls}>{_esc(text)}</td>")
+        body.append(f"<tr><td class='t' data-v='{_esc(name)}'>{_esc(name)}</td>{''.join(cells)}</tr>")
+    return f"<table class='summary'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, Any]], predictions_dir: str | Path | None,
+                 *, title: str, summary_rows: Sequence[tuple[str, Mapping[str, Any]]] = (),
+                 columns: Sequence[Sequence[str]] = (), notes: Sequence[str] = (), plots: Sequence[str | Path] = (),
+                 links: Sequence[tuple[str, str]] = (), regions_dir: str | Path | None = None,
+                 threshold: float = DEFAULT_THRESHOLD, max_rows: int | None = None,
+                 rows_caption: str = "Per sample", progress: bool = False) -> Path:
+    """Write ``out_path`` and its ``<stem>_files/`` folder; ``rows`` are per-sample rows (``id``, ``image``
+    relative to ``predictions_dir``, metrics); the benchmark supplies sources and masks."""
+    out_path = Path(out_path)
+    assets = out_path.parent / f"{out_path.stem}_files"
+    if assets.exists():
+        shutil.rmtree(assets)
+    assets.mkdir(parents=True)
+    rel = assets.name
+
+    def img(im: Image.Image, name: str, alt: str) -> str:
+        im = _thumb(im)
+        im.save(assets / name, format="PNG")
+        return f"<img class='px' src='{rel}/{name}' width='{im.width}' height='{im.height}' alt='{_esc(alt)}'>"
+
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>",
+             f"<style>{_CSS}</style><script>{_JS}</script></head><body>", f"<h1>{_esc(title)}</h1>",
+             "<p id='img-status'>images loading...</p>"]
+    if links:
+        parts.append("<ul>" + "".join(f"<li><a href='{_esc(href)}'>{_esc(text)}</a></li>" for text, href in links) + "</ul>")
+    if summary_rows and columns:
+        parts += ["<h2>Summary</h2>", summary_table_html(summary_rows, columns)]
+    if notes:
+        parts.append("<ul class='notes'>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")
+    if plots:
+        parts.append("<h2>Plots</h2><div class='plots'>")
+        for p in plots:
+            p = Path(p)
+            shutil.copyfile(p, assets / p.name)
+            parts.append(f"<div><img src='{rel}/{_esc(p.name)}' alt='{_esc(p.stem)}'></div>")
+        parts.append("</div>")
+
+    ok_rows = [r for r in rows if r.get("status", "ok") == "ok" and r.get("image")]
+    if max_rows is not None:
+        ok_rows = ok_rows[:max_rows]
+    if ok_rows and benchmark is not None and predictions_dir is not None:
+        predictions_dir = Path(predictions_dir)
+        by_id = {r["id"]: r for r in ok_rows}
+        refs = [ref for ref in benchmark.refs if ref.id in by_id]
+        metric_cols = [(k, label) for k, label in columns if any(r.get(k) is not None for r in ok_rows)]
+        extra = [k for k in ("edit_type",) if any(r.get(k) is not None for r in ok_rows)]
+        show_regions = regions_dir is not None
+        pics = ["source", "edit", "|edit - source|", "GT mask", "change vs mask"] + (["model region"] if show_regions else [])
+        head = ("<tr><th class='s'>#</th><th class='t s'>id</th><th class='t s'>instruction</th>"
+                + "".join(f"<th class='t s'>{_esc(k.replace('_', ' '))}</th>" for k in extra)
+                + "".join(f"<th>{_esc(p)}</th>" for p in pics)
+                + "".join(f"<th class='s' title='{_esc(k)}'>{_esc(label)}</th>" for k, label in metric_cols) + "</tr>")
+        body = []
+        for n, sample in enumerate(tqdm(benchmark.iter_refs(refs), total=len(refs), desc="report", disable=not progress)):
+            row = by_id[sample.id]
+            try:
+                from ..data.manifest import load_image
+
+                edit = load_image(predictions_dir / row["image"])
+            except ValueError:
+                continue
+            source = sample.source.convert("RGB")
+            if edit.size != source.size:
+                edit = edit.resize(source.size, Image.Resampling.BICUBIC)
+            stem = f"{n:05d}"
+            cells = [img(source, f"{stem}_source.png", "source"), img(edit, f"{stem}_edit.png", "edit"),
+                     img(heat_map(edit, source), f"{stem}_diff.png", "difference")]
+            cells.append(img(mask_overlay(source, sample.mask), f"{stem}_mask.png", "ground-truth mask")
+                         if sample.mask is not None else "<span class='na'>no mask</span>")
+            cells.append(img(agreement_map(edit, source, sample.mask, threshold), f"{stem}_change.png", "change map"))
+            if show_regions:
+                rp = Path(regions_dir) / row["image"]
+                cells.append(img(mask_overlay(source, np.asarray(Image.open(rp).convert("L")) > 127, (255, 0, 200)),
+                                 f"{stem}_region.png", "model region") if rp.is_file() else "<span class='na'>-</span>")
+            tds = [f"<td data-v='{n}'>{n}</td>", f"<td class='t' data-v='{_esc(sample.id)}'>{_esc(sample.id)}</td>",
+                   f"<td class='t' data-v='{_esc(sample.instruction)}'>{_esc(sample.instruction)}</td>"]
+            for k in extra:
+                text, key = _fmt(row.get(k))
+                tds.append(f"<td class='t' data-v='{key}'>{text}</td>")
+            tds += [f"<td class='img'>{c}</td>" for c in cells]
+            for k, _ in metric_cols:
+                text, key = _fmt(row.get(k))
+                why = (row.get("reasons") or {}).get(k)
+                tip = f" title='{_esc(why)}'" if why else ""
+                tds.append(f"<td data-v='{key}'{tip}>{text}</td>")
+            body.append("<tr>" + "".join(tds) + "</tr>")
+        legend = (f"<p class='legend'>change map (|edit - source| &gt; {threshold:g}):"
+                  f"<span style='background:rgb{TP}'></span>changed, in mask (TP)"
+                  f"<span style='background:rgb{FP}'></span>changed, outside (FP)"
+                  f"<span style='background:rgb{FN}'></span>unchanged, in mask (FN)"
+                  "<span style='background:#555'></span>unchanged, outside (TN). "
+                  "Heat map: inferno, 0 (black) to 1 (white-yellow). Click a header to sort.</p>")
+        parts += [f"<h2>{_esc(rows_caption)} ({len(body)})</h2>", legend,
+                  f"<table class='samples'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"]
+    parts.append("</body></html>\n")
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(out_path)
+    return out_path
+
+
+# ---- plots ---------------------------------------------------------------------------------------------
+def plot_turns_sweep(points: Mapping[int, Mapping[str, Any]], out_png: str | Path,
+                     groups: Mapping[str, Sequence[tuple[str, str]]]) -> Path:
+    """One panel per group (quality, localization, cost): each metric's mean against the number of turns."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    turns = sorted(points)
+    panels = []
+    for group, metrics in groups.items():
+        lines = []
+        for key, label in metrics:
+            ys = [points[t].get(key) for t in turns]
+            if any(y is not None and math.isfinite(y) for y in ys):
+                lines.append((label, [math.nan if y is None else y for y in ys]))
+        if lines:
+            panels.append((group, lines))
+    ncols = min(3, max(1, len(panels)))
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (group, lines) in zip(axes.flat, panels):
+        for label, ys in lines:
+            ax.plot(turns, ys, marker="o", label=label)
+        ax.set_xlabel("reflective turns")
+        ax.set_title(group)
+        ax.set_xticks(turns)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("test-time scaling")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
