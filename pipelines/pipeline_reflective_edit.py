@@ -219,7 +219,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
                                        output_positions=batch.target_positions).logits
                 passes += 1
-                logits = self._guided(layout.image_code_logits(out.float()), b, g_text, g_image).cpu()
+                logits = self._guided(layout.image_code_logits(out).float(), b, g_text, g_image).cpu()
                 if history is not None:
                     emb, held = code_embeddings(self.transformer.get_input_embeddings(), layout, state.to(device))
                     history = update_history(history, emb.cpu(), held.cpu(), history_decay)
