@@ -210,16 +210,21 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             for i, t in enumerate(scheduler.timesteps):
                 if self.interrupt or done.all():
                     break
-                batch = self._branches(conditional, uncond, close, source, state, g_text != 0, g_image != 0).to(device)
+                # Rows at their fixed point are frozen: leave them out of the forward pass.
+                active = (~done).nonzero().squeeze(1)
+                act_prompts = [conditional[j] for j in active.tolist()]
+                batch = self._branches(act_prompts, uncond, close, source[active], state[active], g_text != 0, g_image != 0)
+                batch = batch.to(device)
                 offset = None
                 if history is not None and history_alpha != 0:
-                    ref = history_embedding(history, history_alpha).to(device)
-                    copies = batch.input_ids.shape[0] // b
+                    ref = history_embedding(history, history_alpha)[active].to(device)
+                    copies = batch.input_ids.shape[0] // len(active)
                     offset = scatter_offsets(ref.repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
                 out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
                                        output_positions=batch.target_positions).logits
                 passes += 1
-                logits = self._guided(layout.image_code_logits(out).float(), b, g_text, g_image).cpu()
+                guided = self._guided(layout.image_code_logits(out).float(), len(active), g_text, g_image).cpu()
+                logits = torch.zeros(b, n, K + 1).index_copy_(0, active, guided)
                 if history is not None:
                     emb, held = code_embeddings(self.transformer.get_input_embeddings(), layout, state.to(device))
                     history = update_history(history, emb.cpu(), held.cpu(), history_decay)
