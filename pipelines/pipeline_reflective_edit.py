@@ -58,13 +58,16 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         max_crop_cells: int = 64,
         guidance_scale: float = 2.5,
         image_guidance_scale: float = 4.0,
+        vq_cell_local: bool = False,
     ):
         super().__init__()
         self.register_modules(vqvae=vqvae, transformer=transformer, tokenizer=tokenizer, scheduler=scheduler)
         self.register_to_config(
             layout=layout, crop_multiple=crop_multiple, max_crop_cells=max_crop_cells,
-            guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale,
+            guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale, vq_cell_local=vq_cell_local,
         )
+        # The small shapes tokenizer encodes each cell on its own (local codes); see rm_edit.vq.cell_latents.
+        vqvae.rm_edit_cell_local = vq_cell_local
         self.layout = get_layout(layout)
         if scheduler.config.codebook_size != self.layout.codebook_size:
             raise ValueError(

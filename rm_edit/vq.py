@@ -29,6 +29,7 @@ __all__ = [
     "crop_for_vq",
     "decode_codes",
     "encode_to_codes",
+    "cell_latents",
     "image_to_tensor",
     "paste_back",
     "preprocess_image",
@@ -40,10 +41,10 @@ __all__ = [
 
 def small_vq_config(
     codebook_size: int = 256,
-    block_out_channels: tuple[int, ...] = (32, 64, 64, 128),
+    block_out_channels: tuple[int, ...] = (16, 32, 64, 64),
     latent_channels: int = 32,
     layers_per_block: int = 1,
-    norm_num_groups: int = 16,
+    norm_num_groups: int = 8,
 ) -> dict[str, Any]:
     """``VQModel`` kwargs of the project's small default tokenizer: 64x64 RGB -> 8x8 codes.
 
@@ -93,9 +94,28 @@ def codebook_size(vq: VQModel) -> int:
     return int(vq.config.num_vq_embeddings)
 
 
+def cell_latents(vq: VQModel, images: torch.Tensor) -> torch.Tensor:
+    """Encoder latents with every ``f x f`` cell encoded on its own: (B, C, H/f, W/f).
+
+    The encoder's GroupNorms pool statistics over the whole input, so a whole-image encoding lets a small
+    edit shift codes everywhere. Encoding cells independently makes codes local: a cell's code depends on
+    its own pixels only, so an edit changes exactly the codes of the cells it touches.
+    """
+    f = vq_downsample_factor(vq)
+    b, c, h, w = images.shape
+    cells = images.unfold(2, f, f).unfold(3, f, f)  # (B, 3, h, w, f, f)
+    cells = cells.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, f, f)
+    lat = vq.encode(cells).latents  # (B*h*w, C, 1, 1)
+    return lat.reshape(b, h // f, w // f, -1).permute(0, 3, 1, 2)
+
+
 @torch.no_grad()
-def encode_to_codes(vq: VQModel, images: torch.Tensor) -> torch.Tensor:
-    """Float images ``(B, 3, H, W)`` in [0, 1] -> code ids ``(B, H/f, W/f)`` (int64)."""
+def encode_to_codes(vq: VQModel, images: torch.Tensor, cell_local: bool | None = None) -> torch.Tensor:
+    """Float images ``(B, 3, H, W)`` in [0, 1] -> code ids ``(B, H/f, W/f)`` (int64).
+
+    ``cell_local`` (default: the ``rm_edit_cell_local`` attribute a pipeline sets on its VQ) encodes each
+    cell independently, see :func:`cell_latents`.
+    """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected (B, 3, H, W) images, got {tuple(images.shape)}")
     f = vq_downsample_factor(vq)
@@ -103,7 +123,9 @@ def encode_to_codes(vq: VQModel, images: torch.Tensor) -> torch.Tensor:
     if h % f or w % f:
         raise ValueError(f"image size {h}x{w} is not a multiple of the downsample factor {f}")
     x = images.to(device=vq.device, dtype=vq.dtype)
-    latents = vq.encode(x).latents
+    if cell_local is None:
+        cell_local = getattr(vq, "rm_edit_cell_local", False)
+    latents = cell_latents(vq, x) if cell_local else vq.encode(x).latents
     # diffusers' VectorQuantizer returns (z_q, loss, (perplexity, min_encodings, indices)); the indices
     # come back flat (N, 1) unless sane_index_shape is set, so reshape either way.
     indices = vq.quantize(latents)[2][2]
@@ -169,7 +191,10 @@ def crop_for_vq(
     # very wide image is not shrunk for pixels that will be cropped away anyway.
     rw = min(width, height * max_aspect)
     rh = min(height, width * max_aspect)
-    scale = min(1.0, math.sqrt(max_tokens * multiple * multiple / (rw * rh)))
+    scale = 1.0
+    if math.floor(rw / multiple) * math.floor(rh / multiple) > max_tokens:
+        # Area at most max_tokens cells, so the floored grid fits too.
+        scale = math.sqrt(max_tokens * multiple * multiple / (rw * rh))
     if min(rw, rh) * scale < multiple:
         scale = multiple / min(rw, rh)
     gw = max(1, math.floor(rw * scale / multiple + 1e-9))

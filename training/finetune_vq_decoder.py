@@ -18,17 +18,51 @@ import torch.nn.functional as F
 from diffusers import VQModel
 from tqdm.auto import tqdm
 
+from rm_edit.vq import cell_latents
+
 from .train_vq import evaluate_vq, heldout_images, train_batch
 
 
+@torch.no_grad()
+def kmeans_codebook(vq: VQModel, images: torch.Tensor, iters: int = 25, seed: int = 0) -> dict:
+    """Set the codebook to k-means centroids of the encoder's latents over ``images`` (farthest-first init).
+
+    Every code then stands for a real cluster of patches, so the codes carry the image's content from the
+    start and no code is dead; the decoder is trained afterwards on these fixed codes.
+    """
+    latents = torch.cat([cell_latents(vq, images[i : i + 256]) for i in range(0, len(images), 256)])
+    points = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    k = vq.quantize.embedding.weight.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    centroids = points[torch.randint(0, len(points), (1,), generator=gen)]
+    dist = torch.cdist(points, centroids).squeeze(1)
+    for _ in range(k - 1):  # farthest-first: rare patterns (small shapes) get codes too
+        nxt = points[dist.argmax()].unsqueeze(0)
+        centroids = torch.cat([centroids, nxt])
+        dist = torch.minimum(dist, torch.cdist(points, nxt).squeeze(1))
+    for _ in range(iters):
+        assign = torch.cdist(points, centroids).argmin(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, points)
+        counts = torch.bincount(assign, minlength=k).float().unsqueeze(1)
+        centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
+    vq.quantize.embedding.weight.copy_(centroids)
+    used = torch.cdist(points, centroids).argmin(1).unique().numel()
+    return {"kmeans_points": len(points), "kmeans_codes_used": used}
+
+
 def finetune_decoder(vq_dir: str, out: str, steps: int, batch_size: int = 16, lr: float = 5e-4, seed: int = 0,
-                     threads: int = 1, progress: bool = True) -> Path:
+                     threads: int = 1, progress: bool = True, kmeans_images: int = 0) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     from rm_edit.data.shapes import ShapesWorld
 
     vq = VQModel.from_pretrained(vq_dir)
     world = ShapesWorld(split="train")
+    init = {}
+    if kmeans_images:
+        init = kmeans_codebook(vq, torch.cat([train_batch(world, seed + 7, i, 64) for i in range(kmeans_images // 64)]))
+        vq.save_pretrained(Path(out) / "codes_vq", safe_serialization=True)  # fixed codes: pre-tokenise with this
+        print(json.dumps(init), flush=True)
     trainable = list(vq.post_quant_conv.parameters()) + list(vq.decoder.parameters())
     for p in vq.parameters():
         p.requires_grad_(False)
@@ -40,7 +74,7 @@ def finetune_decoder(vq_dir: str, out: str, steps: int, batch_size: int = 16, lr
     for step in tqdm(range(steps), disable=not progress, desc="vq decoder"):
         x = train_batch(world, seed + 1000, step, batch_size)  # other draws than the VQ run
         with torch.no_grad():
-            quantized = vq.quantize(vq.encode(x).latents)[0]
+            quantized = vq.quantize(cell_latents(vq, x))[0]
         recon = vq.decoder(vq.post_quant_conv(quantized), None)
         loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
         opt.zero_grad()
@@ -49,7 +83,9 @@ def finetune_decoder(vq_dir: str, out: str, steps: int, batch_size: int = 16, lr
         sched.step()
     out_dir = Path(out)
     vq.save_pretrained(out_dir / "vq", safe_serialization=True)
+    vq.rm_edit_cell_local = True
     metrics = evaluate_vq(vq.eval(), heldout_images(256, "test"))
+    metrics.update(init)
     metrics.update(decoder_finetune_steps=steps, decoder_finetune_wall_s=round(time.time() - t0, 1), base=str(vq_dir))
     (out_dir / "vq_metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics))
@@ -65,8 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--kmeans-images", type=int, default=0, help="first set the codebook by k-means over N images")
     a = p.parse_args(argv)
-    finetune_decoder(a.vq, a.out, a.steps, a.batch_size, a.lr, a.seed, a.threads)
+    finetune_decoder(a.vq, a.out, a.steps, a.batch_size, a.lr, a.seed, a.threads, kmeans_images=a.kmeans_images)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ class Recipe:
         from rm_edit.data.pretokenize import pretokenize_manifest
 
         vq = VQModel.from_pretrained(self.vq_dir).eval()
+        vq.rm_edit_cell_local = True  # the shapes tokenizer's codes are cell-local (rm_edit.vq.cell_latents)
         for split in ("train", "test"):
             pretokenize_manifest(self.work / "data" / split / "manifest.jsonl", vq,
                                  self.work / "data" / split / "codes.safetensors", progress=not self.smoke)
@@ -139,7 +140,7 @@ def package_pipeline(vq_dir: Path, transformer_dir: Path, out: Path, **pipeline_
         transformer=LLaDATransformer.from_pretrained(transformer_dir),
         tokenizer=build_shapes_tokenizer(),
         scheduler=ReflectiveMaskingScheduler(codebook_size=SHAPES.codebook_size, num_turns=3, reveal_steps=2),
-        layout="shapes", crop_multiple=8, max_crop_cells=64, **pipeline_config,
+        layout="shapes", crop_multiple=8, max_crop_cells=64, vq_cell_local=True, **pipeline_config,
     )
     if out.exists():
         shutil.rmtree(out)
