@@ -50,13 +50,30 @@ def kmeans_codebook(vq: VQModel, images: torch.Tensor, iters: int = 25, seed: in
     return {"kmeans_points": len(points), "kmeans_codes_used": used}
 
 
+def with_spatial_norm_decoder(vq: VQModel) -> VQModel:
+    """The same encoder and codebook (so the same codes) with a fresh MoVQ-style decoder (``norm_type="spatial"``).
+
+    GroupNorm over a flat colour field normalises the colour away; spatial norm re-injects the quantised
+    latents at every decoder norm, which the shapes world's flat backgrounds need.
+    """
+    config = {k: v for k, v in vq.config.items() if not k.startswith("_")}
+    new = VQModel(**{**config, "norm_type": "spatial"})
+    keep = {k: v for k, v in vq.state_dict().items() if k.startswith(("encoder.", "quant_conv.", "quantize."))}
+    missing = new.load_state_dict(keep, strict=False)
+    assert not missing.unexpected_keys, missing.unexpected_keys
+    return new
+
+
 def finetune_decoder(vq_dir: str, out: str, steps: int, batch_size: int = 16, lr: float = 5e-4, seed: int = 0,
-                     threads: int = 1, progress: bool = True, kmeans_images: int = 0) -> Path:
+                     threads: int = 1, progress: bool = True, kmeans_images: int = 0,
+                     spatial_norm: bool = False) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     from rm_edit.data.shapes import ShapesWorld
 
     vq = VQModel.from_pretrained(vq_dir)
+    if spatial_norm and vq.config.norm_type != "spatial":
+        vq = with_spatial_norm_decoder(vq)
     world = ShapesWorld(split="train")
     init = {}
     if kmeans_images:
@@ -75,12 +92,15 @@ def finetune_decoder(vq_dir: str, out: str, steps: int, batch_size: int = 16, lr
         x = train_batch(world, seed + 1000, step, batch_size)  # other draws than the VQ run
         with torch.no_grad():
             quantized = vq.quantize(cell_latents(vq, x))[0]
-        recon = vq.decoder(vq.post_quant_conv(quantized), None)
+        recon = vq.decoder(vq.post_quant_conv(quantized), quantized if vq.config.norm_type == "spatial" else None)
         loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
+        if (step + 1) % 50 == 0:
+            psnr = -10 * torch.log10(F.mse_loss(recon.detach().clamp(0, 1), x))
+            print(json.dumps({"step": step + 1, "batch_psnr": round(psnr.item(), 2), "s": round(time.time() - t0, 1)}), flush=True)
     out_dir = Path(out)
     vq.save_pretrained(out_dir / "vq", safe_serialization=True)
     vq.rm_edit_cell_local = True
@@ -101,9 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--spatial-norm", action="store_true", help="swap in a spatial-norm decoder (same codes)")
     p.add_argument("--kmeans-images", type=int, default=0, help="first set the codebook by k-means over N images")
     a = p.parse_args(argv)
-    finetune_decoder(a.vq, a.out, a.steps, a.batch_size, a.lr, a.seed, a.threads, kmeans_images=a.kmeans_images)
+    finetune_decoder(a.vq, a.out, a.steps, a.batch_size, a.lr, a.seed, a.threads, kmeans_images=a.kmeans_images, spatial_norm=a.spatial_norm)
 
 
 if __name__ == "__main__":
