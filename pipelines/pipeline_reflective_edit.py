@@ -75,6 +75,14 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             )
         self._interrupt = False
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' loader; without ``torch_dtype`` it loads fp32 on a CPU-only machine (the shipped folders
+        store fp16 to stay small, and fp16 matmuls on CPU are slow)."""
+        if "torch_dtype" not in kwargs and not torch.cuda.is_available():
+            kwargs["torch_dtype"] = torch.float32
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     @property
     def interrupt(self) -> bool:
         return self._interrupt

@@ -66,7 +66,7 @@ def with_spatial_norm_decoder(vq: VQModel) -> VQModel:
 
 def finetune_decoder(vq_dir: str, out: str, steps: int, batch_size: int = 16, lr: float = 5e-4, seed: int = 0,
                      threads: int = 1, progress: bool = True, kmeans_images: int = 0,
-                     spatial_norm: bool = False) -> Path:
+                     spatial_norm: bool = False, eval_images: int = 256) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     from rm_edit.data.shapes import ShapesWorld
@@ -86,7 +86,7 @@ def finetune_decoder(vq_dir: str, out: str, steps: int, batch_size: int = 16, lr
     for p in trainable:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)
     t0 = time.time()
     for step in tqdm(range(steps), disable=not progress, desc="vq decoder"):
         x = train_batch(world, seed + 1000, step, batch_size)  # other draws than the VQ run
@@ -104,7 +104,7 @@ def finetune_decoder(vq_dir: str, out: str, steps: int, batch_size: int = 16, lr
     out_dir = Path(out)
     vq.save_pretrained(out_dir / "vq", safe_serialization=True)
     vq.rm_edit_cell_local = True
-    metrics = evaluate_vq(vq.eval(), heldout_images(256, "test"))
+    metrics = evaluate_vq(vq.eval(), heldout_images(eval_images, "test"))
     metrics.update(init)
     metrics.update(decoder_finetune_steps=steps, decoder_finetune_wall_s=round(time.time() - t0, 1), base=str(vq_dir))
     (out_dir / "vq_metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -65,15 +65,36 @@ class Recipe:
         return Path(self.vq_override) if self.vq_override else self.work / "vq" / "vq"
 
     def stage_vq(self) -> None:
+        """The shapes tokenizer: cell-local codes from a fixed random encoder + k-means codebook, then a
+        spatial-norm decoder trained on those fixed codes (configs/vq_shapes.json).
+
+        End-to-end VQ-GAN training collapsed to the mean image on this flat-coloured world within a CPU budget
+        (GroupNorm normalises a flat colour field away); fixing the codes first and training only a MoVQ-style
+        decoder learns quickly, and the codes are local by construction.
+        """
         if self.vq_override:
             print(f"[recipe] using the image tokenizer at {self.vq_override}")
             return
-        from .train_vq import load_config, train_vq
+        from rm_edit.vq import build_vq, small_vq_config
 
-        config = CONFIGS / "vq_shapes.json"
-        cfg = load_config(config if config.exists() else None, out=str(self.work / "vq"), threads=self.threads or None,
-                          smoke=self.smoke or None)
-        train_vq(cfg)
+        from .finetune_vq_decoder import finetune_decoder
+        from .vq_widen import widen_encoder
+
+        cfg = json.loads((CONFIGS / "vq_shapes.json").read_text())
+        out = self.work / "vq"
+        build_vq(small_vq_config(**cfg["encoder"]), seed=cfg["seed"]).save_pretrained(out / "random")
+        kmeans_images = 64 if self.smoke else cfg["kmeans_images"]
+        finetune_decoder(str(out / "random"), str(out / "kmeans"), steps=0, seed=cfg["seed"], kmeans_images=kmeans_images,
+                         threads=self.threads or 1, progress=False, eval_images=8 if self.smoke else 256)
+        from diffusers import VQModel
+
+        widen_encoder(VQModel.from_pretrained(out / "kmeans" / "codes_vq"), norm_type="spatial").save_pretrained(out / "wide")
+        steps = 2 if self.smoke else cfg["decoder_steps"]
+        final = finetune_decoder(str(out / "wide"), str(out / "decoder"), steps=steps, lr=cfg["decoder_lr"],
+                                 seed=cfg["seed"], threads=self.threads or 1, progress=not self.smoke,
+                                 eval_images=8 if self.smoke else 256)
+        shutil.copytree(final, out / "vq", dirs_exist_ok=True)
+        shutil.copy(out / "decoder" / "vq_metrics.json", out / "vq_metrics.json")
 
     def stage_codes(self) -> None:
         from diffusers import VQModel
@@ -144,7 +165,8 @@ def package_pipeline(vq_dir: Path, transformer_dir: Path, out: Path, **pipeline_
     )
     if out.exists():
         shutil.rmtree(out)
-    pipe.save_pretrained(out, safe_serialization=True)
+    # fp16 on disk keeps the four shipped folders small; the pipeline loads them back as fp32 on CPU.
+    pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
     return out
 
 
