@@ -129,7 +129,10 @@ class Recipe:
 
     def stage_package(self) -> None:
         for stage, (name, _) in MODELS.items():
-            package_pipeline(self.vq_dir, self.work / stage / "final", self.work / "models" / name)
+            # Guidance off: on held-out val edits it lowered the small model's edit accuracy (0.21 -> 0.01 at
+            # Lumina's 2.5 / 4.0); the scales stay available per call.
+            package_pipeline(self.vq_dir, self.work / stage / "final", self.work / "models" / name,
+                             guidance_scale=0.0, image_guidance_scale=0.0)
         if (self.work / "vq" / "vq_metrics.json").exists():
             shutil.copy(self.work / "vq" / "vq_metrics.json", self.work / "models" / "vq_metrics.json")
 
