@@ -163,7 +163,7 @@ def package_pipeline(vq_dir: Path, transformer_dir: Path, out: Path, **pipeline_
         vqvae=VQModel.from_pretrained(vq_dir),
         transformer=LLaDATransformer.from_pretrained(transformer_dir),
         tokenizer=build_shapes_tokenizer(),
-        scheduler=ReflectiveMaskingScheduler(codebook_size=SHAPES.codebook_size, num_turns=3, reveal_steps=2),
+        scheduler=ReflectiveMaskingScheduler(codebook_size=SHAPES.codebook_size, num_turns=2, reveal_steps=1, remask_margin=1.5),
         layout="shapes", crop_multiple=8, max_crop_cells=64, vq_cell_local=True, **pipeline_config,
     )
     if out.exists():
