@@ -540,6 +540,8 @@ def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     t.add_argument("manifest", metavar="MANIFEST.jsonl", type=Path)
     t.add_argument("--vq", type=Path, required=True, metavar="DIR", help="a saved diffusers VQModel folder")
     t.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors")
+    t.add_argument("--cell-local", action="store_true",
+                   help="encode each VQ cell on its own (local codes; the shapes tokenizer is used this way)")
     return p
 
 
@@ -563,6 +565,7 @@ def run_data(args: argparse.Namespace) -> int:
         vq = VQModel.from_pretrained(args.vq).eval()
     except Exception as exc:
         raise CliError(f"cannot load VQ model from {args.vq}: {_one_line(exc)}") from None
+    vq.rm_edit_cell_local = args.cell_local
     print(pretokenize_manifest(args.manifest, vq, args.out))
     return 0
 
