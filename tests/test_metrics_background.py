@@ -165,5 +165,5 @@ def test_lpips_pretrained_reads_local_trunk_and_packaged_heads(tmp_path, monkeyp
     model = LPIPS("squeeze", pretrained=True).model
     assert torch.equal(model.net.slice1[0].weight, trunk["features.0.weight"])
     assert torch.equal(getattr(model.net.slice7, "12").expand3x3.weight, trunk["features.12.expand3x3.weight"])
-    heads = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights/v0.1/squeeze.pth"), map_location="cpu")
+    heads = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights/v0.1/squeeze.pth"), map_location="cpu", weights_only=True)
     assert torch.equal(model.lin0.model[-1].weight, heads["lin0.model.1.weight"])
