@@ -19,6 +19,7 @@ from diffusers import DiffusionPipeline, VQModel
 from diffusers.utils import BaseOutput
 from transformers import PreTrainedTokenizerBase
 
+from rm_edit.kv_cache import KVCache, positions_to_compute
 from rm_edit.history import HistoryState, code_embeddings, history_embedding, scatter_offsets, update_history
 from rm_edit.layout import build_edit_sequence, edit_prompt_text, get_layout, pad_sequences
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
@@ -165,6 +166,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         remask_margin: float | None = None,
         max_remask_fraction: float | None = None,
         paste_back: bool = False,
+        use_kv_cache: bool = False,
+        kv_cache_refresh_every: int = 4,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_trajectory: bool = False,
@@ -217,6 +220,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         done = torch.zeros(b, dtype=torch.bool)
         trajectory = [{"codes": state.view(b, h, w).clone(), "remasked": chosen.view(b, h, w).clone()}]
         passes = 0
+        # The cache's rows (active edits) and the codes its keys/values were computed from.
+        kv_cache, cache_rows, cache_state = (KVCache() if use_kv_cache else None), None, None
+        self._kv_cache = kv_cache
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
             for i, t in enumerate(scheduler.timesteps):
                 if self.interrupt or done.all():
@@ -231,11 +237,31 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                     ref = history_embedding(history, history_alpha)[active].to(device)
                     copies = batch.input_ids.shape[0] // len(active)
                     offset = scatter_offsets(ref.repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
-                out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
-                                       output_positions=batch.target_positions).logits
+                copies = batch.input_ids.shape[0] // len(active)
+                full = (kv_cache is None or cache_rows is None or not torch.equal(cache_rows, active)
+                        or (scheduler.is_reflect_step(t) if strategy == "reflective" else i % kv_cache_refresh_every == 0))
+                if full:
+                    out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
+                                           output_positions=batch.target_positions, kv_cache=kv_cache).logits
+                    guided = self._guided(layout.image_code_logits(out).float(), len(active), g_text, g_image).cpu()
+                    logits = torch.zeros(b, n, K + 1).index_copy_(0, active, guided)
+                    if kv_cache is not None:
+                        cache_rows, cache_state = active, state.clone()
+                else:
+                    # Reveal steps read only masked positions' logits: recompute those and the codes that changed
+                    # since the cache was filled; everything else keeps its cached keys/values (and logits).
+                    need = (state[active] == K) | (state[active] != cache_state[active])
+                    target_idx, seq_idx = positions_to_compute(batch.target_positions[: len(active)].cpu(), need)
+                    seq_idx = torch.cat([torch.gather(batch.target_positions[r * len(active) : (r + 1) * len(active)].cpu(),
+                                                      1, target_idx) for r in range(copies)])
+                    out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
+                                           kv_cache=kv_cache, compute_positions=seq_idx.to(device)).logits
+                    guided = self._guided(layout.image_code_logits(out).float(), len(active), g_text, g_image).cpu()
+                    logits = logits.clone()
+                    rows = active[:, None].expand_as(target_idx)
+                    logits[rows, target_idx] = guided
+                    cache_state[rows, target_idx] = state[rows, target_idx]
                 passes += 1
-                guided = self._guided(layout.image_code_logits(out).float(), len(active), g_text, g_image).cpu()
-                logits = torch.zeros(b, n, K + 1).index_copy_(0, active, guided)
                 if history is not None:
                     emb, held = code_embeddings(self.transformer.get_input_embeddings(), layout, state.to(device))
                     history = update_history(history, emb.cpu(), held.cpu(), history_decay)

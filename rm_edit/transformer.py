@@ -21,6 +21,8 @@ from diffusers.utils import BaseOutput
 from safetensors.torch import load_file
 from torch import nn
 
+from .kv_cache import KVCache
+
 
 class RMSNorm(nn.Module):
     """LLaDA's RMSNorm: normalise in fp32, cast back, then scale (no +1 offset)."""
@@ -70,13 +72,20 @@ class LLaDABlock(nn.Module):
         self.up_proj = nn.Linear(d_model, mlp_hidden_size, bias=False)
         self.ff_out = nn.Linear(mlp_hidden_size, d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None,
+                kv_cache: KVCache | None = None, layer: int = 0, compute_positions: torch.Tensor | None = None):
+        """``x`` holds every position, or with ``compute_positions`` only those (the rest come from ``kv_cache``)."""
         b, l, _ = x.shape
         h = self.attn_norm(x)
         q = self.q_proj(h).view(b, l, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(h).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(h).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv_cache is not None:
+            if compute_positions is None:
+                kv_cache.store(layer, k, v)
+            else:
+                k, v = kv_cache.update(layer, compute_positions, k, v)
         att = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv_heads != self.n_heads
         )
@@ -155,6 +164,8 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         embedding_offset: torch.Tensor | None = None,
         output_positions: torch.Tensor | None = None,
         return_dict: bool = True,
+        kv_cache: KVCache | None = None,
+        compute_positions: torch.Tensor | None = None,
     ) -> LLaDAOutput | tuple[torch.Tensor]:
         """Logits for ``input_ids`` (B, L).
 
@@ -162,12 +173,17 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             positions count real tokens only, so a padded row equals the same row run alone.
         embedding_offset: (B, L, d_model) added to the token embeddings (History Reference uses it).
         output_positions: (B, P) indices; when given, only those positions go through the head (B, P, V).
+        kv_cache: a :class:`~rm_edit.kv_cache.KVCache`. Without ``compute_positions`` the forward is full and
+            (re)fills it; with ``compute_positions`` (B, P) only those positions are recomputed, attending to
+            the cached keys/values of the rest, and the logits are for those positions (B, P, V).
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         b, l = input_ids.shape
         if l > self.config.max_sequence_length:
             raise ValueError(f"sequence length {l} exceeds max_sequence_length {self.config.max_sequence_length}")
+        if compute_positions is not None:
+            return self._cached_forward(input_ids, attention_mask, embedding_offset, kv_cache, compute_positions, return_dict)
         x = self.transformer["wte"](input_ids)
         if embedding_offset is not None:
             x = x + embedding_offset.to(x.dtype)
@@ -181,15 +197,44 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             attn_mask = keep[:, None, None, :]
         cos, sin = rotary_cos_sin(positions, self.config.d_model // self.config.n_heads, self.config.rope_theta)
 
-        for block in self.transformer["blocks"]:
+        for i, block in enumerate(self.transformer["blocks"]):
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 x = self._gradient_checkpointing_func(block, x, cos, sin, attn_mask)
             else:
-                x = block(x, cos, sin, attn_mask)
+                x = block(x, cos, sin, attn_mask, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.input_ids, kv_cache.attention_mask = input_ids, attention_mask
+            kv_cache.full_passes += 1
         x = self.transformer["ln_f"](x)
         if output_positions is not None:
             x = torch.gather(x, 1, output_positions.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         logits = F.linear(x, self.output_head_weight)
+        return LLaDAOutput(logits=logits) if return_dict else (logits,)
+
+    def _cached_forward(self, input_ids, attention_mask, embedding_offset, kv_cache, compute_positions, return_dict):
+        """Recompute ``compute_positions`` (B, P) against ``kv_cache``'s keys/values for every other position."""
+        if kv_cache is None or kv_cache.is_empty:
+            raise ValueError("compute_positions needs a filled kv_cache: run a full forward with kv_cache first")
+        if kv_cache.input_ids.shape != input_ids.shape:
+            raise ValueError(f"input_ids {tuple(input_ids.shape)} do not match the cached batch {tuple(kv_cache.input_ids.shape)}")
+        b, l = input_ids.shape
+        x = self.transformer["wte"](torch.gather(input_ids, 1, compute_positions))
+        if embedding_offset is not None:
+            picked = compute_positions.unsqueeze(-1).expand(-1, -1, embedding_offset.shape[-1])
+            x = x + torch.gather(embedding_offset, 1, picked).to(x.dtype)
+        if attention_mask is None:
+            positions, attn_mask = compute_positions, None
+        else:
+            keep = attention_mask.bool()
+            positions = torch.gather((keep.long().cumsum(-1) - 1).clamp(min=0), 1, compute_positions)
+            attn_mask = keep[:, None, None, :]
+        cos, sin = rotary_cos_sin(positions, self.config.d_model // self.config.n_heads, self.config.rope_theta)
+        for i, block in enumerate(self.transformer["blocks"]):
+            x = block(x, cos, sin, attn_mask, kv_cache, i, compute_positions)
+        kv_cache.input_ids = kv_cache.input_ids.scatter(1, compute_positions, torch.gather(input_ids, 1, compute_positions))
+        kv_cache.cached_passes += 1
+        kv_cache.computed_positions += compute_positions.numel()
+        logits = F.linear(self.transformer["ln_f"](x), self.output_head_weight)
         return LLaDAOutput(logits=logits) if return_dict else (logits,)
 
     # ---- LLaDA / Lumina-DiMOO checkpoints ----------------------------------------------------------

@@ -1,0 +1,81 @@
+"""A key/value cache for the steps of one edit, in the spirit of Lumina-DiMOO's ML-Cache.
+
+A mask diffusion model attends bidirectionally, so a changed token changes every position's keys and values
+a little: an exact cache does not exist. Between two steps of an edit, though, most of the sequence (the
+system prompt, the instruction, the source image, the target codes that stayed put) does not change, and its
+keys/values barely move. :class:`KVCache` keeps every layer's keys/values from the last full forward; a
+cached forward (``LLaDATransformer(..., kv_cache=cache, compute_positions=idx)``) recomputes only the
+positions in ``idx`` (the changed and still-masked target codes) against the cached rest, writes their new
+keys/values back, and returns logits for those positions only. Samplers refresh it with a full forward when
+the approximation matters: every reflect step of Reflective Masking, whose keep / re-mask decision is taken
+at every position, is a full forward; the reveal steps between them use the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class KVCache:
+    """Per layer (B, n_kv_heads, L, head_dim) keys (after RoPE) and values, plus the (B, L) token ids and
+    padding mask they were computed from."""
+
+    keys: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+    input_ids: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
+    full_passes: int = 0  # forwards that (re)built the cache
+    cached_passes: int = 0  # forwards that reused it
+    computed_positions: int = 0  # positions recomputed by cached forwards, summed over rows
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.keys
+
+    def clear(self) -> None:
+        self.keys, self.values, self.input_ids, self.attention_mask = [], [], None, None
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """A full forward's keys/values for ``layer`` (layers arrive in order)."""
+        if layer == 0:
+            self.keys, self.values = [], []
+        self.keys.append(k)
+        self.values.append(v)
+
+    def update(self, layer: int, index: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the recomputed positions ``index`` (B, P) of ``layer``; return the layer's full keys/values."""
+        idx = index[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[-1])
+        self.keys[layer] = self.keys[layer].scatter(2, idx, k)
+        self.values[layer] = self.values[layer].scatter(2, idx, v)
+        return self.keys[layer], self.values[layer]
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep only batch rows ``rows`` (rows that left the batch, e.g. edits that reached a fixed point)."""
+        self.keys = [k.index_select(0, rows) for k in self.keys]
+        self.values = [v.index_select(0, rows) for v in self.values]
+        if self.input_ids is not None:
+            self.input_ids = self.input_ids.index_select(0, rows)
+        if self.attention_mask is not None:
+            self.attention_mask = self.attention_mask.index_select(0, rows)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
+def positions_to_compute(target_positions: torch.Tensor, need: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N) sequence index of each target code and (B, N) bool "recompute" -> (B, P) target indices and
+    the matching (B, P) sequence indices.
+
+    Rows need different counts; shorter rows repeat their first index (recomputing a position twice writes
+    the same keys/values). A row that needs nothing recomputes its first target position.
+    """
+    counts = need.sum(-1)
+    p = max(int(counts.max()), 1)
+    # Stable sort puts the needed positions first, in order.
+    order = torch.sort((~need).to(torch.int8), dim=-1, stable=True).indices[:, :p]
+    valid = torch.arange(p, device=need.device)[None, :] < counts[:, None]
+    order = torch.where(valid, order, order[:, :1].expand(-1, p))
+    return order, torch.gather(target_positions, 1, order)

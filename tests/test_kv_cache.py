@@ -1,0 +1,145 @@
+"""The key/value cache for the steps of an edit (rm_edit.kv_cache) in the transformer and the pipeline.
+
+A one-layer transformer's keys/values depend only on each position's own token, so there the cache is exact
+for every position it recomputes: cached and uncached runs must agree bit for bit (up to float rounding).
+With more layers it is an approximation; recomputing every position must still reproduce a full forward.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rm_edit.kv_cache import KVCache, positions_to_compute
+from rm_edit.transformer import LLaDATransformer
+from tests.conftest import make_tiny_pipeline
+
+PROMPT = "make the red circle blue"
+
+
+def _model(n_layers: int, seed: int = 0) -> LLaDATransformer:
+    torch.manual_seed(seed)
+    return LLaDATransformer(vocab_size=64, d_model=32, n_layers=n_layers, n_heads=4, n_kv_heads=2,
+                            mlp_hidden_size=64).eval()
+
+
+def _batch(seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 64, (2, 20), generator=g)
+    mask = torch.ones(2, 20, dtype=torch.long)
+    mask[1, :3] = 0  # left padding in the second row
+    return ids, mask
+
+
+@torch.no_grad()
+def test_recomputing_every_position_reproduces_the_full_forward():
+    model = _model(3)
+    ids, mask = _batch()
+    cache = KVCache()
+    full = model(ids, mask, kv_cache=cache).logits
+    assert len(cache.keys) == 3 and cache.keys[0].shape == (2, 2, 20, 8)  # GQA: 2 kv heads
+    again = model(ids, mask, kv_cache=cache, compute_positions=torch.arange(20).expand(2, 20)).logits
+    torch.testing.assert_close(again, full, rtol=0, atol=1e-6)
+    assert cache.full_passes == 1 and cache.cached_passes == 1 and cache.computed_positions == 40
+
+
+@torch.no_grad()
+def test_one_layer_cache_is_exact_for_the_changed_positions():
+    model = _model(1)
+    ids, mask = _batch()
+    cache = KVCache()
+    model(ids, mask, kv_cache=cache)
+    changed = ids.clone()
+    changed[:, 10:13] = 5
+    idx = torch.tensor([[10, 11, 12], [12, 10, 11]])
+    part = model(changed, mask, kv_cache=cache, compute_positions=idx).logits
+    ref = model(changed, mask).logits
+    torch.testing.assert_close(part, torch.gather(ref, 1, idx[..., None].expand(-1, -1, ref.shape[-1])), rtol=0, atol=1e-5)
+    assert torch.equal(cache.input_ids, changed)
+
+
+@torch.no_grad()
+def test_deeper_cache_is_an_approximation_that_moves_with_the_change():
+    """Stale keys/values of unchanged positions make deeper models differ, but by far less than the change."""
+    model = _model(3)
+    ids, mask = _batch()
+    cache = KVCache()
+    before = model(ids, mask, kv_cache=cache).logits
+    changed = ids.clone()
+    changed[:, 10] = (ids[:, 10] + 7) % 64
+    idx = torch.tensor([[10], [10]])
+    cached = model(changed, mask, kv_cache=cache, compute_positions=idx).logits[:, 0]
+    exact = model(changed, mask).logits[:, 10]
+    assert (cached - exact).abs().max() < (exact - before[:, 10]).abs().max()
+
+
+def test_cached_forward_needs_a_filled_matching_cache():
+    model = _model(1)
+    ids, mask = _batch()
+    with pytest.raises(ValueError, match="filled kv_cache"):
+        model(ids, mask, kv_cache=KVCache(), compute_positions=torch.zeros(2, 1, dtype=torch.long))
+    cache = KVCache()
+    with torch.no_grad():
+        model(ids, mask, kv_cache=cache)
+        with pytest.raises(ValueError, match="do not match the cached batch"):
+            model(ids[:, :10], mask[:, :10], kv_cache=cache, compute_positions=torch.zeros(2, 1, dtype=torch.long))
+
+
+def test_select_rows_keeps_the_chosen_rows():
+    model = _model(2)
+    ids, mask = _batch()
+    cache = KVCache()
+    with torch.no_grad():
+        model(ids, mask, kv_cache=cache)
+    second = [k[1].clone() for k in cache.keys]
+    cache.select_rows(torch.tensor([1]))
+    assert all(torch.equal(k[0], s) for k, s in zip(cache.keys, second))
+    assert cache.input_ids.shape == (1, 20) and cache.nbytes() > 0
+
+
+def test_positions_to_compute_pads_rows_with_their_first_needed_position():
+    target_positions = torch.tensor([[10, 11, 12, 13], [20, 21, 22, 23], [30, 31, 32, 33]])
+    need = torch.tensor([[False, True, False, True], [True, True, True, False], [False, False, False, False]])
+    target_idx, seq_idx = positions_to_compute(target_positions, need)
+    assert target_idx.tolist() == [[1, 3, 1], [0, 1, 2], [0, 0, 0]]
+    assert seq_idx.tolist() == [[11, 13, 11], [20, 21, 22], [30, 30, 30]]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipe = make_tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _run(pipe, images, **kwargs):
+    gens = [torch.Generator().manual_seed(i) for i in range(len(images))]
+    return pipe(images, PROMPT, generator=gens, output_type="latent", return_trajectory=True, **kwargs)
+
+
+@pytest.mark.parametrize("strategy", ["reflective", "regenerate"])
+def test_pipeline_cache_matches_uncached_edits_on_a_one_layer_model(pipe, pil_images, strategy):
+    """Both guidance branches and a batch of edits go through the cache; a one-layer model makes it exact."""
+    options = dict(strategy=strategy, num_turns=2, reveal_steps=3, num_inference_steps=8, temperature=0.0)
+    plain = _run(pipe, pil_images[:3], **options)
+    cached = _run(pipe, pil_images[:3], use_kv_cache=True, kv_cache_refresh_every=4, **options)
+    assert cached.num_forward_passes == plain.num_forward_passes
+    assert torch.equal(cached.images, plain.images)
+    assert torch.equal(cached.edit_region_tokens, plain.edit_region_tokens)
+    stats = pipe._kv_cache
+    assert stats.cached_passes > 0 and stats.full_passes > 0
+    # Reflective: every reflect step is full (and a step after an edit left the batch); regenerate: every 4th.
+    if strategy == "reflective":
+        assert 2 <= stats.full_passes < plain.num_forward_passes
+    else:
+        assert stats.full_passes == 2
+    rows = 3 * 3  # three edits x (conditional + two guidance branches)
+    assert stats.computed_positions < stats.cached_passes * rows * 64
+
+
+def test_pipeline_cache_with_history_runs_and_stays_close(pipe, pil_images):
+    plain = _run(pipe, pil_images[:2], use_history=True, num_turns=2, reveal_steps=2)
+    cached = _run(pipe, pil_images[:2], use_history=True, num_turns=2, reveal_steps=2, use_kv_cache=True)
+    assert cached.num_forward_passes == plain.num_forward_passes
+    # One layer, but History Reference moves the input of unchanged positions between passes: close, not equal.
+    assert (cached.images == plain.images).float().mean() > 0.9
