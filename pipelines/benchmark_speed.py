@@ -44,11 +44,18 @@ def time_forward(config: dict, seq_len: int, batch_sizes=(1, 16), repeats: int =
     return rows
 
 
-def benchmark_pipeline(pipe, n: int, batch_sizes=(1, 16)) -> list[dict]:
+def benchmark_pipeline(pipe, n: int, batch_sizes=(1, 16), reveal_steps: int | None = None) -> list[dict]:
     world = ShapesWorld(split="test")
     examples = [world[i] for i in range(n)]
     rows = []
-    for strategy, options in (("reflective", dict(use_history=True)), ("regenerate", dict(num_inference_steps=REGENERATE_STEPS))):
+    reflective = dict(use_history=True, reveal_steps=reveal_steps)
+    runs = (
+        ("reflective", "reflective", reflective),
+        ("reflective+kv", "reflective", dict(reflective, use_kv_cache=True)),
+        ("regenerate", "regenerate", dict(num_inference_steps=REGENERATE_STEPS)),
+        ("regenerate+kv", "regenerate", dict(num_inference_steps=REGENERATE_STEPS, use_kv_cache=True)),
+    )
+    for label, strategy, options in runs:
         for b in batch_sizes:
             warm = Image.fromarray(examples[0].source)
             pipe(warm, examples[0].instruction, strategy=strategy, output_type="latent", **options)  # warm-up
@@ -57,7 +64,7 @@ def benchmark_pipeline(pipe, n: int, batch_sizes=(1, 16)) -> list[dict]:
             seconds = time.perf_counter() - t0
             calls = (n + b - 1) // b
             rows.append(dict(
-                strategy=strategy, batch=b, passes_per_call=result["forward_passes"],
+                strategy=label, batch=b, passes_per_call=result["forward_passes"],
                 passes_per_edit=result["forward_passes"] * calls / n, sec_per_edit=seconds / n,
                 edits_per_s=n / seconds, edit_accuracy=result["edit_accuracy"], kept_outside=result["kept_outside"],
             ))
@@ -65,11 +72,11 @@ def benchmark_pipeline(pipe, n: int, batch_sizes=(1, 16)) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"| {'strategy':<10} | {'batch':>5} | {'passes/call':>11} | {'s/edit':>7} | {'edits/s':>7} | {'edit acc':>8} | {'kept out':>8} |"
+    head = f"| {'strategy':<13} | {'batch':>5} | {'passes/call':>11} | {'s/edit':>7} | {'edits/s':>7} | {'edit acc':>8} | {'kept out':>8} |"
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
-        print(f"| {r['strategy']:<10} | {r['batch']:>5} | {r['passes_per_call']:>11.2f} | {r['sec_per_edit']:>7.3f} | "
+        print(f"| {r['strategy']:<13} | {r['batch']:>5} | {r['passes_per_call']:>11.2f} | {r['sec_per_edit']:>7.3f} | "
               f"{r['edits_per_s']:>7.2f} | {r['edit_accuracy']:>8.3f} | {r['kept_outside']:>8.3f} |")
 
 
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="pipeline folder (default: the shipped default model)")
     parser.add_argument("--n", type=int, default=32, help="test examples per configuration")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--reveal-steps", type=int, help="reflective reveal steps per turn (default: the model's)")
+    parser.add_argument("--batch-sizes", default="1,16", help="comma list")
     parser.add_argument("--forward-only", action="store_true")
     parser.add_argument("--synthetic-8b", action="store_true", help="also time an 8B-shaped LLaDA (CUDA only)")
     args = parser.parse_args(argv)
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe = ReflectiveMaskingEditPipeline.from_pretrained(args.model) if args.model else load_default_pipeline()
     pipe.set_progress_bar_config(disable=True)
     print(f"device: cpu, torch threads {torch.get_num_threads()}, {args.n} shapes test edits per row")
-    print_table(benchmark_pipeline(pipe, args.n))
+    print_table(benchmark_pipeline(pipe, args.n, tuple(int(b) for b in args.batch_sizes.split(",")), args.reveal_steps))
     if args.synthetic_8b:
         if not torch.cuda.is_available():
             print("synthetic 8B: skipped (no CUDA device)")

@@ -138,8 +138,8 @@ def run(args: argparse.Namespace) -> dict:
 
     pipe(image, prompt, strategy="regenerate", num_inference_steps=1)  # warm-up (kernels, allocator)
     for batch in args.batch_sizes:
-        for strategy in ("reflective", "regenerate"):
-            name = f"{strategy} batch {batch}"
+        for strategy, use_kv_cache in (("reflective", False), ("reflective", True), ("regenerate", False)):
+            name = f"{strategy}{' + kv cache' if use_kv_cache else ''} batch {batch}"
             if over_budget(name):
                 continue
             gens = [torch.Generator().manual_seed(i) for i in range(batch)]
@@ -149,12 +149,13 @@ def run(args: argparse.Namespace) -> dict:
             try:
                 out = pipe([image] * batch, prompt, strategy=strategy, num_turns=args.turns,
                            reveal_steps=args.reveal_steps, num_inference_steps=args.regen_steps, generator=gens,
-                           output_type="np")
+                           output_type="np", use_kv_cache=use_kv_cache)
             except Exception as exc:  # noqa: BLE001
                 if not (cuda and _is_oom(exc)):
                     raise
                 torch.cuda.empty_cache()
-                results["edits"].append({"strategy": strategy, "batch": batch, "error": "out of memory"})
+                results["edits"].append({"strategy": strategy, "kv_cache": use_kv_cache, "batch": batch,
+                                         "error": "out of memory"})
                 say(f"{name}: out of memory")
                 continue
             clock.sync()
@@ -163,7 +164,8 @@ def run(args: argparse.Namespace) -> dict:
             per_pass = seconds / max(passes, 1)
             full = 64 if strategy == "regenerate" else 15
             record = {
-                "strategy": strategy, "batch": batch, "seconds": round(seconds, 3), "forward_passes": passes,
+                "strategy": strategy, "kv_cache": use_kv_cache, "batch": batch, "seconds": round(seconds, 3),
+                "forward_passes": passes,
                 "s_per_pass": round(per_pass, 4), "s_per_edit": round(seconds / batch, 3),
                 "s_per_edit_full_steps_estimate": round(per_pass * full / batch, 3),
                 "peak_gb": clock.peak_gb(), "output_shape": list(out.images.shape),
