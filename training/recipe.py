@@ -24,13 +24,16 @@ from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-STAGES = ("data", "vq", "codes", "base", "sft", "rm", "rm_her", "package", "evaluate")
-MODELS = {  # stage -> (shipped folder name, default strategy)
+STAGES = ("data", "vq", "codes", "base", "sft", "rm", "rm_her", "sft_long", "rm_long", "rm_her_long", "package", "evaluate")
+MODELS = {  # stage whose final weights ship -> (shipped folder name, default strategy)
     "base": ("shapes-base", "regenerate"),
-    "sft": ("shapes-sft", "regenerate"),
-    "rm": ("shapes-rm", "reflective"),
-    "rm_her": ("shapes-rm-her", "reflective"),
+    "sft_long": ("shapes-sft", "regenerate"),
+    "rm_long": ("shapes-rm", "reflective"),
+    "rm_her_long": ("shapes-rm-her", "reflective"),
 }
+# Post-training runs in two phases: 300 steps from the base (sft, rm, rm_her), then a longer second phase from
+# each of those (the *_long stages: its own warm-up and cosine decay, new seed); the second phase ships.
+POST_TRAINING = ("sft", "rm", "rm_her")
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
 
 
@@ -127,6 +130,15 @@ class Recipe:
     def stage_rm_her(self) -> None:
         self._mdm("rm_her", "mdm_shapes_rm_her.json", str(self.work / "base" / "final"))
 
+    def stage_sft_long(self) -> None:
+        self._mdm("sft_long", "mdm_shapes_sft_long.json", str(self.work / "sft" / "final"))
+
+    def stage_rm_long(self) -> None:
+        self._mdm("rm_long", "mdm_shapes_rm_long.json", str(self.work / "rm" / "final"))
+
+    def stage_rm_her_long(self) -> None:
+        self._mdm("rm_her_long", "mdm_shapes_rm_her_long.json", str(self.work / "rm_her" / "final"))
+
     def stage_package(self) -> None:
         for stage, (name, _) in MODELS.items():
             # Guidance off: on held-out val edits it lowered the small model's edit accuracy (0.21 -> 0.01 at
@@ -142,7 +154,8 @@ class Recipe:
         n = self.sizes["eval"]
         results = evaluate_shipped_models(self.work / "models", n=n, progress=not self.smoke)
         (self.work / "models" / "heldout_results.json").write_text(json.dumps(results, indent=2))
-        plot_loss_curves({s: self.work / s / "log.jsonl" for s in ("rm", "rm_her")}, self.work / "models" / "rm_losses.png")
+        logs = {s: [self.work / s / "log.jsonl", self.work / f"{s}_long" / "log.jsonl"] for s in ("rm", "rm_her")}
+        plot_loss_curves(logs, self.work / "models" / "rm_losses.png")
         vq_metrics_path = self.work / "models" / "vq_metrics.json"
         vq_metrics = json.loads(vq_metrics_path.read_text()) if vq_metrics_path.exists() else None
         times = {k: v for k, v in self.times.items() if not k.endswith("_partial")}

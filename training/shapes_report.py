@@ -35,17 +35,31 @@ def evaluate_shipped_models(models: Path, n: int = 256, progress: bool = True, r
     return results
 
 
-def plot_loss_curves(logs: dict[str, Path], out: Path) -> Path:
-    """One panel per run: the reveal / mask / keep losses against the step."""
+def read_log_phases(paths: list[Path]) -> list[dict]:
+    """Concatenate the log.jsonl of consecutive training phases, offsetting each phase's steps."""
+    records, offset = [], 0
+    for path in paths:
+        if not path.exists():
+            continue
+        phase = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records += [{**r, "step": r["step"] + offset, "phase_start": offset} for r in phase]
+        offset += max((r["step"] for r in phase), default=0)
+    return records
+
+
+def plot_loss_curves(logs: dict[str, Path | list[Path]], out: Path) -> Path:
+    """One panel per run: the reveal / mask / keep losses against the step (phases joined, a line between)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    present = {k: p for k, p in logs.items() if p.exists()}
+    runs = {k: read_log_phases([p] if isinstance(p, Path) else list(p)) for k, p in logs.items()}
+    present = {k: r for k, r in runs.items() if r}
     fig, axes = plt.subplots(1, max(1, len(present)), figsize=(5 * max(1, len(present)), 3.6), squeeze=False)
-    for ax, (name, path) in zip(axes[0], present.items()):
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for ax, (name, records) in zip(axes[0], present.items()):
+        for start in sorted({r["phase_start"] for r in records} - {0}):
+            ax.axvline(start, color="grey", lw=0.8, ls="--")
         for loss in ("reveal", "mask", "keep"):
             pts = [(r["step"], r[loss]) for r in records if loss in r]
             if pts:
