@@ -107,6 +107,18 @@ def test_edit_end_to_end_with_real_ids(pipe, image, strategy):
     assert not out.edit_masks[0][:, :8].any() and not out.edit_masks[0][:, 72:].any()
 
 
+def test_kv_cache_edit_with_lumina_layout(pipe, image):
+    """Reveal steps reuse cached keys/values of the system prompt, instruction and source image (padded guidance
+    branches of different lengths included) and recompute only the masked and changed target codes."""
+    kwargs = dict(strategy="reflective", num_turns=2, reveal_steps=3, generator=torch.Generator().manual_seed(0))
+    out = pipe(image, "make the sky red", use_kv_cache=True, output_type="latent", **kwargs)
+    stats = pipe._kv_cache
+    assert stats.full_passes >= 1 and stats.full_passes + stats.cached_passes == out.num_forward_passes
+    seq_len = stats.input_ids.shape[1]
+    assert stats.cached_passes > 0 and stats.computed_positions < stats.cached_passes * 3 * seq_len / 4
+    assert out.images.shape == (1, 4, 4) and int(out.images.max()) < L.codebook_size
+
+
 def test_convert_then_reload_gives_identical_edits(pipe, checkpoint, image, tmp_path):
     from rm_edit.cli import COMMANDS
 
