@@ -177,6 +177,8 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                    help="history weight decay per turn, in (0, 1] (default 1.0)")
     g.add_argument("--paste-back", action="store_true",
                    help="blend the edit into the original so pixels outside the region stay exact")
+    g.add_argument("--kv-cache", action="store_true",
+                   help="reuse keys/values between steps: reveal steps recompute only masked and changed codes")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0: runs are reproducible)")
     g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
 
@@ -191,6 +193,7 @@ def sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         strategy=args.strategy, num_turns=args.num_turns, reveal_steps=args.reveal_steps,
         guidance_scale=args.guidance_scale, image_guidance_scale=args.image_guidance_scale,
         use_history=args.history, history_decay=args.history_decay, paste_back=args.paste_back,
+        use_kv_cache=args.kv_cache,
     )
     if args.steps is not None:
         kwargs["num_inference_steps"] = args.steps

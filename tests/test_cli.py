@@ -78,6 +78,16 @@ def test_edit_writes_output_mask_and_trajectories(tmp_path, image_path, model_di
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_edit_with_kv_cache_matches_without_on_a_one_layer_model(tmp_path, image_path, model_dir):
+    """The test model has one layer, where the cache is exact: --kv-cache must write the same image."""
+    outs = [tmp_path / "plain.png", tmp_path / "cached.png"]
+    for out, extra in zip(outs, ([], ["--kv-cache"])):
+        args = ["edit", str(image_path), "make the circle blue", "-o", str(out), "--model", model_dir,
+                "--num-turns", "2", "--reveal-steps", "3", "--device", "cpu", *extra]
+        assert main(args) == 0
+    assert np.array_equal(np.asarray(PIL.Image.open(outs[0])), np.asarray(PIL.Image.open(outs[1])))
+
+
 def test_edit_bad_inputs_are_one_line_errors(tmp_path, image_path, model_dir, capsys):
     missing = tmp_path / "nope.png"
     corrupt = tmp_path / "corrupt.png"
