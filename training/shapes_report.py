@@ -119,6 +119,15 @@ def write_model_card(models: Path, results: dict, stage_times: dict, vq_metrics:
               "| run | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
+    typed = {name: r["by_edit_type"] for name, r in results.items() if r.get("by_edit_type")}
+    if typed:
+        cols = ["micro_precision", "micro_recall", "kept_outside", "edit_accuracy"]
+        lines += ["", "Per edit type (micro precision / micro recall / kept outside / edit accuracy):", "",
+                  "| run | " + " | ".join(sorted(next(iter(typed.values())))) + " |",
+                  "|---|" + "---|" * len(next(iter(typed.values())))]
+        for name, types in typed.items():
+            cells = [" / ".join(f"{types[t][k]:.2f}" for k in cols) for t in sorted(types)]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "RM post-training losses: `rm_losses.png`.", ""]
     out = models / "MODEL_CARD.md"
     out.write_text("\n".join(lines))

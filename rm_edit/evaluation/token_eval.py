@@ -80,11 +80,15 @@ def count_replays(trajectory: list[dict] | None, mask_code: int) -> list[int]:
     return counts.tolist()
 
 
-def summarize(rows: list[dict]) -> dict:
+def summarize(rows: list[dict], by_type: bool = True) -> dict:
+    """Means over images, pooled (micro) precision / recall, and the same per edit type when rows have one."""
     keys = [k for k in TokenEditResult.__dataclass_fields__]
     out = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
     tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
     out["micro_precision"] = tp / (tp + fp) if tp + fp else 1.0  # pooled over all images
     out["micro_recall"] = tp / (tp + fn) if tp + fn else 1.0
     out["n"] = len(rows)
+    types = sorted({r.get("edit_type") for r in rows} - {None})
+    if by_type and types:
+        out["by_edit_type"] = {t: summarize([r for r in rows if r.get("edit_type") == t], by_type=False) for t in types}
     return out
