@@ -19,7 +19,7 @@ from diffusers import DiffusionPipeline, VQModel
 from diffusers.utils import BaseOutput
 from transformers import PreTrainedTokenizerBase
 
-from rm_edit.kv_cache import KVCache, positions_to_compute
+from rm_edit.kv_cache import KVCache, indices_to_recompute
 from rm_edit.history import HistoryState, code_embeddings, history_embedding, scatter_offsets, update_history
 from rm_edit.layout import build_edit_sequence, edit_prompt_text, get_layout, pad_sequences
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
@@ -232,15 +232,13 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 act_prompts = [conditional[j] for j in active.tolist()]
                 batch = self._branches(act_prompts, uncond, close, source[active], state[active], g_text != 0, g_image != 0)
                 batch = batch.to(device)
+                copies = batch.input_ids.shape[0] // len(active)  # the conditional and guidance branches
                 offset = None
                 if history is not None and history_alpha != 0:
                     ref = history_embedding(history, history_alpha)[active].to(device)
-                    copies = batch.input_ids.shape[0] // len(active)
                     offset = scatter_offsets(ref.repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
-                copies = batch.input_ids.shape[0] // len(active)
-                full = (kv_cache is None or cache_rows is None or not torch.equal(cache_rows, active)
-                        or (scheduler.is_reflect_step(t) if strategy == "reflective" else i % kv_cache_refresh_every == 0))
-                if full:
+                refresh = scheduler.is_reflect_step(t) if strategy == "reflective" else i % kv_cache_refresh_every == 0
+                if kv_cache is None or refresh or cache_rows is None or not torch.equal(cache_rows, active):
                     out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
                                            output_positions=batch.target_positions, kv_cache=kv_cache).logits
                     guided = self._guided(layout.image_code_logits(out).float(), len(active), g_text, g_image).cpu()
@@ -248,17 +246,16 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                     if kv_cache is not None:
                         cache_rows, cache_state = active, state.clone()
                 else:
-                    # Reveal steps read only masked positions' logits: recompute those and the codes that changed
+                    # A reveal step reads only masked positions' logits: recompute those and the codes that changed
                     # since the cache was filled; everything else keeps its cached keys/values (and logits).
                     need = (state[active] == K) | (state[active] != cache_state[active])
-                    target_idx, seq_idx = positions_to_compute(batch.target_positions[: len(active)].cpu(), need)
-                    seq_idx = torch.cat([torch.gather(batch.target_positions[r * len(active) : (r + 1) * len(active)].cpu(),
-                                                      1, target_idx) for r in range(copies)])
+                    target_idx = indices_to_recompute(need)
+                    seq_idx = torch.gather(batch.target_positions, 1, target_idx.repeat(copies, 1).to(device))
                     out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
-                                           kv_cache=kv_cache, compute_positions=seq_idx.to(device)).logits
+                                           kv_cache=kv_cache, compute_positions=seq_idx).logits
                     guided = self._guided(layout.image_code_logits(out).float(), len(active), g_text, g_image).cpu()
-                    logits = logits.clone()
                     rows = active[:, None].expand_as(target_idx)
+                    logits = logits.clone()
                     logits[rows, target_idx] = guided
                     cache_state[rows, target_idx] = state[rows, target_idx]
                 passes += 1

@@ -65,17 +65,15 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
 
-def positions_to_compute(target_positions: torch.Tensor, need: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N) sequence index of each target code and (B, N) bool "recompute" -> (B, P) target indices and
-    the matching (B, P) sequence indices.
+def indices_to_recompute(need: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool "recompute this position" -> (B, P) its indices, P = the largest count in a row.
 
-    Rows need different counts; shorter rows repeat their first index (recomputing a position twice writes
-    the same keys/values). A row that needs nothing recomputes its first target position.
+    Shorter rows repeat their first index (recomputing a position twice writes the same keys/values); a row
+    that needs nothing recomputes index 0.
     """
     counts = need.sum(-1)
-    p = max(int(counts.max()), 1)
-    # Stable sort puts the needed positions first, in order.
+    p = max(int(counts.max()), 1) if need.numel() else 1
+    # A stable sort puts the needed indices first, in order.
     order = torch.sort((~need).to(torch.int8), dim=-1, stable=True).indices[:, :p]
     valid = torch.arange(p, device=need.device)[None, :] < counts[:, None]
-    order = torch.where(valid, order, order[:, :1].expand(-1, p))
-    return order, torch.gather(target_positions, 1, order)
+    return torch.where(valid, order, order[:, :1].expand(-1, p))

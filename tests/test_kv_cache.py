@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rm_edit.kv_cache import KVCache, positions_to_compute
+from rm_edit.kv_cache import KVCache, indices_to_recompute
 from rm_edit.transformer import LLaDATransformer
 from tests.conftest import make_tiny_pipeline
 
@@ -97,12 +97,9 @@ def test_select_rows_keeps_the_chosen_rows():
     assert cache.input_ids.shape == (1, 20) and cache.nbytes() > 0
 
 
-def test_positions_to_compute_pads_rows_with_their_first_needed_position():
-    target_positions = torch.tensor([[10, 11, 12, 13], [20, 21, 22, 23], [30, 31, 32, 33]])
+def test_indices_to_recompute_pads_rows_with_their_first_needed_index():
     need = torch.tensor([[False, True, False, True], [True, True, True, False], [False, False, False, False]])
-    target_idx, seq_idx = positions_to_compute(target_positions, need)
-    assert target_idx.tolist() == [[1, 3, 1], [0, 1, 2], [0, 0, 0]]
-    assert seq_idx.tolist() == [[11, 13, 11], [20, 21, 22], [30, 30, 30]]
+    assert indices_to_recompute(need).tolist() == [[1, 3, 1], [0, 1, 2], [0, 0, 0]]
 
 
 @pytest.fixture(scope="module")
