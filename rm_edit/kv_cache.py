@@ -35,9 +35,6 @@ class KVCache:
     def is_empty(self) -> bool:
         return not self.keys
 
-    def clear(self) -> None:
-        self.keys, self.values, self.input_ids, self.attention_mask = [], [], None, None
-
     def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """A full forward's keys/values for ``layer`` (layers arrive in order)."""
         if layer == 0:

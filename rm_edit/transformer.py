@@ -188,13 +188,7 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         if embedding_offset is not None:
             x = x + embedding_offset.to(x.dtype)
 
-        if attention_mask is None:
-            positions = torch.arange(l, device=input_ids.device).expand(b, l)
-            attn_mask = None
-        else:
-            keep = attention_mask.bool()
-            positions = (keep.long().cumsum(-1) - 1).clamp(min=0)
-            attn_mask = keep[:, None, None, :]
+        positions, attn_mask = _positions_and_mask(attention_mask, b, l, input_ids.device)
         cos, sin = rotary_cos_sin(positions, self.config.d_model // self.config.n_heads, self.config.rope_theta)
 
         for i, block in enumerate(self.transformer["blocks"]):
@@ -222,13 +216,9 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         if embedding_offset is not None:
             picked = compute_positions.unsqueeze(-1).expand(-1, -1, embedding_offset.shape[-1])
             x = x + torch.gather(embedding_offset, 1, picked).to(x.dtype)
-        if attention_mask is None:
-            positions, attn_mask = compute_positions, None
-        else:
-            keep = attention_mask.bool()
-            positions = torch.gather((keep.long().cumsum(-1) - 1).clamp(min=0), 1, compute_positions)
-            attn_mask = keep[:, None, None, :]
-        cos, sin = rotary_cos_sin(positions, self.config.d_model // self.config.n_heads, self.config.rope_theta)
+        positions, attn_mask = _positions_and_mask(attention_mask, b, l, input_ids.device)
+        cos, sin = rotary_cos_sin(torch.gather(positions, 1, compute_positions), self.config.d_model // self.config.n_heads,
+                                  self.config.rope_theta)
         for i, block in enumerate(self.transformer["blocks"]):
             x = block(x, cos, sin, attn_mask, kv_cache, i, compute_positions)
         kv_cache.input_ids = kv_cache.input_ids.scatter(1, compute_positions, torch.gather(input_ids, 1, compute_positions))
@@ -272,6 +262,14 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         model = model.to(torch_dtype or torch.float32)
         model.eval()
         return model
+
+
+def _positions_and_mask(attention_mask: torch.Tensor | None, b: int, l: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """RoPE positions (B, L) counting real tokens only, and the SDPA key mask (B, 1, 1, L) hiding padding."""
+    if attention_mask is None:
+        return torch.arange(l, device=device).expand(b, l), None
+    keep = attention_mask.bool()
+    return (keep.long().cumsum(-1) - 1).clamp(min=0), keep[:, None, None, :]
 
 
 def _llada_weight_files(folder: Path) -> list[Path]:

@@ -31,12 +31,17 @@ def _batch(seed: int = 1):
     return ids, mask
 
 
-@torch.no_grad()
-def test_recomputing_every_position_reproduces_the_full_forward():
-    model = _model(3)
+def _filled(n_layers: int):
+    """A model, a padded batch, and a cache filled by a full forward (with that forward's logits)."""
+    model = _model(n_layers)
     ids, mask = _batch()
     cache = KVCache()
-    full = model(ids, mask, kv_cache=cache).logits
+    return model, ids, mask, cache, model(ids, mask, kv_cache=cache).logits
+
+
+@torch.no_grad()
+def test_recomputing_every_position_reproduces_the_full_forward():
+    model, ids, mask, cache, full = _filled(3)
     assert len(cache.keys) == 3 and cache.keys[0].shape == (2, 2, 20, 8)  # GQA: 2 kv heads
     again = model(ids, mask, kv_cache=cache, compute_positions=torch.arange(20).expand(2, 20)).logits
     torch.testing.assert_close(again, full, rtol=0, atol=1e-6)
@@ -45,10 +50,7 @@ def test_recomputing_every_position_reproduces_the_full_forward():
 
 @torch.no_grad()
 def test_one_layer_cache_is_exact_for_the_changed_positions():
-    model = _model(1)
-    ids, mask = _batch()
-    cache = KVCache()
-    model(ids, mask, kv_cache=cache)
+    model, ids, mask, cache, _ = _filled(1)
     changed = ids.clone()
     changed[:, 10:13] = 5
     idx = torch.tensor([[10, 11, 12], [12, 10, 11]])
@@ -61,10 +63,7 @@ def test_one_layer_cache_is_exact_for_the_changed_positions():
 @torch.no_grad()
 def test_deeper_cache_is_an_approximation_that_moves_with_the_change():
     """Stale keys/values of unchanged positions make deeper models differ, but by far less than the change."""
-    model = _model(3)
-    ids, mask = _batch()
-    cache = KVCache()
-    before = model(ids, mask, kv_cache=cache).logits
+    model, ids, mask, cache, before = _filled(3)
     changed = ids.clone()
     changed[:, 10] = (ids[:, 10] + 7) % 64
     idx = torch.tensor([[10], [10]])
