@@ -10,7 +10,7 @@ The samplers work in *code space*: a target position holds a code in ``[0, codeb
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import torch
@@ -195,7 +195,11 @@ SHAPES = TokenLayout(
     system_prompt="Edit the image.",
 )
 
-PRESETS: dict[str, TokenLayout] = {LUMINA_DIMOO.name: LUMINA_DIMOO, SHAPES.name: SHAPES}
+# The same text side with a 1,024-code image tokenizer (the colour-preserving pixel-cell encoder): codes that
+# keep a shape's colour apart need more entries than 256 (measured purity 0.88 at 256, 0.96 at 1,024).
+SHAPES_1K = replace(SHAPES, name="shapes-1k", codebook_size=1024)
+
+PRESETS: dict[str, TokenLayout] = {p.name: p for p in (LUMINA_DIMOO, SHAPES, SHAPES_1K)}
 
 
 def get_layout(name_or_dict: str | dict | TokenLayout) -> TokenLayout:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rm_edit.layout import LUMINA_DIMOO, SHAPES, build_edit_sequence, edit_prompt_text, get_layout, target_grid
+from rm_edit.layout import LUMINA_DIMOO, SHAPES, SHAPES_1K, build_edit_sequence, edit_prompt_text, get_layout, target_grid
 
 
 def test_lumina_ids_are_the_published_ones():
@@ -11,7 +11,7 @@ def test_lumina_ids_are_the_published_ones():
     assert L.image_code_offset == 126356 and L.codebook_size == 8192 and L.vocab_size == 134548
 
 
-@pytest.mark.parametrize("layout", [LUMINA_DIMOO, SHAPES])
+@pytest.mark.parametrize("layout", [LUMINA_DIMOO, SHAPES, SHAPES_1K])
 def test_edit_sequence_round_trip(layout):
     g = torch.Generator().manual_seed(0)
     src = torch.randint(0, layout.codebook_size, (3, 5), generator=g)

@@ -110,3 +110,23 @@ def test_lora_option_trains_adapters_and_ships_plain_weights(codes, tmp_path):
     q = "transformer.blocks.0.q_proj.weight"
     assert not torch.equal(before[q], after[q])
     assert torch.equal(before["transformer.wte.weight"], after["transformer.wte.weight"])
+
+
+def test_code_rows_seeded_from_codebook_keep_its_geometry():
+    from rm_edit.layout import SHAPES_1K
+    from rm_edit.training.train_mdm import init_code_rows_from_codebook
+
+    model = LLaDATransformer(vocab_size=SHAPES_1K.vocab_size, **TINY_MODEL)
+    text_rows = model.get_input_embeddings().weight[: SHAPES_1K.image_code_offset].clone()
+    codebook = torch.randn(SHAPES_1K.codebook_size, 8)
+    codebook[1] = codebook[0]  # two codes for the same cell content
+    codebook[2] = codebook[0] + 0.01  # a near neighbour
+    init_code_rows_from_codebook(model, SHAPES_1K, codebook, seed=0)
+    rows = model.get_input_embeddings().weight[SHAPES_1K.image_code_offset :]
+    assert torch.equal(model.get_input_embeddings().weight[: SHAPES_1K.image_code_offset], text_rows)
+    assert torch.allclose(rows[0], rows[1])
+    assert (rows[0] - rows[2]).norm() < 0.1 * (rows[0] - rows[3]).norm()
+    assert torch.equal(model.output_head_weight[SHAPES_1K.image_code_offset :], rows)
+    assert abs(rows.std().item() - 0.02) < 1e-3
+    with pytest.raises(ValueError, match="1024"):
+        init_code_rows_from_codebook(model, SHAPES_1K, codebook[:256], seed=0)

@@ -18,22 +18,22 @@ from pathlib import Path
 
 import torch
 
-from rm_edit.layout import SHAPES
+from rm_edit.layout import SHAPES_1K
 
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-STAGES = ("data", "vq", "codes", "base", "sft", "rm", "rm_her", "sft_long", "rm_long", "rm_her_long", "package", "evaluate")
+STAGES = ("data", "vq", "codes", "base", "sft", "rm", "rm_her", "package", "evaluate")
 MODELS = {  # stage whose final weights ship -> (shipped folder name, default strategy)
     "base": ("shapes-base", "regenerate"),
-    "sft_long": ("shapes-sft", "regenerate"),
-    "rm_long": ("shapes-rm", "reflective"),
-    "rm_her_long": ("shapes-rm-her", "reflective"),
+    "sft": ("shapes-sft", "regenerate"),
+    "rm": ("shapes-rm", "reflective"),
+    "rm_her": ("shapes-rm-her", "reflective"),
 }
-# Post-training runs in two phases: 300 steps from the base (sft, rm, rm_her), then a longer second phase from
-# each of those (the *_long stages: its own warm-up and cosine decay, new seed); the second phase ships.
-POST_TRAINING = ("sft", "rm", "rm_her")
+POST_TRAINING = ("sft", "rm", "rm_her")  # each from the base, same steps
+# The reflective sampler the folders ship with (chosen on validation edits, see MODEL_CARD.md).
+SHIPPED_SAMPLER = dict(num_turns=2, reveal_steps=1, remask_margin=1.5)
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
 
 
@@ -68,8 +68,9 @@ class Recipe:
         return Path(self.vq_override) if self.vq_override else self.work / "vq" / "vq"
 
     def stage_vq(self) -> None:
-        """The shapes tokenizer: cell-local codes from a fixed random encoder + k-means codebook, then a
-        spatial-norm decoder trained on those fixed codes (configs/vq_shapes.json).
+        """The shapes tokenizer (configs/vq_shapes.json): a hand-set colour-preserving cell encoder inside a
+        diffusers VQModel (``training/vq_cell_encoder.py``: a cell's latent is its 2x2-averaged pixels), a
+        k-means codebook over those latents, and a spatial-norm decoder trained on the fixed codes.
 
         End-to-end VQ-GAN training collapsed to the mean image on this flat-coloured world within a CPU budget
         (GroupNorm normalises a flat colour field away); fixing the codes first and training only a MoVQ-style
@@ -78,23 +79,15 @@ class Recipe:
         if self.vq_override:
             print(f"[recipe] using the image tokenizer at {self.vq_override}")
             return
-        from rm_edit.vq import build_vq, small_vq_config
-
         from .finetune_vq_decoder import finetune_decoder
-        from .vq_widen import widen_encoder
+        from .vq_cell_encoder import build_cell_pixel_vq
 
         cfg = json.loads((CONFIGS / "vq_shapes.json").read_text())
         out = self.work / "vq"
-        build_vq(small_vq_config(**cfg["encoder"]), seed=cfg["seed"]).save_pretrained(out / "random")
-        kmeans_images = 64 if self.smoke else cfg["kmeans_images"]
-        finetune_decoder(str(out / "random"), str(out / "kmeans"), steps=0, seed=cfg["seed"], kmeans_images=kmeans_images,
-                         threads=self.threads or 1, progress=False, eval_images=8 if self.smoke else 256)
-        from diffusers import VQModel
-
-        widen_encoder(VQModel.from_pretrained(out / "kmeans" / "codes_vq"), norm_type="spatial").save_pretrained(out / "wide")
-        steps = 2 if self.smoke else cfg["decoder_steps"]
-        final = finetune_decoder(str(out / "wide"), str(out / "decoder"), steps=steps, lr=cfg["decoder_lr"],
-                                 seed=cfg["seed"], threads=self.threads or 1, progress=not self.smoke,
+        build_cell_pixel_vq(cfg["codebook_size"], seed=cfg["seed"]).save_pretrained(out / "init")
+        final = finetune_decoder(str(out / "init"), str(out / "decoder"), steps=2 if self.smoke else cfg["decoder_steps"],
+                                 lr=cfg["decoder_lr"], seed=cfg["seed"], threads=self.threads or 1,
+                                 kmeans_images=64 if self.smoke else cfg["kmeans_images"], progress=not self.smoke,
                                  eval_images=8 if self.smoke else 256)
         shutil.copytree(final, out / "vq", dirs_exist_ok=True)
         shutil.copy(out / "decoder" / "vq_metrics.json", out / "vq_metrics.json")
@@ -106,13 +99,15 @@ class Recipe:
 
         vq = VQModel.from_pretrained(self.vq_dir).eval()
         vq.rm_edit_cell_local = True  # the shapes tokenizer's codes are cell-local (rm_edit.vq.cell_latents)
-        for split in ("train", "test"):
+        for split in ("train", "val", "test"):
             pretokenize_manifest(self.work / "data" / split / "manifest.jsonl", vq,
                                  self.work / "data" / split / "codes.safetensors", progress=not self.smoke)
 
     def _mdm(self, stage: str, config: str, init: str | None) -> None:
         overrides = dict(out=str(self.work / stage), train_codes=str(self.work / "data" / "train" / "codes.safetensors"),
                          init_from=init, threads=self.threads)
+        if init is None:  # a fresh model: seed its code rows from this run's codebook
+            overrides["code_embedding_init"] = str(self.vq_dir)
         if self.smoke:
             overrides.update(model=SMOKE_MODEL, steps=4, batch_size=4, save_every=2, log_every=1, warmup_steps=1)
         cfg = MDMTrainConfig.from_file(CONFIGS / config, **overrides)
@@ -130,15 +125,6 @@ class Recipe:
     def stage_rm_her(self) -> None:
         self._mdm("rm_her", "mdm_shapes_rm_her.json", str(self.work / "base" / "final"))
 
-    def stage_sft_long(self) -> None:
-        self._mdm("sft_long", "mdm_shapes_sft_long.json", str(self.work / "sft" / "final"))
-
-    def stage_rm_long(self) -> None:
-        self._mdm("rm_long", "mdm_shapes_rm_long.json", str(self.work / "rm" / "final"))
-
-    def stage_rm_her_long(self) -> None:
-        self._mdm("rm_her_long", "mdm_shapes_rm_her_long.json", str(self.work / "rm_her" / "final"))
-
     def stage_package(self) -> None:
         for stage, (name, _) in MODELS.items():
             # Guidance off: on held-out val edits it lowered the small model's edit accuracy (0.21 -> 0.01 at
@@ -154,7 +140,7 @@ class Recipe:
         n = self.sizes["eval"]
         results = evaluate_shipped_models(self.work / "models", n=n, progress=not self.smoke)
         (self.work / "models" / "heldout_results.json").write_text(json.dumps(results, indent=2))
-        logs = {s: [self.work / s / "log.jsonl", self.work / f"{s}_long" / "log.jsonl"] for s in ("rm", "rm_her")}
+        logs = {s: self.work / s / "log.jsonl" for s in ("rm", "rm_her")}
         plot_loss_curves(logs, self.work / "models" / "rm_losses.png")
         vq_metrics_path = self.work / "models" / "vq_metrics.json"
         vq_metrics = json.loads(vq_metrics_path.read_text()) if vq_metrics_path.exists() else None
@@ -176,8 +162,8 @@ def package_pipeline(vq_dir: Path, transformer_dir: Path, out: Path, **pipeline_
         vqvae=VQModel.from_pretrained(vq_dir),
         transformer=LLaDATransformer.from_pretrained(transformer_dir),
         tokenizer=build_shapes_tokenizer(),
-        scheduler=ReflectiveMaskingScheduler(codebook_size=SHAPES.codebook_size, num_turns=2, reveal_steps=1, remask_margin=1.5),
-        layout="shapes", crop_multiple=8, max_crop_cells=64, vq_cell_local=True, **pipeline_config,
+        scheduler=ReflectiveMaskingScheduler(codebook_size=SHAPES_1K.codebook_size, **SHIPPED_SAMPLER),
+        layout=SHAPES_1K.name, crop_multiple=8, max_crop_cells=64, vq_cell_local=True, **pipeline_config,
     )
     if out.exists():
         shutil.rmtree(out)
@@ -193,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma list from {','.join(STAGES)}")
     parser.add_argument("--vq", help="use this trained VQModel folder instead of training one")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    parser.add_argument("--train-size", type=int, default=24000)
+    parser.add_argument("--train-size", type=int, default=12000)
     parser.add_argument("--eval-size", type=int, default=256)
     args = parser.parse_args(argv)
     if args.threads:

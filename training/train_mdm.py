@@ -44,6 +44,7 @@ class MDMTrainConfig:
     layout: str = "shapes"
     model: dict = field(default_factory=lambda: dict(d_model=192, n_layers=4, n_heads=4, mlp_hidden_size=384))
     init_from: str | None = None  # a LLaDATransformer folder to start from
+    code_embedding_init: str | None = None  # fresh models: a VQModel folder whose codebook seeds the code rows
     tokenizer: str | None = None  # a tokenizer folder; None = build the shapes tokenizer
     train_codes: str = "data/shapes/train/codes.safetensors"
     out: str = "runs/mdm"
@@ -122,6 +123,25 @@ def sample_native(model, layout, bank, cache, index, cfg, gen) -> torch.Tensor:
     return choose_reveal(log_probs, state, temperature=1.0, generator=gen)[1]
 
 
+@torch.no_grad()
+def init_code_rows_from_codebook(model: LLaDATransformer, layout: TokenLayout, codebook: torch.Tensor, seed: int) -> None:
+    """Seed the image-code rows of the input embedding and output head with a random projection of the codebook.
+
+    Codes that stand for similar cells (same colour, similar coverage) then start with similar embeddings and
+    logits, so the model need not discover from co-occurrence alone which of 1,024 codes are "green".
+    """
+    if codebook.shape[0] != layout.codebook_size:
+        raise ValueError(f"codebook has {codebook.shape[0]} codes, layout {layout.name!r} {layout.codebook_size}")
+    gen = torch.Generator().manual_seed(seed)
+    d = model.get_input_embeddings().weight.shape[1]
+    centred = codebook.float() - codebook.float().mean(0)
+    rows = centred @ torch.randn(codebook.shape[1], d, generator=gen)
+    rows *= 0.02 / rows.std().clamp_min(1e-8)  # the scale of the model's own init
+    codes = slice(layout.image_code_offset, layout.image_code_offset + layout.codebook_size)
+    model.get_input_embeddings().weight[codes] = rows
+    model.output_head_weight[codes] = rows
+
+
 def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -154,6 +174,11 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
         model = LLaDATransformer(
             vocab_size=layout.vocab_size, mask_token_id=layout.mask_token_id, max_sequence_length=seq_len, **cfg.model
         )
+        if cfg.code_embedding_init:
+            from diffusers import VQModel
+
+            codebook = VQModel.from_pretrained(cfg.code_embedding_init).quantize.embedding.weight
+            init_code_rows_from_codebook(model, layout, codebook, cfg.seed)
     if cfg.lora_rank:
         from peft import LoraConfig
 
