@@ -35,6 +35,30 @@ def evaluate_shipped_models(models: Path, n: int = 256, progress: bool = True, r
     return results
 
 
+def sweep_reflective_sampler(model: Path, n: int = 128, margins=(0.0, 0.5, 1.0, 1.5, 2.5), turns=(1, 2, 3),
+                             use_history: bool = False, progress: bool = True) -> list[dict]:
+    """Token figures of one RM folder on the *validation* split for each (turns, re-mask margin): how the
+    shipped sampler is chosen without looking at the test split."""
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+    world = ShapesWorld(split="val")
+    examples = [world[i] for i in range(n)]
+    pipe = ReflectiveMaskingEditPipeline.from_pretrained(model)
+    pipe.set_progress_bar_config(disable=True)
+    table = []
+    for num_turns in turns:
+        for margin in margins:
+            summary = evaluate_tokens(pipe, examples, progress=False, strategy="reflective", num_turns=num_turns,
+                                      remask_margin=margin, use_history=use_history)
+            row = {"num_turns": num_turns, "remask_margin": margin,
+                   **{k: round(summary[k], 4) for k in ("micro_precision", "micro_recall", "kept_outside",
+                                                        "edit_accuracy", "forward_passes")}}
+            table.append(row)
+            if progress:
+                print(json.dumps(row), flush=True)
+    return table
+
+
 def read_log_phases(paths: list[Path]) -> list[dict]:
     """Concatenate the log.jsonl of consecutive training phases, offsetting each phase's steps."""
     records, offset = [], 0
