@@ -16,7 +16,15 @@ def test_recipe_smoke_end_to_end(tmp_path):
     for name, _ in MODELS.values():
         pipe = ReflectiveMaskingEditPipeline.from_pretrained(models / name)
         assert pipe.transformer.config.d_model == 32
+    # the grounding diagnostic: every target token falls in exactly one group
+    from rm_edit.training.shapes_report import remask_score_groups
+
+    groups = remask_score_groups(models / "shapes-rm", n=3)
+    assert set(groups) == {"changed", "other shapes", "background"}
+    assert sum(g["tokens"] for g in groups.values()) == 3 * 64
+    assert all(0.0 <= g["remasked_at_0"] <= 1.0 for g in groups.values())
     # re-running skips finished stages
     times = (tmp_path / "stage_times.json").read_text()
     main(["--work", str(tmp_path), "--smoke"])
     assert (tmp_path / "stage_times.json").read_text() == times
+

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from rm_edit.data.shapes import ShapesWorld
 from rm_edit.evaluation.token_eval import evaluate_tokens
 
@@ -57,6 +59,45 @@ def sweep_reflective_sampler(model: Path, n: int = 128, margins=(0.0, 0.5, 1.0, 
             if progress:
                 print(json.dumps(row), flush=True)
     return table
+
+
+@torch.no_grad()
+def remask_score_groups(model: Path | str, n: int = 64, split: str = "val") -> dict:
+    """The first reflect step's scores log p(MASK) - log p(code), from the untouched source, by token group:
+    the truly changed tokens, tokens of the other (unnamed) shapes, background. Grounding the instruction
+    means the first group scores high and the second low; re-masking every shape means both score high."""
+    from rm_edit.layout import build_edit_sequence, edit_prompt_text, pad_sequences
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+    from rm_edit.reflective import remask_scores
+    from rm_edit.vq import encode_to_codes, image_to_tensor, vq_downsample_factor
+
+    pipe = ReflectiveMaskingEditPipeline.from_pretrained(model)
+    layout, tok = pipe.layout, pipe.tokenizer
+    close = tok(edit_prompt_text(layout, None)[1], add_special_tokens=False)["input_ids"]
+    world = ShapesWorld(split=split)
+    f = vq_downsample_factor(pipe.vqvae)
+    scores: dict[str, list[torch.Tensor]] = {"changed": [], "other shapes": [], "background": []}
+    for i in range(n):
+        ex = world[i]
+        source = encode_to_codes(pipe.vqvae, image_to_tensor(ex.source))[0]
+        target = encode_to_codes(pipe.vqvae, image_to_tensor(ex.target))[0]
+        changed = (source != target).flatten()
+        h, w = source.shape
+        shape_px = torch.from_numpy((ex.source != ex.source[0, 0]).any(-1))  # corner pixel: the background
+        on_shape = shape_px.reshape(h, f, w, f).any(3).any(1).flatten()
+        prompt = tok(edit_prompt_text(layout, ex.instruction)[0], add_special_tokens=False)["input_ids"]
+        batch = pad_sequences([build_edit_sequence(layout, prompt, source, source, close)], layout.pad_token_id)
+        logits = pipe.transformer(batch.input_ids, batch.attention_mask, output_positions=batch.target_positions).logits
+        s = remask_scores(layout.image_code_logits(logits.float()).log_softmax(-1), source.flatten()[None])[0]
+        scores["changed"].append(s[changed])
+        scores["other shapes"].append(s[~changed & on_shape])
+        scores["background"].append(s[~changed & ~on_shape])
+    out = {}
+    for name, parts in scores.items():
+        v = torch.cat(parts)
+        out[name] = {"tokens": v.numel(), "mean": round(v.mean().item(), 3),
+                     "remasked_at_0": round((v > 0).float().mean().item(), 4)}
+    return out
 
 
 def read_log_phases(paths: list[Path]) -> list[dict]:
