@@ -17,7 +17,7 @@ def test_recipe_smoke_end_to_end(tmp_path):
         pipe = ReflectiveMaskingEditPipeline.from_pretrained(models / name)
         assert pipe.transformer.config.d_model == 32
     # the grounding diagnostic: every target token falls in exactly one group
-    from rm_edit.training.shapes_report import instruction_ablation, remask_score_groups
+    from rm_edit.training.shapes_report import code_colour_purity, instruction_ablation, remask_score_groups
 
     groups = remask_score_groups(models / "shapes-rm", n=3)
     assert set(groups) == {"changed", "other shapes", "background"}
@@ -26,6 +26,8 @@ def test_recipe_smoke_end_to_end(tmp_path):
     ablation = instruction_ablation(models / "shapes-sft", n=2, split="test")
     assert set(ablation) == {"true", "colour swapped", "no instruction"}
     assert all(v["cross_entropy"] > 0 and 0.0 <= v["accuracy"] <= 1.0 for v in ablation.values())
+    purity = code_colour_purity(pipe.vqvae, n=8, split="test")
+    assert purity["cells"] > 0 and 0.0 < purity["purity"] <= 1.0
     # re-running skips finished stages
     times = (tmp_path / "stage_times.json").read_text()
     main(["--work", str(tmp_path), "--smoke"])

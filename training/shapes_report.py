@@ -62,6 +62,33 @@ def sweep_reflective_sampler(model: Path, n: int = 128, margins=(0.0, 0.5, 1.0, 
 
 
 @torch.no_grad()
+def code_colour_purity(vq, n: int = 512, split: str = "val", min_cover: float = 0.25) -> dict:
+    """How well the tokenizer's codes keep a shape's colour: over the cells of ``n`` images (sources then
+    targets) at least ``min_cover`` covered by a shape, the fraction whose majority shape colour is the most
+    common one among the cells sharing their code (1.0: every code stands for one colour)."""
+    from rm_edit.data.shapes import COLOURS
+    from rm_edit.training.train_vq import heldout_images
+    from rm_edit.vq import encode_to_codes, vq_downsample_factor
+
+    images = heldout_images(n, split)
+    codes = torch.cat([encode_to_codes(vq, chunk, cell_local=True) for chunk in images.split(64)]).flatten()
+    palette = torch.tensor(list(COLOURS.values()), dtype=torch.float32) / 255
+    dist = (images.permute(0, 2, 3, 1).unsqueeze(-2) - palette).abs().sum(-1)  # (B, H, W, colours)
+    nearest, colour = dist.min(-1)
+    colour = torch.where(nearest < 1e-3, colour, len(COLOURS))  # len(COLOURS) = background
+    f = vq_downsample_factor(vq)
+    b, h, w = colour.shape
+    cells = colour.reshape(b, h // f, f, w // f, f).permute(0, 1, 3, 2, 4).reshape(-1, f * f)
+    cover = (cells < len(COLOURS)).float().mean(-1)
+    majority = torch.where(cells < len(COLOURS), cells, len(COLOURS)).mode(-1).values
+    sel = cover >= min_cover
+    k = int(codes.max()) + 1
+    table = torch.zeros(k, len(COLOURS) + 1).index_put_((codes[sel], majority[sel]), torch.ones(int(sel.sum())),
+                                                         accumulate=True)
+    return {"cells": int(sel.sum()), "purity": round((table.max(1).values.sum() / table.sum()).item(), 4)}
+
+
+@torch.no_grad()
 def remask_score_groups(model: Path | str, n: int = 64, split: str = "val") -> dict:
     """The first reflect step's scores log p(MASK) - log p(code), from the untouched source, by token group:
     the truly changed tokens, tokens of the other (unnamed) shapes, background. Grounding the instruction
