@@ -31,7 +31,6 @@ MODELS = {  # stage whose final weights ship -> (shipped folder name, default st
     "rm": ("shapes-rm", "reflective"),
     "rm_her": ("shapes-rm-her", "reflective"),
 }
-POST_TRAINING = ("sft", "rm", "rm_her")  # each from the base, same steps
 # The reflective sampler the folders ship with (chosen on validation edits, see MODEL_CARD.md).
 SHIPPED_SAMPLER = dict(num_turns=2, reveal_steps=1, remask_margin=1.5)
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)

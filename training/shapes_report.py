@@ -61,6 +61,25 @@ def sweep_reflective_sampler(model: Path, n: int = 128, margins=(0.0, 0.5, 1.0, 
     return table
 
 
+def _example_codes(pipe, ex) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source, target) VQ codes (h, w) of one shapes example."""
+    from rm_edit.vq import encode_to_codes, image_to_tensor
+
+    codes = encode_to_codes(pipe.vqvae, torch.cat([image_to_tensor(ex.source), image_to_tensor(ex.target)]))
+    return codes[0], codes[1]
+
+
+def _target_log_probs(pipe, instruction: str | None, source: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """One editing forward: log-probabilities over codes + [MASK] at the target positions, (h * w, K + 1)."""
+    from rm_edit.layout import build_edit_sequence, edit_prompt_text, pad_sequences
+
+    layout, tok = pipe.layout, pipe.tokenizer
+    prompt, close = (tok(t, add_special_tokens=False)["input_ids"] for t in edit_prompt_text(layout, instruction))
+    batch = pad_sequences([build_edit_sequence(layout, prompt, source, state, close)], layout.pad_token_id)
+    logits = pipe.transformer(batch.input_ids, batch.attention_mask, output_positions=batch.target_positions).logits
+    return layout.image_code_logits(logits.float())[0].log_softmax(-1)
+
+
 @torch.no_grad()
 def code_colour_purity(vq, n: int = 512, split: str = "val", min_cover: float = 0.25) -> dict:
     """How well the tokenizer's codes keep a shape's colour: over the cells of ``n`` images (sources then
@@ -93,29 +112,23 @@ def remask_score_groups(model: Path | str, n: int = 64, split: str = "val") -> d
     """The first reflect step's scores log p(MASK) - log p(code), from the untouched source, by token group:
     the truly changed tokens, tokens of the other (unnamed) shapes, background. Grounding the instruction
     means the first group scores high and the second low; re-masking every shape means both score high."""
-    from rm_edit.layout import build_edit_sequence, edit_prompt_text, pad_sequences
     from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
     from rm_edit.reflective import remask_scores
-    from rm_edit.vq import encode_to_codes, image_to_tensor, vq_downsample_factor
+    from rm_edit.vq import vq_downsample_factor
 
     pipe = ReflectiveMaskingEditPipeline.from_pretrained(model)
-    layout, tok = pipe.layout, pipe.tokenizer
-    close = tok(edit_prompt_text(layout, None)[1], add_special_tokens=False)["input_ids"]
     world = ShapesWorld(split=split)
     f = vq_downsample_factor(pipe.vqvae)
     scores: dict[str, list[torch.Tensor]] = {"changed": [], "other shapes": [], "background": []}
     for i in range(n):
         ex = world[i]
-        source = encode_to_codes(pipe.vqvae, image_to_tensor(ex.source))[0]
-        target = encode_to_codes(pipe.vqvae, image_to_tensor(ex.target))[0]
+        source, target = _example_codes(pipe, ex)
         changed = (source != target).flatten()
         h, w = source.shape
         shape_px = torch.from_numpy((ex.source != ex.source[0, 0]).any(-1))  # corner pixel: the background
         on_shape = shape_px.reshape(h, f, w, f).any(3).any(1).flatten()
-        prompt = tok(edit_prompt_text(layout, ex.instruction)[0], add_special_tokens=False)["input_ids"]
-        batch = pad_sequences([build_edit_sequence(layout, prompt, source, source, close)], layout.pad_token_id)
-        logits = pipe.transformer(batch.input_ids, batch.attention_mask, output_positions=batch.target_positions).logits
-        s = remask_scores(layout.image_code_logits(logits.float()).log_softmax(-1), source.flatten()[None])[0]
+        log_probs = _target_log_probs(pipe, ex.instruction, source, source)
+        s = remask_scores(log_probs[None], source.flatten()[None])[0]
         scores["changed"].append(s[changed])
         scores["other shapes"].append(s[~changed & on_shape])
         scores["background"].append(s[~changed & ~on_shape])
@@ -132,18 +145,14 @@ def instruction_ablation(model: Path | str, n: int = 40, split: str = "val", edi
     """Does the model read the instruction? With exactly the truly changed tokens masked, the target codes'
     cross-entropy and argmax accuracy there under the true instruction, with its last colour word swapped
     and with no instruction (the guidance branch). A model that uses the words loses accuracy when they lie."""
-    import torch.nn.functional as F
-
     from rm_edit.data.shapes import COLOURS
-    from rm_edit.layout import build_edit_sequence, edit_prompt_text, pad_sequences
     from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
-    from rm_edit.vq import encode_to_codes, image_to_tensor
 
     pipe = ReflectiveMaskingEditPipeline.from_pretrained(model)
-    layout, tok = pipe.layout, pipe.tokenizer
-    close = tok(edit_prompt_text(layout, None)[1], add_special_tokens=False)["input_ids"]
+    mask_code = pipe.layout.mask_code
     world = ShapesWorld(split=split)
     examples = [ex for ex in (world[i] for i in range(20 * n)) if ex.edit_type == edit_type][:n]
+    codes = [_example_codes(pipe, ex) for ex in examples]
 
     def swapped(text: str) -> str:
         words = text.split()
@@ -155,17 +164,12 @@ def instruction_ablation(model: Path | str, n: int = 40, split: str = "val", edi
     out = {}
     for name, edit_text in variants.items():
         loss, hits, count = 0.0, 0, 0
-        for ex in examples:
-            source = encode_to_codes(pipe.vqvae, image_to_tensor(ex.source))[0]
-            target = encode_to_codes(pipe.vqvae, image_to_tensor(ex.target))[0]
+        for ex, (source, target) in zip(examples, codes):
             changed = (source != target).flatten()
-            state = torch.where(changed.view_as(source), torch.full_like(source, layout.mask_code), source)
-            prompt = tok(edit_prompt_text(layout, edit_text(ex.instruction))[0], add_special_tokens=False)["input_ids"]
-            batch = pad_sequences([build_edit_sequence(layout, prompt, source, state, close)], layout.pad_token_id)
-            logits = pipe.transformer(batch.input_ids, batch.attention_mask, output_positions=batch.target_positions).logits
-            codes = layout.image_code_logits(logits.float())[0][changed]
-            loss += F.cross_entropy(codes, target.flatten()[changed], reduction="sum").item()
-            hits += int((codes[:, :-1].argmax(-1) == target.flatten()[changed]).sum())
+            state = torch.where(changed.view_as(source), torch.full_like(source, mask_code), source)
+            log_probs = _target_log_probs(pipe, edit_text(ex.instruction), source, state)[changed]
+            loss -= log_probs.gather(-1, target.flatten()[changed, None]).sum().item()
+            hits += int((log_probs[:, :-1].argmax(-1) == target.flatten()[changed]).sum())
             count += int(changed.sum())
         out[name] = {"cross_entropy": round(loss / max(count, 1), 3), "accuracy": round(hits / max(count, 1), 4)}
     return out
