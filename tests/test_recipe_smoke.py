@@ -17,12 +17,21 @@ def test_recipe_smoke_end_to_end(tmp_path):
         pipe = ReflectiveMaskingEditPipeline.from_pretrained(models / name)
         assert pipe.transformer.config.d_model == 32
     # the grounding diagnostic: every target token falls in exactly one group
-    from rm_edit.training.shapes_report import code_colour_purity, instruction_ablation, remask_score_groups
+    from rm_edit.training.shapes_report import (
+        code_colour_purity,
+        distractor_scores,
+        instruction_ablation,
+        remask_score_groups,
+    )
 
     groups = remask_score_groups(models / "shapes-rm", n=3)
     assert set(groups) == {"changed", "other shapes", "background"}
     assert sum(g["tokens"] for g in groups.values()) == 3 * 64
     assert all(0.0 <= g["remasked_at_0"] <= 1.0 for g in groups.values())
+    distractors = distractor_scores(models / "shapes-rm", n=12, split="test")
+    assert distractors and all(k.endswith(" kind") for k in distractors)
+    assert sum(g["tokens"] for g in distractors.values()) > 0
+    assert all(0.0 <= g["remasked"] <= 1.0 for g in distractors.values() if g["tokens"])
     ablation = instruction_ablation(models / "shapes-sft", n=2, split="test")
     assert set(ablation) == {"true", "colour swapped", "no instruction"}
     assert all(v["cross_entropy"] > 0 and 0.0 <= v["accuracy"] <= 1.0 for v in ablation.values())

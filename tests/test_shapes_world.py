@@ -83,6 +83,7 @@ def test_images_and_shape_rules() -> None:
             assert sum(int(f.sum()) for f in footprints) == int(_footprint(world, scene).sum())
             for shape, own in zip(scene.shapes, footprints):
                 assert np.all(img[own] == COLOURS[shape.colour])
+                np.testing.assert_array_equal(world.footprint(shape), own)
         counts[ex.edit_type] += 1
     assert set(counts) == set(EDIT_TYPES)
 

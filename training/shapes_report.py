@@ -141,6 +141,46 @@ def remask_score_groups(model: Path | str, n: int = 64, split: str = "val") -> d
 
 
 @torch.no_grad()
+def distractor_scores(model: Path | str, n: int = 128, split: str = "val", margin: float = 1.5) -> dict:
+    """Which unnamed shapes the first reflect step re-masks, by what they share with the named one.
+
+    Over the first ``n`` edits that name a source shape (not add), each other shape's tokens (its footprint,
+    minus truly changed tokens) grouped by same / different colour and kind as the named shape: mean score
+    log p(MASK) - log p(code) and the fraction above ``margin``. Grounding by colour shows as low scores for
+    "other colour" shapes; by kind, for "other kind" ones.
+    """
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+    from rm_edit.reflective import remask_scores
+    from rm_edit.vq import vq_downsample_factor
+
+    pipe = ReflectiveMaskingEditPipeline.from_pretrained(model)
+    world = ShapesWorld(split=split)
+    f = vq_downsample_factor(pipe.vqvae)
+    groups: dict[str, list[torch.Tensor]] = {}
+    for ex in (world[i] for i in range(n)):
+        if ex.edit_type == "add":
+            continue
+        named = next(s for s in ex.source_scene.shapes if s.name in ex.instruction)
+        source, target = _example_codes(pipe, ex)
+        h, w = source.shape
+        changed = (source != target).flatten()
+        scores = remask_scores(_target_log_probs(pipe, ex.instruction, source, source)[None], source.flatten()[None])[0]
+        for shape in ex.source_scene.shapes:
+            if shape is named:
+                continue
+            cells = torch.from_numpy(world.footprint(shape)).reshape(h, f, w, f).any(3).any(1).flatten() & ~changed
+            key = (("same" if shape.colour == named.colour else "other") + " colour, "
+                   + ("same" if shape.kind == named.kind else "other") + " kind")
+            groups.setdefault(key, []).append(scores[cells])
+    out = {}
+    for key in sorted(groups):
+        v = torch.cat(groups[key])
+        out[key] = {"tokens": v.numel(), "mean": round(v.mean().item(), 3) if v.numel() else float("nan"),
+                    "remasked": round((v > margin).float().mean().item(), 4) if v.numel() else float("nan")}
+    return out
+
+
+@torch.no_grad()
 def instruction_ablation(model: Path | str, n: int = 40, split: str = "val", edit_type: str = "recolour") -> dict:
     """Does the model read the instruction? With exactly the truly changed tokens masked, the target codes'
     cross-entropy and argmax accuracy there under the true instruction, with its last colour word swapped

@@ -283,7 +283,7 @@ class ShapesWorld:
 
         mask = np.zeros((self._geom.image_size,) * 2, dtype=bool)
         for shape in affected:
-            self._paint(mask, shape, True)
+            mask |= self.footprint(shape)
         return EditExample(
             source=self.render(scene),
             target=self.render(target_scene),
@@ -317,6 +317,12 @@ class ShapesWorld:
         for shape in scene.shapes:
             self._paint(img, shape, COLOURS[shape.colour])
         return img
+
+    def footprint(self, shape: Shape) -> np.ndarray:
+        """The pixels ``shape`` covers, a bool (H, W) array."""
+        mask = np.zeros((self._geom.image_size,) * 2, dtype=bool)
+        self._paint(mask, shape, True)
+        return mask
 
     def _paint(self, canvas: np.ndarray, shape: Shape, value: object) -> None:
         half = self._geom.half[shape.size]
