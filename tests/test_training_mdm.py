@@ -31,6 +31,17 @@ def test_pretokenized_cache_round_trip(codes):
     assert cache.source.dtype == torch.long and cache.instructions[0]
 
 
+def test_cache_keeps_only_the_requested_edit_types(codes):
+    cache = load_code_cache(codes)
+    removes = cache.with_edit_types(["remove"])
+    rows = [i for i, t in enumerate(cache.edit_types) if t == "remove"]
+    assert 0 < len(removes) == len(rows) < len(cache) and set(removes.edit_types) == {"remove"}
+    assert removes.ids == [cache.ids[i] for i in rows] and removes.instructions == [cache.instructions[i] for i in rows]
+    torch.testing.assert_close(removes.target, cache.target[rows])
+    with pytest.raises(ValueError, match="no examples of edit types"):
+        cache.with_edit_types(["teleport"])
+
+
 def test_vanilla_corruption_masks_and_labels():
     target = torch.randint(0, 16, (64, 20), generator=torch.Generator().manual_seed(0))
     c = vanilla_corruption(target, 16, torch.Generator().manual_seed(1))

@@ -47,6 +47,7 @@ class MDMTrainConfig:
     code_embedding_init: str | None = None  # fresh models: a VQModel folder whose codebook seeds the code rows
     tokenizer: str | None = None  # a tokenizer folder; None = build the shapes tokenizer
     train_codes: str = "data/shapes/train/codes.safetensors"
+    edit_types: list | None = None  # train on these edit types only (a curriculum phase); None = all
     out: str = "runs/mdm"
     steps: int = 1000
     batch_size: int = 32
@@ -164,6 +165,8 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
 
         tokenizer = build_shapes_tokenizer()
     cache = load_code_cache(cfg.train_codes)
+    if cfg.edit_types:
+        cache = cache.with_edit_types(cfg.edit_types)
     bank = PromptBank(tokenizer, layout, cache.instructions)
     n_pos = cache.target[0].numel()
 

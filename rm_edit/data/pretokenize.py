@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,15 @@ class CodeCache:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def with_edit_types(self, edit_types: Sequence[str]) -> "CodeCache":
+        """The examples whose edit type is one of ``edit_types``, in their order."""
+        rows = [i for i, t in enumerate(self.edit_types) if t in set(edit_types)]
+        if not rows:
+            raise ValueError(f"no examples of edit types {sorted(edit_types)} (the cache has {sorted(set(map(str, self.edit_types)))})")
+        index = torch.tensor(rows)
+        return CodeCache(self.source[index], self.target[index], [self.instructions[i] for i in rows],
+                         [self.ids[i] for i in rows], [self.edit_types[i] for i in rows])
 
     @property
     def grid_size(self) -> tuple[int, int]:
