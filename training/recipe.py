@@ -28,14 +28,16 @@ STAGES = ("data", "vq", "codes", "base", "sft", "rm", "rm_her", "package", "eval
 MODELS = {  # run folder whose final weights ship -> (shipped folder name, default strategy)
     "base": ("shapes-base", "regenerate"),
     "sft": ("shapes-sft", "regenerate"),
-    "rm_mix": ("shapes-rm", "reflective"),
-    "rm_her_mix": ("shapes-rm-her", "reflective"),
+    "rm_mix2": ("shapes-rm", "reflective"),
+    "rm_her_mix2": ("shapes-rm-her", "reflective"),
 }
-# Reflective Masking post-training, in phases: all edit types, then a grounding phase on remove edits only
-# from the untouched source (one instruction family: the model learns to find the shape the words name),
-# then all edit types again (mostly first-reflect-step states). On the mixed data alone grounding was not
-# learned within 2,200 steps; see MODEL_CARD.md.
-RM_PHASES = (("", "mdm_shapes_rm.json"), ("_ground", "mdm_shapes_rm_ground.json"), ("_mix", "mdm_shapes_rm_mix.json"))
+# Reflective Masking post-training, in phases: all edit types, then twice a grounding phase on remove edits
+# only from the untouched source (one instruction family: the model learns to find the shape the words name)
+# followed by all edit types again (mostly first-reflect-step states). On the mixed data alone grounding was
+# not learned within 2,200 steps; see MODEL_CARD.md.
+RM_PHASES = (("", "mdm_shapes_rm.json"),
+             ("_ground", "mdm_shapes_rm_ground.json"), ("_mix", "mdm_shapes_rm_mix.json"),
+             ("_ground2", "mdm_shapes_rm_ground.json"), ("_mix2", "mdm_shapes_rm_mix.json"))
 # The reflective sampler the folders ship with (chosen on validation edits, see MODEL_CARD.md).
 SHIPPED_SAMPLER = dict(num_turns=2, reveal_steps=1, remask_margin=1.5)
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
