@@ -31,13 +31,13 @@ MODELS = {  # run folder whose final weights ship -> (shipped folder name, defau
     "rm_mix2": ("shapes-rm", "reflective"),
     "rm_her_mix2": ("shapes-rm-her", "reflective"),
 }
-# Reflective Masking post-training, in phases: all edit types, then twice a grounding phase on remove edits
-# only from the untouched source (one instruction family: the model learns to find the shape the words name)
+# Reflective Masking post-training runs in phases: RM on all edit types (its own config), then the phases
+# below (run-folder suffix, config), shared by RM and RM+HER: twice a grounding phase on remove edits only
+# from the untouched source (one instruction family: the model learns to find the shape the words name)
 # followed by all edit types again (mostly first-reflect-step states). On the mixed data alone grounding was
 # not learned within 2,200 steps; see MODEL_CARD.md.
-RM_PHASES = (("", "mdm_shapes_rm.json"),
-             ("_ground", "mdm_shapes_rm_ground.json"), ("_mix", "mdm_shapes_rm_mix.json"),
-             ("_ground2", "mdm_shapes_rm_ground.json"), ("_mix2", "mdm_shapes_rm_mix.json"))
+RM_LATER_PHASES = (("_ground", "mdm_shapes_rm_ground.json"), ("_mix", "mdm_shapes_rm_mix.json"),
+                   ("_ground2", "mdm_shapes_rm_ground.json"), ("_mix2", "mdm_shapes_rm_mix.json"))
 # The reflective sampler the folders ship with (chosen on validation edits, see MODEL_CARD.md).
 SHIPPED_SAMPLER = dict(num_turns=2, reveal_steps=1, remask_margin=1.5)
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
@@ -125,12 +125,12 @@ class Recipe:
     def stage_sft(self) -> None:
         self._mdm("sft", "mdm_shapes_sft.json", str(self.work / "base" / "final"))
 
-    def _rm_phases(self, stage: str, first_config: str, **extra) -> None:
-        init = str(self.work / "base" / "final")
-        for suffix, config in RM_PHASES:
-            # Phase 1 has its own config (RM or RM+HER); the later phases share theirs, with HER's settings.
-            self._mdm(stage + suffix, first_config if not suffix else config, init, **({} if not suffix else extra))
-            init = str(self.work / (stage + suffix) / "final")
+    def _rm_phases(self, stage: str, first_config: str, **later_overrides) -> None:
+        self._mdm(stage, first_config, str(self.work / "base" / "final"))
+        init = self.work / stage / "final"
+        for suffix, config in RM_LATER_PHASES:
+            self._mdm(stage + suffix, config, str(init), **later_overrides)
+            init = self.work / (stage + suffix) / "final"
 
     def stage_rm(self) -> None:
         self._rm_phases("rm", "mdm_shapes_rm.json")
@@ -153,7 +153,8 @@ class Recipe:
         n = self.sizes["eval"]
         results = evaluate_shipped_models(self.work / "models", n=n, progress=not self.smoke)
         (self.work / "models" / "heldout_results.json").write_text(json.dumps(results, indent=2))
-        logs = {s: [self.work / (s + suffix) / "log.jsonl" for suffix, _ in RM_PHASES] for s in ("rm", "rm_her")}
+        logs = {s: [self.work / (s + suffix) / "log.jsonl" for suffix in ("", *dict(RM_LATER_PHASES))]
+                for s in ("rm", "rm_her")}
         plot_loss_curves(logs, self.work / "models" / "rm_losses.png")
         vq_metrics_path = self.work / "models" / "vq_metrics.json"
         vq_metrics = json.loads(vq_metrics_path.read_text()) if vq_metrics_path.exists() else None

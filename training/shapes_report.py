@@ -80,6 +80,16 @@ def _target_log_probs(pipe, instruction: str | None, source: torch.Tensor, state
     return layout.image_code_logits(logits.float())[0].log_softmax(-1)
 
 
+def _first_step_scores(pipe, ex) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first reflect step from the untouched source: (source codes (h, w), truly changed (h * w,),
+    scores log p(MASK) - log p(code) (h * w,))."""
+    from rm_edit.reflective import remask_scores
+
+    source, target = _example_codes(pipe, ex)
+    log_probs = _target_log_probs(pipe, ex.instruction, source, source)
+    return source, (source != target).flatten(), remask_scores(log_probs[None], source.flatten()[None])[0]
+
+
 @torch.no_grad()
 def code_colour_purity(vq, n: int = 512, split: str = "val", min_cover: float = 0.25) -> dict:
     """How well the tokenizer's codes keep a shape's colour: over the cells of ``n`` images (sources then
@@ -113,7 +123,6 @@ def remask_score_groups(model: Path | str, n: int = 64, split: str = "val") -> d
     the truly changed tokens, tokens of the other (unnamed) shapes, background. Grounding the instruction
     means the first group scores high and the second low; re-masking every shape means both score high."""
     from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
-    from rm_edit.reflective import remask_scores
     from rm_edit.vq import vq_downsample_factor
 
     pipe = ReflectiveMaskingEditPipeline.from_pretrained(model)
@@ -122,13 +131,10 @@ def remask_score_groups(model: Path | str, n: int = 64, split: str = "val") -> d
     scores: dict[str, list[torch.Tensor]] = {"changed": [], "other shapes": [], "background": []}
     for i in range(n):
         ex = world[i]
-        source, target = _example_codes(pipe, ex)
-        changed = (source != target).flatten()
+        source, changed, s = _first_step_scores(pipe, ex)
         h, w = source.shape
         shape_px = torch.from_numpy((ex.source != ex.source[0, 0]).any(-1))  # corner pixel: the background
         on_shape = shape_px.reshape(h, f, w, f).any(3).any(1).flatten()
-        log_probs = _target_log_probs(pipe, ex.instruction, source, source)
-        s = remask_scores(log_probs[None], source.flatten()[None])[0]
         scores["changed"].append(s[changed])
         scores["other shapes"].append(s[~changed & on_shape])
         scores["background"].append(s[~changed & ~on_shape])
@@ -150,7 +156,6 @@ def distractor_scores(model: Path | str, n: int = 128, split: str = "val", margi
     "other colour" shapes; by kind, for "other kind" ones.
     """
     from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
-    from rm_edit.reflective import remask_scores
     from rm_edit.vq import vq_downsample_factor
 
     pipe = ReflectiveMaskingEditPipeline.from_pretrained(model)
@@ -161,10 +166,8 @@ def distractor_scores(model: Path | str, n: int = 128, split: str = "val", margi
         if ex.edit_type == "add":
             continue
         named = next(s for s in ex.source_scene.shapes if s.name in ex.instruction)
-        source, target = _example_codes(pipe, ex)
+        source, changed, scores = _first_step_scores(pipe, ex)
         h, w = source.shape
-        changed = (source != target).flatten()
-        scores = remask_scores(_target_log_probs(pipe, ex.instruction, source, source)[None], source.flatten()[None])[0]
         for shape in ex.source_scene.shapes:
             if shape is named:
                 continue

@@ -34,7 +34,8 @@ class CodeCache:
 
     def with_edit_types(self, edit_types: Sequence[str]) -> "CodeCache":
         """The examples whose edit type is one of ``edit_types``, in their order."""
-        rows = [i for i, t in enumerate(self.edit_types) if t in set(edit_types)]
+        wanted = set(edit_types)
+        rows = [i for i, t in enumerate(self.edit_types) if t in wanted]
         if not rows:
             raise ValueError(f"no examples of edit types {sorted(edit_types)} (the cache has {sorted(set(map(str, self.edit_types)))})")
         index = torch.tensor(rows)
