@@ -63,14 +63,22 @@ def _wrap(text: str) -> str:
 
 
 # ---- option types ---------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
 
 
 def _unit_float(text: str) -> float:
@@ -537,6 +545,10 @@ def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     s.add_argument("--n", type=_positive_int, required=True, metavar="N", help="number of examples")
     s.add_argument("--split", choices=("train", "val", "test"), default="train",
                    help="which seeded split (default train); splits never share scenes")
+    s.add_argument("--start", type=_non_negative_int, default=0, metavar="INDEX",
+                   help="first world index (default 0): a later start gives more edits disjoint from a first set")
+    s.add_argument("--confusable", action="store_true",
+                   help="only edits whose named shape shares its colour with another shape (the kind word decides)")
     t = sub.add_parser("pretokenize", help="encode a manifest's images to VQ codes for training",
                        description="Encode every source/target image of MANIFEST with the VQ model in DIR "
                                    "into FILE.safetensors (plus FILE.json with ids and instructions).")
@@ -550,9 +562,10 @@ def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
 
 def run_data(args: argparse.Namespace) -> int:
     if args.data_command == "shapes":
-        from rm_edit.data.shapes import write_shapes_dataset
+        from rm_edit.data.shapes import has_confusable_distractor, write_shapes_dataset
 
-        print(write_shapes_dataset(args.out, args.n, split=args.split))
+        select = has_confusable_distractor if args.confusable else None
+        print(write_shapes_dataset(args.out, args.n, split=args.split, start=args.start, select=select))
         return 0
     from diffusers import VQModel
 

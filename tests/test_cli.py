@@ -210,3 +210,13 @@ def test_data_shapes_then_pretokenize(tmp_path, model_dir, capsys):
     capsys.readouterr()  # progress bars
     assert main(["data", "pretokenize", str(data / "manifest.jsonl"), "--vq", str(tmp_path), "--out", str(codes)]) == 2
     _one_line_error(capsys, str(tmp_path))
+
+
+def test_data_shapes_confusable_from_a_start(tmp_path, capsys):
+    data = tmp_path / "hard"
+    assert main(["data", "shapes", "--out", str(data), "--n", "3", "--start", "40", "--confusable"]) == 0
+    ids = [json.loads(line)["id"] for line in (data / "manifest.jsonl").read_text().splitlines()]
+    assert len(ids) == 3 and all(int(i.rsplit("_", 1)[1]) >= 40 for i in ids)
+    capsys.readouterr()
+    assert main(["data", "shapes", "--out", str(data), "--n", "3", "--start", "-1"]) == 2
+    assert "--start: must be >= 0, got -1" in capsys.readouterr().err

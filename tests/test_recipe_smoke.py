@@ -20,6 +20,7 @@ def test_recipe_smoke_end_to_end(tmp_path):
     from rm_edit.training.shapes_report import (
         code_colour_purity,
         distractor_scores,
+        false_positive_sources,
         instruction_ablation,
         remask_score_groups,
     )
@@ -32,6 +33,10 @@ def test_recipe_smoke_end_to_end(tmp_path):
     assert distractors and all(k.endswith(" kind") for k in distractors)
     assert sum(g["tokens"] for g in distractors.values()) > 0
     assert all(0.0 <= g["remasked"] <= 1.0 for g in distractors.values() if g["tokens"])
+    fps = false_positive_sources(models / "shapes-rm", n=4, split="test")
+    assert fps["tokens_per_image"] == 64 and fps["false_positives_per_image"] >= 0
+    shares = [v for k, v in fps.items() if k not in ("false_positives_per_image", "tokens_per_image")]
+    assert len(shares) == 4 and (sum(shares) == 0 if fps["false_positives_per_image"] == 0 else abs(sum(shares) - 1) < 1e-3)
     ablation = instruction_ablation(models / "shapes-sft", n=2, split="test")
     assert set(ablation) == {"true", "colour swapped", "no instruction"}
     assert all(v["cross_entropy"] > 0 and 0.0 <= v["accuracy"] <= 1.0 for v in ablation.values())

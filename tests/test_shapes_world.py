@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import replace
 from functools import lru_cache
@@ -21,6 +20,8 @@ from rm_edit.data.shapes import (
     Scene,
     ShapesWorld,
     ShapesWorldConfig,
+    has_confusable_distractor,
+    named_shape,
     write_shapes_dataset,
 )
 
@@ -188,15 +189,6 @@ def test_config_variants() -> None:
         len(ShapesWorld())
 
 
-def test_generation_speed() -> None:
-    world = ShapesWorld(split="val")
-    start = time.perf_counter()
-    for i in range(300):
-        world[i]
-    rate = 300 / (time.perf_counter() - start)
-    assert rate > 300, f"{rate:.0f} examples/s"
-
-
 def test_write_shapes_dataset(tmp_path: Path) -> None:
     manifest = write_shapes_dataset(tmp_path / "ds", 12, split="val", progress=False)
     assert manifest == tmp_path / "ds" / "manifest.jsonl"
@@ -211,3 +203,31 @@ def test_write_shapes_dataset(tmp_path: Path) -> None:
         np.testing.assert_array_equal(np.asarray(load_image(rec.target)), ex.target)
         np.testing.assert_array_equal(load_mask(rec.mask, (64, 64)), ex.mask)
         assert Image.open(rec.mask).mode == "L"
+
+
+def test_named_shape_is_the_edited_source_shape() -> None:
+    for ex in _examples():
+        named = named_shape(ex)
+        if ex.edit_type == "add":
+            assert named is None
+            continue
+        assert named in ex.source_scene.shapes and named.name in ex.instruction
+        # The named shape is the one the edit touches: its footprint lies inside the edit mask.
+        assert ex.mask[ShapesWorld().footprint(named)].all()
+
+
+def test_write_confusable_edits_from_a_later_start(tmp_path: Path) -> None:
+    manifest = write_shapes_dataset(tmp_path / "hard", 6, split="train", progress=False, start=500,
+                                    select=has_confusable_distractor)
+    records, errors = read_manifest(manifest)
+    assert errors == [] and len(records) == 6
+    world = ShapesWorld(split="train")
+    indices = [int(rec.id.rsplit("_", 1)[1]) for rec in records]
+    assert indices == sorted(indices) and indices[0] >= 500
+    skipped = [i for i in range(500, indices[-1]) if i not in indices]
+    assert skipped and not any(has_confusable_distractor(world[i]) for i in skipped)
+    for i in indices:
+        ex = world[i]
+        named = named_shape(ex)
+        twins = [s for s in ex.source_scene.shapes if s is not named and s.colour == named.colour]
+        assert twins and all(s.kind != named.kind for s in twins)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from rm_edit.data.shapes import ShapesWorld
+from rm_edit.data.shapes import ShapesWorld, named_shape
 from rm_edit.evaluation.token_eval import evaluate_tokens
 
 # (row name, shipped model folder, pipeline call options)
@@ -163,9 +163,9 @@ def distractor_scores(model: Path | str, n: int = 128, split: str = "val", margi
     f = vq_downsample_factor(pipe.vqvae)
     groups: dict[str, list[torch.Tensor]] = {}
     for ex in (world[i] for i in range(n)):
-        if ex.edit_type == "add":
+        named = named_shape(ex)
+        if named is None:
             continue
-        named = next(s for s in ex.source_scene.shapes if s.name in ex.instruction)
         source, changed, scores = _first_step_scores(pipe, ex)
         h, w = source.shape
         for shape in ex.source_scene.shapes:
@@ -181,6 +181,51 @@ def distractor_scores(model: Path | str, n: int = 128, split: str = "val", margi
         out[key] = {"tokens": v.numel(), "mean": round(v.mean().item(), 3) if v.numel() else float("nan"),
                     "remasked": round((v > margin).float().mean().item(), 4) if v.numel() else float("nan")}
     return out
+
+
+@torch.no_grad()
+def false_positive_sources(model: Path | str, n: int = 96, split: str = "val", **call_kwargs) -> dict:
+    """Where the re-masked tokens outside the true change lie (what costs precision): on another shape of
+    the named shape's colour, on a shape of another colour, next to the change (8-neighbourhood), elsewhere.
+    Fractions of all false positives of the first ``n`` edits, run with the folder's sampler (and
+    ``call_kwargs``)."""
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+    from rm_edit.vq import vq_downsample_factor
+
+    pipe = ReflectiveMaskingEditPipeline.from_pretrained(model)
+    pipe.set_progress_bar_config(disable=True)
+    world = ShapesWorld(split=split)
+    f = vq_downsample_factor(pipe.vqvae)
+    counts = {"same-colour shape": 0, "other-colour shape": 0, "next to the change": 0, "elsewhere": 0}
+    tokens = 0
+    for i in range(n):
+        ex = world[i]
+        source, target = _example_codes(pipe, ex)
+        h, w = source.shape
+        out = pipe(Image.fromarray(ex.source), ex.instruction, generator=torch.Generator().manual_seed(i),
+                   output_type="latent", **call_kwargs)
+        changed = source != target
+        false_pos = out.edit_region_tokens[0].reshape(h, w) & ~changed
+        tokens += h * w
+        named = named_shape(ex)
+        colour = named.colour if named is not None else ex.instruction  # add: the new shape's colour word
+        near = F.max_pool2d(changed[None, None].float(), 3, 1, 1)[0, 0].bool()
+        left = false_pos.clone()
+        for shape in ex.source_scene.shapes:
+            if shape is named:
+                continue
+            cells = torch.from_numpy(world.footprint(shape)).reshape(h, f, w, f).any(3).any(1)
+            key = "same-colour shape" if shape.colour in colour else "other-colour shape"
+            counts[key] += int((left & cells).sum())
+            left &= ~cells
+        counts["next to the change"] += int((left & near).sum())
+        counts["elsewhere"] += int((left & ~near).sum())
+    total = sum(counts.values())
+    return {"false_positives_per_image": round(total / n, 3), "tokens_per_image": tokens // n,
+            **{k: round(v / max(total, 1), 4) for k, v in counts.items()}}
 
 
 @torch.no_grad()

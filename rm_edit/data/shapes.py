@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -58,6 +59,7 @@ ANCHORS: tuple[str, ...] = (
 EDIT_TYPES: tuple[str, ...] = ("recolour", "remove", "add", "replace", "move")
 
 _BASE_SIZE = 64
+_MAX_SCAN = 10_000  # write_shapes_dataset: indices tried per example before select is deemed impossible
 _BASE_JITTER = 2
 
 # Placeholders: {colour} {kind} of the edited shape, {new_colour}, {new_kind},
@@ -410,15 +412,34 @@ class ShapesWorld:
         raise ValueError(f"unknown edit type '{edit_type}'")
 
 
+def named_shape(ex: EditExample) -> Shape | None:
+    """The source shape the instruction names (None for an add edit, which names a new shape)."""
+    if ex.edit_type == "add" or ex.source_scene is None:
+        return None
+    return next(s for s in ex.source_scene.shapes if f"the {s.name}" in ex.instruction)
+
+
+def has_confusable_distractor(ex: EditExample) -> bool:
+    """True when another source shape has the named shape's colour (and so, names being unique, another
+    kind): only the kind word tells the two apart."""
+    named = named_shape(ex)
+    return named is not None and any(s is not named and s.colour == named.colour for s in ex.source_scene.shapes)
+
+
 def write_shapes_dataset(
     out_dir: str | Path,
     n: int,
     split: str = "train",
     config: ShapesWorldConfig | None = None,
     progress: bool = True,
+    *,
+    start: int = 0,
+    select: Callable[[EditExample], bool] | None = None,
 ) -> Path:
     """Write ``n`` examples as PNGs plus ``manifest.jsonl``; returns the manifest path.
 
+    Examples are the world's indices ``start, start + 1, ...``; with ``select``, only those it accepts
+    (e.g. :func:`has_confusable_distractor`), scanning on until ``n`` are written.
     Layout: ``images/{id}_source.png``, ``images/{id}_target.png``,
     ``masks/{id}.png`` (white = edit region).
     """
@@ -427,8 +448,14 @@ def write_shapes_dataset(
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     world = ShapesWorld(config, split)
     records: list[EditRecord] = []
-    for index in tqdm(range(n), desc=f"shapes world ({split})", disable=not progress, unit="ex"):
-        ex = world[index]
+    index = start - 1
+    for _ in tqdm(range(n), desc=f"shapes world ({split})", disable=not progress, unit="ex"):
+        for index in range(index + 1, index + 1 + _MAX_SCAN):
+            ex = world[index]
+            if select is None or select(ex):
+                break
+        else:
+            raise RuntimeError(f"select accepted none of shapes-world {split} indices up to {index}")
         source = out_dir / "images" / f"{ex.id}_source.png"
         target = out_dir / "images" / f"{ex.id}_target.png"
         mask = out_dir / "masks" / f"{ex.id}.png"
