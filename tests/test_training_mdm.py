@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from rm_edit import LLaDATransformer
-from rm_edit.data.pretokenize import load_code_cache, pretokenize_manifest
+from rm_edit.data.pretokenize import CodeCache, load_code_cache, pretokenize_manifest
 from rm_edit.data.shapes import write_shapes_dataset
 from rm_edit.training.train_mdm import MDMTrainConfig, train
 from rm_edit.training.trajectories import KEEP, MASK, REVEAL, reflective_trajectory, vanilla_corruption
@@ -40,6 +40,18 @@ def test_cache_keeps_only_the_requested_edit_types(codes):
     torch.testing.assert_close(removes.target, cache.target[rows])
     with pytest.raises(ValueError, match="no examples of edit types"):
         cache.with_edit_types(["teleport"])
+
+
+def test_caches_concatenate_in_order(codes):
+    cache = load_code_cache(codes)
+    removes = cache.with_edit_types(["remove"])
+    joined = CodeCache.concat([cache, removes])
+    assert len(joined) == len(cache) + len(removes) and joined.ids == cache.ids + removes.ids
+    assert joined.edit_types[len(cache):] == removes.edit_types
+    torch.testing.assert_close(joined.source[len(cache):], removes.source)
+    small = CodeCache(cache.source[:, :4, :4], cache.target[:, :4, :4], cache.instructions, cache.ids, cache.edit_types)
+    with pytest.raises(ValueError, match="different grid sizes"):
+        CodeCache.concat([cache, small])
 
 
 def test_vanilla_corruption_masks_and_labels():
@@ -85,7 +97,7 @@ def test_vanilla_then_reflective_with_history(codes, tmp_path):
     base = train(_cfg(codes, tmp_path / "base"), progress=False)
     assert (base / "diffusion_pytorch_model.safetensors").exists()
     rm = train(_cfg(codes, tmp_path / "rm", objective="reflective", history=True, init_from=str(base),
-                    native_refresh_every=2), progress=False)
+                    native_refresh_every=2, extra_codes=[str(codes)]), progress=False)
     log = [json.loads(line) for line in (tmp_path / "rm" / "run" / "log.jsonl").read_text().splitlines()]
     assert {"reveal", "mask", "keep"} <= set(log[-1])
     model = LLaDATransformer.from_pretrained(rm)

@@ -47,6 +47,7 @@ class MDMTrainConfig:
     code_embedding_init: str | None = None  # fresh models: a VQModel folder whose codebook seeds the code rows
     tokenizer: str | None = None  # a tokenizer folder; None = build the shapes tokenizer
     train_codes: str = "data/shapes/train/codes.safetensors"
+    extra_codes: list | None = None  # more code caches trained on with train_codes (e.g. confusable edits)
     edit_types: list | None = None  # train on these edit types only (a curriculum phase); None = all
     out: str = "runs/mdm"
     steps: int = 1000
@@ -165,6 +166,8 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
 
         tokenizer = build_shapes_tokenizer()
     cache = load_code_cache(cfg.train_codes)
+    if cfg.extra_codes:
+        cache = CodeCache.concat([cache, *(load_code_cache(path) for path in cfg.extra_codes)])
     if cfg.edit_types:
         cache = cache.with_edit_types(cfg.edit_types)
     bank = PromptBank(tokenizer, layout, cache.instructions)

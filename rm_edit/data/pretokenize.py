@@ -42,6 +42,16 @@ class CodeCache:
         return CodeCache(self.source[index], self.target[index], [self.instructions[i] for i in rows],
                          [self.ids[i] for i in rows], [self.edit_types[i] for i in rows])
 
+    @staticmethod
+    def concat(caches: Sequence["CodeCache"]) -> "CodeCache":
+        """One cache holding every example of ``caches`` in order (e.g. a training set plus harder edits)."""
+        grids = {c.grid_size for c in caches}
+        if len(grids) != 1:
+            raise ValueError(f"code caches of different grid sizes cannot be joined: {sorted(grids)}")
+        return CodeCache(torch.cat([c.source for c in caches]), torch.cat([c.target for c in caches]),
+                         [t for c in caches for t in c.instructions], [i for c in caches for i in c.ids],
+                         [e for c in caches for e in c.edit_types])
+
     @property
     def grid_size(self) -> tuple[int, int]:
         return tuple(self.source.shape[1:])  # type: ignore[return-value]
