@@ -28,16 +28,20 @@ STAGES = ("data", "vq", "codes", "base", "sft", "rm", "rm_her", "package", "eval
 MODELS = {  # run folder whose final weights ship -> (shipped folder name, default strategy)
     "base": ("shapes-base", "regenerate"),
     "sft": ("shapes-sft", "regenerate"),
-    "rm_mix2": ("shapes-rm", "reflective"),
-    "rm_her_mix2": ("shapes-rm-her", "reflective"),
+    "rm_mix3": ("shapes-rm", "reflective"),
+    "rm_her_mix3": ("shapes-rm-her", "reflective"),
 }
 # Reflective Masking post-training runs in phases: RM on all edit types (its own config), then the phases
-# below (run-folder suffix, config), shared by RM and RM+HER: twice a grounding phase on remove edits only
-# from the untouched source (one instruction family: the model learns to find the shape the words name)
-# followed by all edit types again (mostly first-reflect-step states). On the mixed data alone grounding was
-# not learned within 2,200 steps; see MODEL_CARD.md.
-RM_LATER_PHASES = (("_ground", "mdm_shapes_rm_ground.json"), ("_mix", "mdm_shapes_rm_mix.json"),
-                   ("_ground2", "mdm_shapes_rm_ground.json"), ("_mix2", "mdm_shapes_rm_mix.json"))
+# below (run-folder suffix, config, training data folders), shared by RM and RM+HER: twice a grounding phase
+# on remove edits only from the untouched source (one instruction family: the model learns to find the shape
+# the words name, by colour) followed by all edit types again (mostly first-reflect-step states); then a kind
+# phase on the confusable edits (the named shape has a same-colour twin, so only the kind word tells them
+# apart) and all edit types with the confusable edits mixed in. On the mixed data alone grounding was not
+# learned within 2,200 steps; see MODEL_CARD.md.
+RM_LATER_PHASES = (("_ground", "mdm_shapes_rm_ground.json", ("train",)), ("_mix", "mdm_shapes_rm_mix.json", ("train",)),
+                   ("_ground2", "mdm_shapes_rm_ground.json", ("train",)), ("_mix2", "mdm_shapes_rm_mix.json", ("train",)),
+                   ("_kind", "mdm_shapes_rm_kind.json", ("train_confusable",)),
+                   ("_mix3", "mdm_shapes_rm_mix.json", ("train", "train_confusable")))
 # The reflective sampler the folders ship with (chosen on validation edits, see MODEL_CARD.md).
 SHIPPED_SAMPLER = dict(num_turns=2, reveal_steps=1, remask_margin=1.5)
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
@@ -64,10 +68,13 @@ class Recipe:
 
     # ---- stages -------------------------------------------------------------------------------------
     def stage_data(self) -> None:
-        from rm_edit.data.shapes import write_shapes_dataset
+        from rm_edit.data.shapes import has_confusable_distractor, write_shapes_dataset
 
         for split in ("train", "val", "test"):
             write_shapes_dataset(self.work / "data" / split, self.sizes[split], split=split, progress=not self.smoke)
+        # More training edits, after the training set's indices, whose named shape has a same-colour twin.
+        write_shapes_dataset(self.work / "data" / "train_confusable", self.sizes["train_confusable"], split="train",
+                             start=self.sizes["train"], select=has_confusable_distractor, progress=not self.smoke)
 
     @property
     def vq_dir(self) -> Path:
@@ -105,12 +112,14 @@ class Recipe:
 
         vq = VQModel.from_pretrained(self.vq_dir).eval()
         vq.rm_edit_cell_local = True  # the shapes tokenizer's codes are cell-local (rm_edit.vq.cell_latents)
-        for split in ("train", "val", "test"):
+        for split in ("train", "train_confusable", "val", "test"):
             pretokenize_manifest(self.work / "data" / split / "manifest.jsonl", vq,
                                  self.work / "data" / split / "codes.safetensors", progress=not self.smoke)
 
-    def _mdm(self, stage: str, config: str, init: str | None, **extra) -> None:
-        overrides = dict(out=str(self.work / stage), train_codes=str(self.work / "data" / "train" / "codes.safetensors"),
+    def _mdm(self, stage: str, config: str, init: str | None, data: tuple[str, ...] = ("train",), **extra) -> None:
+        """Train one MDM run from ``configs/<config>`` on the code caches of the ``data`` folders."""
+        codes = [str(self.work / "data" / name / "codes.safetensors") for name in data]
+        overrides = dict(out=str(self.work / stage), train_codes=codes[0], extra_codes=codes[1:] or None,
                          init_from=init, threads=self.threads, **extra)
         if init is None:  # a fresh model: seed its code rows from this run's codebook
             overrides["code_embedding_init"] = str(self.vq_dir)
@@ -128,8 +137,8 @@ class Recipe:
     def _rm_phases(self, stage: str, first_config: str, **later_overrides) -> None:
         self._mdm(stage, first_config, str(self.work / "base" / "final"))
         init = self.work / stage / "final"
-        for suffix, config in RM_LATER_PHASES:
-            self._mdm(stage + suffix, config, str(init), **later_overrides)
+        for suffix, config, data in RM_LATER_PHASES:
+            self._mdm(stage + suffix, config, str(init), data, **later_overrides)
             init = self.work / (stage + suffix) / "final"
 
     def stage_rm(self) -> None:
@@ -153,7 +162,7 @@ class Recipe:
         n = self.sizes["eval"]
         results = evaluate_shipped_models(self.work / "models", n=n, progress=not self.smoke)
         (self.work / "models" / "heldout_results.json").write_text(json.dumps(results, indent=2))
-        logs = {s: [self.work / (s + suffix) / "log.jsonl" for suffix in ("", *dict(RM_LATER_PHASES))]
+        logs = {s: [self.work / (s + suffix) / "log.jsonl" for suffix, *_ in (("",), *RM_LATER_PHASES)]
                 for s in ("rm", "rm_her")}
         plot_loss_curves(logs, self.work / "models" / "rm_losses.png")
         vq_metrics_path = self.work / "models" / "vq_metrics.json"
@@ -202,9 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         parser.error(f"unknown stages {unknown}; choose from {', '.join(STAGES)}")
-    sizes = dict(train=args.train_size, val=256, test=512, eval=args.eval_size)
+    sizes = dict(train=args.train_size, train_confusable=4000, val=256, test=512, eval=args.eval_size)
     if args.smoke:
-        sizes = dict(train=24, val=4, test=8, eval=4)
+        sizes = dict(train=24, train_confusable=6, val=4, test=8, eval=4)
     args.work.mkdir(parents=True, exist_ok=True)
     Recipe(args.work, args.smoke, args.vq, args.threads, sizes).run(stages)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -152,8 +153,9 @@ def distractor_scores(model: Path | str, n: int = 128, split: str = "val", margi
 
     Over the first ``n`` edits that name a source shape (not add), each other shape's tokens (its footprint,
     minus truly changed tokens) grouped by same / different colour and kind as the named shape: mean score
-    log p(MASK) - log p(code) and the fraction above ``margin``. Grounding by colour shows as low scores for
-    "other colour" shapes; by kind, for "other kind" ones.
+    log p(MASK) - log p(code), the fraction above ``margin`` and, threshold-free, the AUC against the truly
+    changed tokens (P(a changed token scores above the group's); 0.5 = not told apart, 1 = always). Grounding
+    by colour shows as low scores for "other colour" shapes; by kind, for "other kind" ones.
     """
     from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
     from rm_edit.vq import vq_downsample_factor
@@ -162,11 +164,13 @@ def distractor_scores(model: Path | str, n: int = 128, split: str = "val", margi
     world = ShapesWorld(split=split)
     f = vq_downsample_factor(pipe.vqvae)
     groups: dict[str, list[torch.Tensor]] = {}
+    changed_scores: list[torch.Tensor] = []
     for ex in (world[i] for i in range(n)):
         named = named_shape(ex)
         if named is None:
             continue
         source, changed, scores = _first_step_scores(pipe, ex)
+        changed_scores.append(scores[changed])
         h, w = source.shape
         for shape in ex.source_scene.shapes:
             if shape is named:
@@ -175,12 +179,26 @@ def distractor_scores(model: Path | str, n: int = 128, split: str = "val", margi
             key = (("same" if shape.colour == named.colour else "other") + " colour, "
                    + ("same" if shape.kind == named.kind else "other") + " kind")
             groups.setdefault(key, []).append(scores[cells])
+    positives = torch.cat(changed_scores) if changed_scores else torch.zeros(0)
     out = {}
     for key in sorted(groups):
         v = torch.cat(groups[key])
+        empty = v.numel() == 0 or positives.numel() == 0
         out[key] = {"tokens": v.numel(), "mean": round(v.mean().item(), 3) if v.numel() else float("nan"),
-                    "remasked": round((v > margin).float().mean().item(), 4) if v.numel() else float("nan")}
+                    "remasked": round((v > margin).float().mean().item(), 4) if v.numel() else float("nan"),
+                    "auc": float("nan") if empty else round(score_auc(positives, v), 4)}
     return out
+
+
+def score_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """P(a positive scores above a negative): the ROC AUC of telling the two sets apart by score."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    scores = torch.cat([positive, negative]).double()
+    # Min-max into [0, 1] (order kept) so torchmetrics does not squash the logits with a saturating sigmoid.
+    scores = (scores - scores.min()) / (scores.max() - scores.min()).clamp(min=1e-12)
+    labels = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))]).long()
+    return float(binary_auroc(scores, labels))
 
 
 @torch.no_grad()
@@ -226,6 +244,37 @@ def false_positive_sources(model: Path | str, n: int = 96, split: str = "val", *
     total = sum(counts.values())
     return {"false_positives_per_image": round(total / n, 3), "tokens_per_image": tokens // n,
             **{k: round(v / max(total, 1), 4) for k, v in counts.items()}}
+
+
+@torch.no_grad()
+def placement_ceiling(vq, n: int = 256, split: str = "test", draws: int = 4, seed: int = 0) -> dict:
+    """The localisation figures an oracle could reach on add and move edits: it knows the edit exactly except
+    the placement jitter the instruction leaves open (the new or moved shape drawn at another position the
+    world allows at that anchor). Its changed tokens against the true ones, micro precision / recall per type.
+    """
+    import numpy as np
+
+    from rm_edit.data.shapes import Scene
+    from rm_edit.vq import encode_to_codes, image_to_tensor
+
+    world, rng = ShapesWorld(split=split), np.random.default_rng(seed)
+    codes = lambda image: encode_to_codes(vq, image_to_tensor(image), cell_local=True)[0]  # noqa: E731
+    counts: dict[str, list[int]] = {}
+    for ex in (world[i] for i in range(n)):
+        if ex.edit_type not in ("add", "move"):
+            continue
+        source = codes(ex.source)
+        truth = source != codes(ex.target)
+        placed = next(s for s in ex.target_scene.shapes if s not in ex.source_scene.shapes)
+        for _ in range(draws):
+            x, y = world._place(rng, placed.anchor)
+            other = replace(placed, x=x, y=y)
+            scene = Scene(ex.target_scene.background, tuple(other if s is placed else s for s in ex.target_scene.shapes))
+            guess = source != codes(world.render(scene))
+            c = counts.setdefault(ex.edit_type, [0, 0, 0])
+            c[0] += int((guess & truth).sum()); c[1] += int(guess.sum()); c[2] += int(truth.sum())  # noqa: E702
+    return {t: {"micro_precision": round(tp / max(p, 1), 4), "micro_recall": round(tp / max(g, 1), 4)}
+            for t, (tp, p, g) in sorted(counts.items())}
 
 
 @torch.no_grad()
