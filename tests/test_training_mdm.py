@@ -153,3 +153,17 @@ def test_code_rows_seeded_from_codebook_keep_its_geometry():
     assert abs(rows.std().item() - 0.02) < 1e-3
     with pytest.raises(ValueError, match="1024"):
         init_code_rows_from_codebook(model, SHAPES_1K, codebook[:256], seed=0)
+
+
+def test_command_line_takes_list_options(codes, tmp_path):
+    from rm_edit.training.train_mdm import main
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(dict(objective="reflective", model=TINY_MODEL, steps=2, batch_size=4, warmup_steps=1,
+                                      save_every=2, log_every=1)))
+    out = tmp_path / "run"
+    main(["--config", str(config), "--train-codes", str(codes), "--extra-codes", str(codes), str(codes),
+          "--edit-types", "remove", "recolour", "--out", str(out), "--no-progress"])
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["extra_codes"] == [str(codes)] * 2 and saved["edit_types"] == ["remove", "recolour"]
+    assert (out / "final" / "diffusion_pytorch_model.safetensors").is_file()

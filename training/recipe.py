@@ -28,22 +28,25 @@ STAGES = ("data", "vq", "codes", "base", "sft", "rm", "rm_her", "package", "eval
 MODELS = {  # run folder whose final weights ship -> (shipped folder name, default strategy)
     "base": ("shapes-base", "regenerate"),
     "sft": ("shapes-sft", "regenerate"),
-    "rm_mix3": ("shapes-rm", "reflective"),
-    "rm_her_mix3": ("shapes-rm-her", "reflective"),
+    "rm_mix4": ("shapes-rm", "reflective"),
+    "rm_her_mix4": ("shapes-rm-her", "reflective"),
 }
 # Reflective Masking post-training runs in phases: RM on all edit types (its own config), then the phases
 # below (run-folder suffix, config, training data folders), shared by RM and RM+HER: twice a grounding phase
 # on remove edits only from the untouched source (one instruction family: the model learns to find the shape
 # the words name, by colour) followed by all edit types again (mostly first-reflect-step states); then a kind
 # phase on the confusable edits (the named shape has a same-colour twin, so only the kind word tells them
-# apart) and all edit types with the confusable edits mixed in. On the mixed data alone grounding was not
+# apart) and all edit types with the confusable edits mixed in, twice (the second time with the keep loss
+# weighed 3x: the twin's tokens must be kept while the named shape's are re-masked). On the mixed data alone grounding was not
 # learned within 2,200 steps; see MODEL_CARD.md.
 RM_LATER_PHASES = (("_ground", "mdm_shapes_rm_ground.json", ("train",)), ("_mix", "mdm_shapes_rm_mix.json", ("train",)),
                    ("_ground2", "mdm_shapes_rm_ground.json", ("train",)), ("_mix2", "mdm_shapes_rm_mix.json", ("train",)),
                    ("_kind", "mdm_shapes_rm_kind.json", ("train_confusable",)),
-                   ("_mix3", "mdm_shapes_rm_mix.json", ("train", "train_confusable")))
+                   ("_mix3", "mdm_shapes_rm_mix.json", ("train", "train_confusable")),
+                   ("_kind2", "mdm_shapes_rm_kind_keep3.json", ("train_confusable",)),
+                   ("_mix4", "mdm_shapes_rm_mix_keep3.json", ("train", "train_confusable")))
 # The reflective sampler the folders ship with (chosen on validation edits, see MODEL_CARD.md).
-SHIPPED_SAMPLER = dict(num_turns=2, reveal_steps=1, remask_margin=1.5)
+SHIPPED_SAMPLER = dict(num_turns=2, reveal_steps=1, remask_margin=0.5)
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
 
 

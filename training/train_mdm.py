@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
         if f.type in ("int", "float", "str", "str | None", "bool"):
             kind = {"int": int, "float": float, "bool": lambda s: s.lower() in ("1", "true", "yes")}.get(f.type, str)
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None)
+        elif f.type == "list | None":  # e.g. --edit-types remove, --extra-codes A.safetensors B.safetensors
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, nargs="+", default=None)
     parser.add_argument("--no-progress", action="store_true")
     args = vars(parser.parse_args(argv))
     progress = not args.pop("no_progress")
