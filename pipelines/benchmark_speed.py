@@ -2,6 +2,7 @@
 
     python -m rm_edit.pipelines.benchmark_speed                  # the shipped default model, CPU
     python -m rm_edit.pipelines.benchmark_speed --model DIR --n 32 --threads 2
+    python -m rm_edit.pipelines.benchmark_speed --model rm_edit/models/shapes-rm-her --history
     python -m rm_edit.pipelines.benchmark_speed --forward-only   # raw transformer forward timings
 
 For each strategy and batch size it reports transformer forward passes per edit, seconds per edit, edits
@@ -44,11 +45,12 @@ def time_forward(config: dict, seq_len: int, batch_sizes=(1, 16), repeats: int =
     return rows
 
 
-def benchmark_pipeline(pipe, n: int, batch_sizes=(1, 16), reveal_steps: int | None = None) -> list[dict]:
+def benchmark_pipeline(pipe, n: int, batch_sizes=(1, 16), reveal_steps: int | None = None,
+                       use_history: bool = False) -> list[dict]:
     world = ShapesWorld(split="test")
     examples = [world[i] for i in range(n)]
     rows = []
-    reflective = dict(use_history=True, reveal_steps=reveal_steps)
+    reflective = dict(use_history=use_history, reveal_steps=reveal_steps)
     runs = (
         ("reflective", "reflective", reflective),
         ("reflective+kv", "reflective", dict(reflective, use_kv_cache=True)),
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=32, help="test examples per configuration")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--reveal-steps", type=int, help="reflective reveal steps per turn (default: the model's)")
+    parser.add_argument("--history", action="store_true",
+                        help="History Reference in the reflective rows (for an RM+HER folder, e.g. shapes-rm-her)")
     parser.add_argument("--batch-sizes", default="1,16", help="comma list")
     parser.add_argument("--forward-only", action="store_true")
     parser.add_argument("--synthetic-8b", action="store_true", help="also time an 8B-shaped LLaDA (CUDA only)")
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     pipe = ReflectiveMaskingEditPipeline.from_pretrained(args.model) if args.model else load_default_pipeline()
     pipe.set_progress_bar_config(disable=True)
     print(f"device: cpu, torch threads {torch.get_num_threads()}, {args.n} shapes test edits per row")
-    print_table(benchmark_pipeline(pipe, args.n, tuple(int(b) for b in args.batch_sizes.split(",")), args.reveal_steps))
+    batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    print_table(benchmark_pipeline(pipe, args.n, batch_sizes, args.reveal_steps, use_history=args.history))
     if args.synthetic_8b:
         if not torch.cuda.is_available():
             print("synthetic 8B: skipped (no CUDA device)")

@@ -8,6 +8,7 @@ output types, input errors, device/dtype moves and CPU offload hooks, and a bf16
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -418,3 +419,13 @@ def test_bf16_load_runs_end_to_end(saved_dir, pil_images):
         assert ((out.images >= 0) & (out.images < K)).all()
     arr = p(pil_images[0], PROMPT, output_type="np").images
     assert arr.shape == (1, 64, 64, 3) and np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1
+
+
+def test_default_pipeline_is_the_shipped_rm_model():
+    from rm_edit.pipelines.pipeline_reflective_edit import load_default_pipeline
+
+    pipe = load_default_pipeline()
+    assert Path(pipe.config._name_or_path).name == "shapes-rm"
+    assert pipe.scheduler.config.remask_margin == 0.5 and pipe.scheduler.config.num_turns == 2
+    with pytest.raises(FileNotFoundError, match="available: .*shapes-rm-her"):
+        load_default_pipeline("shapes-nope")
