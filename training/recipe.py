@@ -34,11 +34,11 @@ MODELS = {  # run folder whose final weights ship -> (shipped folder name, defau
 # Reflective Masking post-training runs in phases: RM on all edit types (its own config), then the phases
 # below (run-folder suffix, config, training data folders), shared by RM and RM+HER: twice a grounding phase
 # on remove edits only from the untouched source (one instruction family: the model learns to find the shape
-# the words name, by colour) followed by all edit types again (mostly first-reflect-step states); then a kind
-# phase on the confusable edits (the named shape has a same-colour twin, so only the kind word tells them
-# apart) and all edit types with the confusable edits mixed in, twice (the second time with the keep loss
-# weighed 3x: the twin's tokens must be kept while the named shape's are re-masked). On the mixed data alone grounding was not
-# learned within 2,200 steps; see MODEL_CARD.md.
+# the words name, by colour) followed by all edit types again (mostly first-reflect-step states); then twice a
+# kind phase on the confusable edits (the named shape has a same-colour twin, so only the kind word tells them
+# apart) followed by all edit types with the confusable edits mixed in, the second time with the keep loss
+# weighed 3x (the twin's tokens must be kept while the named shape's are re-masked). On the mixed data alone
+# grounding was not learned within 2,200 steps; see MODEL_CARD.md.
 RM_LATER_PHASES = (("_ground", "mdm_shapes_rm_ground.json", ("train",)), ("_mix", "mdm_shapes_rm_mix.json", ("train",)),
                    ("_ground2", "mdm_shapes_rm_ground.json", ("train",)), ("_mix2", "mdm_shapes_rm_mix.json", ("train",)),
                    ("_kind", "mdm_shapes_rm_kind.json", ("train_confusable",)),

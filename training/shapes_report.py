@@ -229,14 +229,14 @@ def false_positive_sources(model: Path | str, n: int = 96, split: str = "val", *
         false_pos = out.edit_region_tokens[0].reshape(h, w) & ~changed
         tokens += h * w
         named = named_shape(ex)
-        colour = named.colour if named is not None else ex.instruction  # add: the new shape's colour word
+        edited = named or next(s for s in ex.target_scene.shapes if s not in ex.source_scene.shapes)  # add: the new one
         near = F.max_pool2d(changed[None, None].float(), 3, 1, 1)[0, 0].bool()
         left = false_pos.clone()
         for shape in ex.source_scene.shapes:
             if shape is named:
                 continue
             cells = torch.from_numpy(world.footprint(shape)).reshape(h, f, w, f).any(3).any(1)
-            key = "same-colour shape" if shape.colour in colour else "other-colour shape"
+            key = "same-colour shape" if shape.colour == edited.colour else "other-colour shape"
             counts[key] += int((left & cells).sum())
             left &= ~cells
         counts["next to the change"] += int((left & near).sum())

@@ -59,8 +59,8 @@ ANCHORS: tuple[str, ...] = (
 EDIT_TYPES: tuple[str, ...] = ("recolour", "remove", "add", "replace", "move")
 
 _BASE_SIZE = 64
-_MAX_SCAN = 10_000  # write_shapes_dataset: indices tried per example before select is deemed impossible
 _BASE_JITTER = 2
+_MAX_SCAN = 10_000  # write_shapes_dataset: indices tried per example before select is deemed impossible
 
 # Placeholders: {colour} {kind} of the edited shape, {new_colour}, {new_kind},
 # {size} and {anchor} (destination). Keep every word lowercase, no punctuation.
