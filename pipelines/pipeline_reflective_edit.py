@@ -164,6 +164,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         mask_image: Any = None,
         temperature: float | None = None,
         remask_margin: float | None = None,
+        held_code_bias: float | None = None,
         max_remask_fraction: float | None = None,
         paste_back: bool = False,
         use_kv_cache: bool = False,
@@ -200,7 +201,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
 
         if strategy == "reflective":
             overrides = {k: v for k, v in dict(reveal_steps=reveal_steps, temperature=temperature,
-                         remask_margin=remask_margin, max_remask_fraction=max_remask_fraction).items() if v is not None}
+                         remask_margin=remask_margin, max_remask_fraction=max_remask_fraction,
+                         held_code_bias=held_code_bias).items() if v is not None}
             scheduler = ReflectiveMaskingScheduler.from_config(self.scheduler.config, **overrides)
             scheduler.set_timesteps(num_turns)
             state = source.reshape(b, n).clone()

@@ -91,6 +91,16 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 # ---- shared helpers -------------------------------------------------------------------------------------
 def _check_image_suffix(path: Path, allowed: Sequence[str] | None = None) -> None:
     """Fail before the (slow) model runs if the output can't be written in the asked format."""
@@ -176,6 +186,11 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                         "regenerate: re-generate the whole image from all-[MASK] (baseline)")
     g.add_argument("--num-turns", type=_positive_int, metavar="N", help="reflective: keep/re-mask/reveal turns")
     g.add_argument("--reveal-steps", type=_positive_int, metavar="N", help="reflective: reveal steps per turn")
+    g.add_argument("--remask-margin", type=float, metavar="F",
+                   help="reflective: re-mask only where log p(MASK) - log p(code) > F (default: the model's)")
+    g.add_argument("--held-code-bias", type=_non_negative_float, metavar="F",
+                   help="reflective: tilt each reveal toward the code the position held, by F nats (default: the "
+                        "model's, 0): higher keeps more of the source, at some cost to the edit")
     g.add_argument("--steps", type=_positive_int, metavar="N", help="regenerate: sampling steps (default 16)")
     g.add_argument("--guidance-scale", type=float, metavar="F", help="instruction guidance (default: the model's)")
     g.add_argument("--image-guidance-scale", type=float, metavar="F", help="source-image guidance (default: the model's)")
@@ -195,10 +210,14 @@ def sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The pipeline keywords the sampler options select; rejects options of the other strategy."""
     if args.strategy == "reflective" and args.steps is not None:
         raise CliError("--steps applies to --strategy regenerate; use --num-turns / --reveal-steps")
-    if args.strategy == "regenerate" and (args.num_turns is not None or args.reveal_steps is not None):
-        raise CliError("--num-turns / --reveal-steps apply to --strategy reflective; use --steps")
+    reflective_only = {"--num-turns": args.num_turns, "--reveal-steps": args.reveal_steps,
+                       "--remask-margin": args.remask_margin, "--held-code-bias": args.held_code_bias}
+    given = [flag for flag, value in reflective_only.items() if value is not None]
+    if args.strategy == "regenerate" and given:
+        raise CliError(f"{' / '.join(given)} apply to --strategy reflective; use --steps")
     kwargs: dict[str, Any] = dict(
         strategy=args.strategy, num_turns=args.num_turns, reveal_steps=args.reveal_steps,
+        remask_margin=args.remask_margin, held_code_bias=args.held_code_bias,
         guidance_scale=args.guidance_scale, image_guidance_scale=args.image_guidance_scale,
         use_history=args.history, history_decay=args.history_decay, paste_back=args.paste_back,
         use_kv_cache=args.kv_cache,

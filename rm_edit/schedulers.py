@@ -3,7 +3,8 @@
 * :class:`ReflectiveMaskingScheduler` edits from the source's codes: turns of one *reflect* step (keep or
   re-mask every held code) then ``reveal_steps`` *reveal* steps (the re-masked positions come back, most
   confident first, on a cosine schedule), until a fixed point (a reflect step that re-masks nothing with
-  nothing masked) or ``num_turns``.
+  nothing masked) or ``num_turns``. ``held_code_bias`` (nats, default 0) tilts each reveal toward the code the
+  position held before its re-mask: a re-mask the model was unsure of then costs nothing outside the edit.
 * :class:`LuminaRegenerateScheduler` is Lumina-DiMOO's MaskGIT sampler: all [MASK] start, every step samples
   all masked positions and keeps the ``floor(N0 cos(pi/2 (s+1)/T))`` least confident masked.
 
@@ -45,9 +46,12 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
         remask_margin: float = 0.0,
         max_remask_fraction: float = 1.0,
         temperature: float = 0.0,
+        held_code_bias: float = 0.0,
     ):
         if num_turns < 1 or reveal_steps < 1:
             raise ValueError(f"num_turns and reveal_steps must be >= 1, got {num_turns}, {reveal_steps}")
+        if held_code_bias < 0:
+            raise ValueError(f"held_code_bias must be >= 0, got {held_code_bias}")
         self.set_timesteps(num_turns)
 
     @property
@@ -60,6 +64,7 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps = self.num_turns * self.steps_per_turn
         self.timesteps = torch.arange(self.num_inference_steps, device=device)
         self._turn_masked = None
+        self._held = None  # the codes held just before this turn's re-masks
 
     def is_reflect_step(self, timestep: int) -> bool:
         return int(timestep) % self.steps_per_turn == 0
@@ -87,6 +92,7 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
                 frozen=frozen, region=region,
             )
             self._turn_masked = (decision.state == mask_code).sum(-1)
+            self._held = sample.clone()
             converged = self._turn_masked == 0
         else:
             k = t % self.steps_per_turn - 1
@@ -94,6 +100,8 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
             if self._turn_masked is None:  # resumed mid-turn: schedule from what is masked now
                 self._turn_masked = n_masked
             count = reveal_count(self._turn_masked, n_masked, k, c.reveal_steps)
+            if c.held_code_bias and self._held is not None:
+                log_probs = self._tilt_to_held(log_probs, sample, c.held_code_bias)
             decision = reflective_step(
                 log_probs, sample, remask=False, num_to_reveal=count, frozen=frozen,
                 temperature=c.temperature, generator=generator,
@@ -101,6 +109,15 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
             converged = torch.zeros_like(n_masked, dtype=torch.bool)
         out = (decision.state, decision.remasked, decision.revealed, decision.kept, converged)
         return MaskedSchedulerOutput(*out) if return_dict else out
+
+    def _tilt_to_held(self, log_probs: torch.Tensor, sample: torch.Tensor, bias: float) -> torch.Tensor:
+        """Add ``bias`` to log p(held code) at masked positions that held a code before this turn."""
+        mask_code = self.config.codebook_size
+        held = self._held
+        if held.shape != sample.shape:
+            raise ValueError(f"sample {tuple(sample.shape)} does not match this turn's {tuple(held.shape)}")
+        tilt = ((sample == mask_code) & (held != mask_code)).to(log_probs.dtype) * bias
+        return log_probs.scatter_add(-1, held.clamp(max=mask_code - 1).unsqueeze(-1), tilt.unsqueeze(-1))
 
 
 class LuminaRegenerateScheduler(SchedulerMixin, ConfigMixin):

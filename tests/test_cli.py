@@ -88,6 +88,25 @@ def test_edit_with_kv_cache_matches_without_on_a_one_layer_model(tmp_path, image
     assert np.array_equal(np.asarray(PIL.Image.open(outs[0])), np.asarray(PIL.Image.open(outs[1])))
 
 
+def test_remask_margin_and_held_code_bias_reach_the_sampler(tmp_path, image_path, model_dir, capsys):
+    """Re-mask nothing, or re-mask everything and reveal it back to the held codes: the same image, other masks."""
+    runs = {"none": ["--remask-margin", "1e9"], "all_back": ["--remask-margin=-1e9", "--held-code-bias", "1e4"]}
+    images, masks = {}, {}
+    for name, extra in runs.items():
+        out, mask = tmp_path / f"{name}.png", tmp_path / f"{name}_mask.png"
+        args = ["edit", str(image_path), "make the circle blue", "-o", str(out), "--model", model_dir,
+                "--num-turns", "1", "--reveal-steps", "1", "--save-mask", str(mask), "--device", "cpu", *extra]
+        assert main(args) == 0
+        images[name], masks[name] = np.asarray(PIL.Image.open(out)), np.asarray(PIL.Image.open(mask))
+    assert np.array_equal(images["none"], images["all_back"])
+    assert not masks["none"].any() and masks["all_back"].all()
+    base = ["edit", str(image_path), "x", "-o", str(tmp_path / "o.png"), "--model", model_dir]
+    assert main([*base, "--held-code-bias=-1"]) == 2
+    _one_line_error(capsys, "--held-code-bias")
+    assert main([*base, "--strategy", "regenerate", "--remask-margin", "1"]) == 2
+    _one_line_error(capsys, "--remask-margin")
+
+
 def test_edit_bad_inputs_are_one_line_errors(tmp_path, image_path, model_dir, capsys):
     missing = tmp_path / "nope.png"
     corrupt = tmp_path / "corrupt.png"

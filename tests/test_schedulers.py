@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
@@ -67,3 +68,22 @@ def test_scheduler_save_load_round_trip(tmp_path):
         strip = lambda c: {k: v for k, v in c.items() if not k.startswith('_')}  # noqa: E731
         assert strip(again.config) == strip(sched.config)
         assert again.num_inference_steps == sched.num_inference_steps
+
+
+def test_held_code_bias_tilts_reveals_back_to_the_code_held_before_the_remask():
+    source = torch.tensor([[1, 1, 1, 1]])
+    near_tie = torch.full((1, 4, K + 1), -5.0)
+    near_tie[0, :, 2] = 1.0  # the model's argmax code at a re-masked position ...
+    near_tie[0, :, 1] = 0.0  # ... beats the held code by 1 nat
+    decisive = near_tie.clone()
+    decisive[0, :, 2] = 4.0  # a confident edit: 4 nats ahead
+    for bias, logits, expected in ((0.0, near_tie, 2), (2.0, near_tie, 1), (2.0, decisive, 2)):
+        sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=1, reveal_steps=1, held_code_bias=bias)
+        out = sched.step(_logits_preferring(source[0], remask_at=(0, 3)), 0, source)
+        out = sched.step(logits, 1, out.prev_sample)
+        assert out.prev_sample.tolist() == [[expected, 1, 1, expected]], (bias, expected)
+
+
+def test_held_code_bias_rejects_a_negative_value():
+    with pytest.raises(ValueError, match="held_code_bias"):
+        ReflectiveMaskingScheduler(codebook_size=K, held_code_bias=-1.0)
