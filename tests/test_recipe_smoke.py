@@ -28,6 +28,7 @@ def test_recipe_smoke_end_to_end(tmp_path):
     # the grounding diagnostic: every target token falls in exactly one group
     from rm_edit.training.shapes_report import (
         code_colour_purity,
+        code_kind_readability,
         distractor_scores,
         false_positive_sources,
         instruction_ablation,
@@ -55,6 +56,9 @@ def test_recipe_smoke_end_to_end(tmp_path):
     assert ceiling and set(ceiling) <= {"add", "move"}
     assert all(0.0 <= v["micro_precision"] <= 1.0 and 0.0 <= v["micro_recall"] <= 1.0 for v in ceiling.values())
     assert purity["cells"] > 0 and 0.0 < purity["purity"] <= 1.0
+    kinds = code_kind_readability(pipe.vqvae, n_train=16, n_val=6, steps=3)
+    assert kinds["shapes"] > 0 and 0.0 <= kinds["val_accuracy"] <= 1.0 and 0.0 <= kinds["train_accuracy"] <= 1.0
+    assert kinds["by_size"] and set(kinds["by_size"]) <= {"small", "medium", "large"}
     # re-running skips finished stages
     times = (tmp_path / "stage_times.json").read_text()
     main(["--work", str(tmp_path), "--smoke"])

@@ -277,6 +277,56 @@ def placement_ceiling(vq, n: int = 256, split: str = "test", draws: int = 4, see
             for t, (tp, p, g) in sorted(counts.items())}
 
 
+def code_kind_readability(vq, n_train: int = 6000, n_val: int = 256, steps: int = 3000, seed: int = 0) -> dict:
+    """Can a shape's kind be read from the tokenizer's codes at all? A small MLP over the 3x3 code window around
+    each shape's centre cell, trained on the shapes of ``n_train`` training sources and scored on those of
+    ``n_val`` validation sources: accuracy over the four kinds, overall and per size (chance 0.25). A ceiling
+    for how well any editing model on these codes can tell a named shape from its same-colour twin."""
+    import torch.nn.functional as F
+
+    from rm_edit.data.shapes import KINDS, SIZES
+    from rm_edit.vq import encode_to_codes, image_to_tensor, vq_downsample_factor
+
+    f, pad = vq_downsample_factor(vq), vq.config.num_vq_embeddings  # pad id: off the image
+
+    def windows(split: str, n: int):
+        world = ShapesWorld(split=split)
+        examples = [world[i] for i in range(n)]
+        with torch.no_grad():
+            pixels = torch.cat([image_to_tensor(ex.source) for ex in examples])
+            codes = torch.cat([encode_to_codes(vq, chunk, cell_local=True) for chunk in pixels.split(128)])
+        codes = F.pad(codes, (1, 1, 1, 1), value=pad)
+        rows, kinds, sizes = [], [], []
+        for ex, grid in zip(examples, codes):
+            for shape in ex.source_scene.shapes:
+                r, c = shape.y // f + 1, shape.x // f + 1
+                rows.append(grid[r - 1 : r + 2, c - 1 : c + 2].flatten())
+                kinds.append(KINDS.index(shape.kind))
+                sizes.append(shape.size)
+        return torch.stack(rows), torch.tensor(kinds), sizes
+
+    gen = torch.Generator().manual_seed(seed)
+    x_train, y_train, _ = windows("train", n_train)
+    x_val, y_val, val_sizes = windows("val", n_val)
+    torch.manual_seed(seed)
+    probe = torch.nn.Sequential(torch.nn.Embedding(pad + 1, 32), torch.nn.Flatten(), torch.nn.Linear(9 * 32, 256),
+                                torch.nn.GELU(), torch.nn.Linear(256, len(KINDS)))
+    opt = torch.optim.AdamW(probe.parameters(), lr=3e-3, weight_decay=0.05)
+    for _ in range(steps):
+        batch = torch.randint(len(y_train), (256,), generator=gen)
+        loss = F.cross_entropy(probe(x_train[batch]), y_train[batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        right = probe(x_val).argmax(-1) == y_val
+        train_acc = (probe(x_train).argmax(-1) == y_train).float().mean().item()
+    by_size = {size: round(right[[s == size for s in val_sizes]].float().mean().item(), 4)
+               for size in SIZES if size in val_sizes}
+    return {"shapes": len(y_val), "val_accuracy": round(right.float().mean().item(), 4),
+            "train_accuracy": round(train_acc, 4), "by_size": by_size}
+
+
 @torch.no_grad()
 def instruction_ablation(model: Path | str, n: int = 40, split: str = "val", edit_type: str = "recolour") -> dict:
     """Does the model read the instruction? With exactly the truly changed tokens masked, the target codes'
