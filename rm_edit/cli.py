@@ -81,21 +81,22 @@ def _non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def _unit_float(text: str) -> float:
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _unit_float(text: str) -> float:
+    value = _number(text)
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _number(text)
     if not value >= 0.0:  # also rejects nan
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
