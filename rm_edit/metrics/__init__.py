@@ -1,4 +1,4 @@
-"""Image-editing metrics: localization, background preservation, quality, and a suite.
+"""Image-editing metrics: pixel edit success, localization, background preservation, quality, and a suite.
 
 Images: numpy/PIL are ``HxWx3``, torch tensors ``3xHxW``, floats in [0, 1] (uint8 is /255).
 Masks: ``HxW``, True = edit region. Weights are only ever read from local files; a missing
@@ -13,6 +13,7 @@ from .background import (
     decode_pie_bench_rle,
     scale_pie_bench,
 )
+from .edit_success import EditSuccess, edit_success, edit_success_rates
 from .localization import (
     DEFAULT_THRESHOLD,
     change_map,
@@ -32,6 +33,7 @@ __all__ = [
     "ClipScorer",
     "DinoScorer",
     "EditMetrics",
+    "EditSuccess",
     "MetricUnavailable",
     "aggregate",
     "background_metrics",
@@ -39,6 +41,8 @@ __all__ = [
     "changed_tokens",
     "decode_pie_bench_rle",
     "downsample_mask",
+    "edit_success",
+    "edit_success_rates",
     "kept_outside_fraction",
     "localization_scores",
     "pixel_metrics",

@@ -5,6 +5,8 @@ when it could not be computed, plus ``"reasons"``: metric name -> why it is ``No
 is JSON-serialisable (jsonl logs) and feeds straight into ``aggregate``.
 
 Metric names:
+  edit_success, changed_error_ratio, far_changed_fraction  pixel edit success vs the target (1.0 / 0.0; the
+                                                          mean is the success rate; see ``edit_success``)
   pie_psnr, pie_lpips_x1e3, pie_mse_x1e4, pie_ssim_x1e2   PIE-Bench background, reported units
   bg_psnr, bg_lpips, bg_mse, bg_ssim                      background-area-normalised, raw
   loc_precision, loc_recall, loc_iou, loc_leakage, loc_auroc   pixel edit localization
@@ -23,6 +25,7 @@ from typing import Any
 from ._image import ImageLike, MaskLike, to_chw, to_mask
 from .availability import MetricUnavailable
 from .background import LPIPS, Mode, background_metrics, scale_pie_bench
+from .edit_success import SUCCESS_KEYS, edit_success
 from .localization import (
     DEFAULT_THRESHOLD,
     ArrayLike,
@@ -153,6 +156,7 @@ class EditMetrics:
         })
 
         no_target = "no target image" if target is None else None
+        fill(SUCCESS_KEYS, no_target, lambda: _edit_success(source, edit, target))  # 8-bit read exactly
         fill(_TARGET.values(), no_target,
              lambda: {_TARGET[k]: v for k, v in pixel_metrics(edt, target).items()})
         fill(["clip_i"], no_target or (None if self.clip_i else self._why("clip_i")),
@@ -183,6 +187,13 @@ class EditMetrics:
 
         values["reasons"] = reasons
         return values
+
+
+def _edit_success(source: ImageLike, edit: ImageLike, target: ImageLike) -> dict[str, float]:
+    try:
+        return edit_success(source, edit, target).as_row()
+    except ValueError as exc:  # e.g. a target of another size: not judged, with the reason
+        raise MetricUnavailable(f"edit success: {exc}") from None
 
 
 def _background(
