@@ -48,22 +48,28 @@ def evaluate_tokens(pipe, examples, batch_size: int = 32, seed: int = 0, progres
                    output_type="latent", return_trajectory=True, **call_kwargs)
         replays = count_replays(out.trajectory, pipe.layout.mask_code)
         for i in range(len(chunk)):
-            changed = source[i] != target[i]
-            loc = token_localization(out.edit_region_tokens[i].numpy(), changed.numpy())
-            edited = out.images[i]
-            outside = ~changed
-            pred = out.edit_region_tokens[i]
-            rows.append(dict(
-                tp=int((pred & changed).sum()), fp=int((pred & ~changed).sum()), fn=int((~pred & changed).sum()),
-                precision=loc["precision"], recall=loc["recall"], iou=loc["iou"],
-                kept_outside=float((edited[outside] == source[i][outside]).float().mean()) if outside.any() else 1.0,
-                edit_accuracy=float((edited[changed] == target[i][changed]).float().mean()) if changed.any() else 1.0,
-                token_accuracy=float((edited == target[i]).float().mean()),
+            rows.append(image_token_scores(out.edit_region_tokens[i], source[i], target[i], out.images[i]) | dict(
                 forward_passes=float(out.num_forward_passes),
                 replayed=float(replays[i]),
                 edit_type=getattr(chunk[i], "edit_type", None),
             ))
     return summarize(rows) | {"rows": rows}
+
+
+def image_token_scores(region: torch.Tensor, source: torch.Tensor, target: torch.Tensor, edited: torch.Tensor) -> dict:
+    """One image's token scores: the chosen ``region`` against the true change (``source != target``), codes
+    kept outside it, and the edited codes against the target's (inside the change, and everywhere)."""
+    changed = source != target
+    outside = ~changed
+    pred = region.bool()
+    loc = token_localization(pred, changed)
+    return dict(
+        tp=int((pred & changed).sum()), fp=int((pred & ~changed).sum()), fn=int((~pred & changed).sum()),
+        precision=loc["precision"], recall=loc["recall"], iou=loc["iou"],
+        kept_outside=float((edited[outside] == source[outside]).float().mean()) if outside.any() else 1.0,
+        edit_accuracy=float((edited[changed] == target[changed]).float().mean()) if changed.any() else 1.0,
+        token_accuracy=float((edited == target).float().mean()),
+    )
 
 
 def count_replays(trajectory: list[dict] | None, mask_code: int) -> list[int]:
