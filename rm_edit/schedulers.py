@@ -9,6 +9,11 @@
   all masked positions and keeps the ``floor(N0 cos(pi/2 (s+1)/T))`` least confident masked.
 
 ``model_output`` is the logits over the K image codes then [MASK], (B, N, K + 1).
+
+A sampling call (the pipeline's loop) goes ``begin`` -> ``step`` per timestep -> ``finish``: between them the
+scheduler owns the call's state (the user region, rows at their fixed point, the positions chosen for the
+edit, History Reference, when the model's key/value cache must be rebuilt), so a loop does not branch on the
+strategy. ``step`` alone (without ``begin``) is the plain rule on what it is given.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
+from .history import HistoryReference
 from .reflective import Generators, reflective_step
 from .schedules import reveal_count
 
@@ -33,10 +39,63 @@ class MaskedSchedulerOutput(BaseOutput):
     converged: torch.Tensor  # (B,) bool: this row reached a fixed point (or finished)
 
 
-class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
+class CodeSpaceEditScheduler(SchedulerMixin, ConfigMixin):
+    """What both samplers share: the state of one sampling call over (B, N) code-space samples."""
+
     config_name = "scheduler_config.json"
     order = 1
 
+    def begin(self, source: torch.Tensor, region: torch.Tensor | None = None,
+              history: HistoryReference | None = None) -> torch.Tensor:
+        """Start a call on the source codes (B, N); ``region`` (B, N) bool: only there may codes change.
+        Returns the first sample."""
+        b, n = source.shape
+        self.source, self.region, self.history = source, region, history
+        self.done = torch.zeros(b, dtype=torch.bool)  # rows at their fixed point: frozen, out of the forward
+        self.chosen = torch.zeros(b, n, dtype=torch.bool)  # positions re-masked at least once
+        self.last_output: torch.Tensor | None = None
+        return self._first_sample(source, region)
+
+    def _first_sample(self, source: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.done.all())
+
+    @property
+    def active_rows(self) -> torch.Tensor:
+        """Indices of the rows the next forward pass needs."""
+        return (~self.done).nonzero().squeeze(1)
+
+    def history_reference(self, rows: torch.Tensor) -> torch.Tensor | None:
+        return None if self.history is None else self.history.reference(rows)
+
+    def _call_frozen(self, frozen: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
+        """Positions this step must not touch: finished rows (during a call) and what the caller froze."""
+        if not hasattr(self, "done"):
+            return frozen
+        rows = self.done[:, None].expand(shape)
+        return rows if frozen is None else rows | frozen
+
+    def _record(self, model_output: torch.Tensor, sample: torch.Tensor) -> None:
+        if hasattr(self, "done"):
+            self.last_output = model_output
+            if self.history is not None:
+                self.history.record(sample)
+
+    def finish(self, sample: torch.Tensor) -> torch.Tensor:
+        """The call's final codes: a call stopped mid-turn fills [MASK] with the last pass's best codes
+        (the source's when no pass ran), never [MASK]."""
+        mask_code = self.config.codebook_size
+        if not (sample == mask_code).any():
+            return sample
+        out = self.last_output
+        best = out[..., :mask_code].argmax(-1) if out is not None else self.source
+        return torch.where(sample == mask_code, best, sample)
+
+
+class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
     @register_to_config
     def __init__(
         self,
@@ -52,14 +111,16 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"num_turns and reveal_steps must be >= 1, got {num_turns}, {reveal_steps}")
         if held_code_bias < 0:
             raise ValueError(f"held_code_bias must be >= 0, got {held_code_bias}")
-        self.set_timesteps(num_turns)
+        self.set_timesteps()
 
     @property
     def steps_per_turn(self) -> int:
         return 1 + self.config.reveal_steps
 
-    def set_timesteps(self, num_turns: int | None = None, device: str | torch.device | None = None) -> None:
-        """A budget of ``num_turns`` turns of ``1 + reveal_steps`` steps (the loop may stop earlier)."""
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
+                      num_turns: int | None = None) -> None:
+        """A budget of ``num_turns`` turns (default: the config's) of ``1 + reveal_steps`` steps; the loop may
+        stop earlier. The budget is counted in turns: ``num_inference_steps`` is the regenerate sampler's."""
         self.num_turns = num_turns or self.config.num_turns
         self.num_inference_steps = self.num_turns * self.steps_per_turn
         self.timesteps = torch.arange(self.num_inference_steps, device=device)
@@ -68,6 +129,17 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
 
     def is_reflect_step(self, timestep: int) -> bool:
         return int(timestep) % self.steps_per_turn == 0
+
+    def needs_full_forward(self, timestep: int, refresh_every: int = 4) -> bool:
+        """Every reflect step decides at every position, so it rebuilds the key/value cache."""
+        return self.is_reflect_step(timestep)
+
+    def _first_sample(self, source: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
+        return source.clone()
+
+    def edit_region(self, final: torch.Tensor) -> torch.Tensor:
+        """(B, N) the positions the model chose to regenerate: every position it re-masked."""
+        return self.chosen
 
     def step(
         self,
@@ -84,6 +156,9 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
         mask_code = self.config.codebook_size
         if model_output.shape[-1] != mask_code + 1:
             raise ValueError(f"expected logits over {mask_code} codes + [MASK], got last dim {model_output.shape[-1]}")
+        self._record(model_output, sample)
+        frozen = self._call_frozen(frozen, sample.shape)
+        region = region if region is not None else getattr(self, "region", None)
         log_probs = model_output.float().log_softmax(-1)
         c = self.config
         if self.is_reflect_step(t):
@@ -107,6 +182,9 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
                 temperature=c.temperature, generator=generator,
             )
             converged = torch.zeros_like(n_masked, dtype=torch.bool)
+        if hasattr(self, "done"):
+            self.chosen |= decision.remasked
+            self.done |= converged
         out = (decision.state, decision.remasked, decision.revealed, decision.kept, converged)
         return MaskedSchedulerOutput(*out) if return_dict else out
 
@@ -120,20 +198,32 @@ class ReflectiveMaskingScheduler(SchedulerMixin, ConfigMixin):
         return log_probs.scatter_add(-1, held.clamp(max=mask_code - 1).unsqueeze(-1), tilt.unsqueeze(-1))
 
 
-class LuminaRegenerateScheduler(SchedulerMixin, ConfigMixin):
-    """Lumina-DiMOO's sampler (the baseline): regenerate the whole target from all [MASK]."""
-
-    config_name = "scheduler_config.json"
-    order = 1
+class LuminaRegenerateScheduler(CodeSpaceEditScheduler):
+    """Lumina-DiMOO's sampler (the baseline): regenerate the whole target from all [MASK] (with a region:
+    only the region, the rest stays the source's)."""
 
     @register_to_config
     def __init__(self, codebook_size: int = 256, num_inference_steps: int = 64, temperature: float = 1.0):
         self.set_timesteps(num_inference_steps)
 
-    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None) -> None:
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
+                      num_turns: int | None = None) -> None:
+        """``num_inference_steps`` steps (default: the config's); ``num_turns`` is the reflective sampler's."""
         self.num_inference_steps = num_inference_steps or self.config.num_inference_steps
         self.timesteps = torch.arange(self.num_inference_steps, device=device)
         self._initial_masked = None
+
+    def needs_full_forward(self, timestep: int, refresh_every: int = 4) -> bool:
+        """Every ``refresh_every``-th step rebuilds the key/value cache."""
+        return int(timestep) % refresh_every == 0
+
+    def _first_sample(self, source: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
+        start = torch.full_like(source, self.config.codebook_size)
+        return start if region is None else torch.where(region, start, source)
+
+    def edit_region(self, final: torch.Tensor) -> torch.Tensor:
+        """(B, N) what was regenerated: the region when given, else every code that changed."""
+        return (final != self.source) if self.region is None else self.region.clone()
 
     def step(
         self,
@@ -148,6 +238,10 @@ class LuminaRegenerateScheduler(SchedulerMixin, ConfigMixin):
     ) -> MaskedSchedulerOutput | tuple:
         t = int(timestep)
         mask_code = self.config.codebook_size
+        self._record(model_output, sample)
+        if getattr(self, "region", None) is not None:
+            frozen = ~self.region if frozen is None else frozen | ~self.region
+        frozen = self._call_frozen(frozen, sample.shape)
         # Like Lumina-DiMOO, normalise over the K codes only: [MASK] is never a class for this sampler.
         codes = model_output[..., :mask_code].float().log_softmax(-1)
         log_probs = torch.cat([codes, torch.full_like(codes[..., :1], float("-inf"))], dim=-1)
@@ -159,6 +253,7 @@ class LuminaRegenerateScheduler(SchedulerMixin, ConfigMixin):
             log_probs, sample, remask=False, num_to_reveal=count, frozen=frozen,
             temperature=self.config.temperature, generator=generator,
         )
+        # A row that revealed everything still runs to the last step: the step count is the budget asked for.
         converged = (decision.state != mask_code).all(-1)
         out = (decision.state, decision.remasked, decision.revealed, decision.kept, converged)
         return MaskedSchedulerOutput(*out) if return_dict else out

@@ -20,15 +20,17 @@ def sample_mask_ratio(batch_size: int, generator: torch.Generator | None = None,
     return cosine_mask_ratio(r)
 
 
-def masked_after_step(n0: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
-    """Positions still masked after ``step`` (0-based) of ``total_steps``: floor(n0 * cos(pi/2 * (s+1)/T))."""
+def masked_after_step(n0: torch.Tensor, step: int, total_steps: int, min_masked: int = 0) -> torch.Tensor:
+    """Positions still masked after ``step`` (0-based) of ``total_steps``: floor(n0 * cos(pi/2 * (s+1)/T)),
+    at least ``min_masked`` before the last step (Lumina-DiMOO clamps to 1), 0 after it."""
     if not 0 <= step < total_steps:
         raise ValueError(f"step {step} outside [0, {total_steps})")
     ratio = math.cos(math.pi / 2 * (step + 1) / total_steps)
-    remaining = torch.floor(n0.float() * ratio).long()
+    remaining = torch.floor(n0.float() * ratio).long().clamp(min=min_masked)
     return torch.zeros_like(remaining) if step == total_steps - 1 else remaining
 
 
-def reveal_count(n0: torch.Tensor, n_masked_now: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
+def reveal_count(n0: torch.Tensor, n_masked_now: torch.Tensor, step: int, total_steps: int,
+                 min_masked: int = 0) -> torch.Tensor:
     """How many of the ``n_masked_now`` positions to reveal at ``step`` so the cosine schedule is kept."""
-    return (n_masked_now - masked_after_step(n0, step, total_steps)).clamp(min=0)
+    return (n_masked_now - masked_after_step(n0, step, total_steps, min_masked)).clamp(min=0)

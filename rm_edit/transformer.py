@@ -18,7 +18,6 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders.peft import PeftAdapterMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
-from safetensors.torch import load_file
 from torch import nn
 
 from .kv_cache import KVCache
@@ -120,6 +119,7 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         max_sequence_length: int = 4096,
         mask_token_id: int = 2,
         tie_word_embeddings: bool = False,
+        rm_post_trained: bool | None = None,  # taught to predict [MASK] (RM); None: not recorded (older folders)
     ):
         super().__init__()
         if d_model % n_heads:
@@ -243,23 +243,33 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
-    def from_llada_checkpoint(cls, folder: str | Path, torch_dtype: torch.dtype | None = None) -> "LLaDATransformer":
+    def from_llada_checkpoint(cls, folder: str | Path, torch_dtype: torch.dtype | None = None,
+                              device: str | torch.device | None = None) -> "LLaDATransformer":
+        """Load a LLaDA checkpoint folder straight into ``device`` and ``torch_dtype``, one tensor at a time.
+
+        The model is built on the meta device and each stored tensor is read, cast and assigned on its own, so
+        host memory holds the model (when ``device`` is the CPU) plus one tensor, never a whole state dict.
+        """
+        from safetensors import safe_open
+
         folder = Path(folder)
         config = llada_config_to_kwargs(json.loads((folder / "config.json").read_text()))
         with torch.device("meta"):
             model = cls(**config)
-        state = {}
+        dtype, device = torch_dtype or torch.float32, torch.device(device or "cpu")
+        expected, seen = set(model.state_dict()), set()
         for file in _llada_weight_files(folder):
-            for name, tensor in load_file(str(file)).items():
-                if not name.startswith("model.transformer."):
-                    raise ValueError(f"{file.name}: unexpected parameter {name!r} (expected model.transformer.*)")
-                state[name[len("model.") :]] = tensor
-        expected = set(model.state_dict())
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        if missing or unexpected:
-            raise ValueError(f"{folder}: checkpoint does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        model.load_state_dict(state, strict=True, assign=True)
-        model = model.to(torch_dtype or torch.float32)
+            with safe_open(str(file), framework="pt", device=str(device)) as f:
+                for name in f.keys():
+                    if not name.startswith("model.transformer."):
+                        raise ValueError(f"{file.name}: unexpected parameter {name!r} (expected model.transformer.*)")
+                    key = name[len("model.") :]
+                    if key not in expected:
+                        raise ValueError(f"{folder}: checkpoint does not match its config: unexpected {key!r}")
+                    model.load_state_dict({key: f.get_tensor(name).to(dtype)}, strict=False, assign=True)
+                    seen.add(key)
+        if expected - seen:
+            raise ValueError(f"{folder}: checkpoint does not match its config: missing {sorted(expected - seen)[:5]}")
         model.eval()
         return model
 
@@ -339,6 +349,7 @@ def llada_config_to_kwargs(cfg: dict) -> dict:
         max_sequence_length=cfg.get("max_sequence_length", 4096),
         mask_token_id=cfg.get("mask_token_id", 126336),
         tie_word_embeddings=bool(cfg.get("weight_tying", True)),
+        rm_post_trained=cfg.get("rm_post_trained"),
     )
 
 
@@ -362,6 +373,8 @@ def save_llada_checkpoint(model: LLaDATransformer, folder: str | Path, max_shard
         "include_bias": False, "alibi": False, "mask_token_id": c.mask_token_id,
         "max_sequence_length": c.max_sequence_length, "architectures": ["LLaDAModelLM"],
     }
+    if c.get("rm_post_trained") is not None:
+        cfg["rm_post_trained"] = bool(c.rm_post_trained)
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
