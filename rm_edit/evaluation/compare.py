@@ -21,6 +21,7 @@ from typing import Any
 
 from ..metrics import EditMetrics
 from .benchmarks import shapes_benchmark
+from .success_table import success_by_type_markdown
 from .runner import _write_text, dump_json, markdown_table, run_model, unavailable_notes
 
 # (row name, model folder, pipeline call options) - the rows of training/shapes_report.py ROWS.
@@ -33,7 +34,7 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 COMPARE_COLUMNS: list[tuple[str, str]] = [
-    ("tok_precision", "Tok P ↑"), ("tok_recall", "Tok R ↑"), ("loc_iou", "Pixel IoU ↑"), ("loc_leakage", "Pixel leak ↓"),
+    ("edit_success", "Edit success ↑"), ("tok_precision", "Tok P ↑"), ("tok_recall", "Tok R ↑"), ("loc_iou", "Pixel IoU ↑"), ("loc_leakage", "Pixel leak ↓"),
     ("bg_psnr", "BG PSNR ↑"), ("bg_ssim", "BG SSIM ↑"), ("bg_lpips", "BG LPIPS ↓"),
     ("target_psnr", "Target PSNR ↑"), ("target_l1", "Target L1 ↓"), ("tok_edit_accuracy", "Tok edit acc ↑"),
     ("replayed", "Replayed ↓"), ("forward_passes", "Fwd passes ↓"),
@@ -105,7 +106,7 @@ def compare_shapes(models_dir: str | os.PathLike[str], n: int, out_dir: str | os
         "Token metrics: the re-masked set (regenerate: the tokens that changed) vs the codes where source and "
         "target differ. Pixel localization: |edit - source| > 0.1 vs the exact mask. Background: masked "
         f"(background-area) PSNR / SSIM / LPIPS. Paste-back row: the best reflective row by {BEST_BY}.", "",
-        table, "", *[f"- {x}" for x in notes], "",
+        table, "", success_by_type_markdown(named), "", *[f"- {x}" for x in notes], "",
         *[f"- [{r['name']}]({r['dir']}/report.html)" for r in results], "",
     ])
     _write_text(out_dir / "compare.md", md)

@@ -21,6 +21,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..metrics import DEFAULT_THRESHOLD, change_map
+from .success_table import success_by_type_html
+
+SUCCESS_DEFINITION = (
+    "Edit success: inside the pixels where the target differs from the source, the edit is at least 4x closer to "
+    "the target than the source was (mean |edit - target| <= 0.25 x mean |source - target|), and at most 1% of the "
+    "pixels more than 2 px from that change (5x5 dilation) differ from the source by more than 0.15 (0-1 scale, "
+    "any channel). Per sample: yes / no, with both figures (changed error ratio, far changed fraction).")
 
 THUMB_MAX = 256  # thumbnails are downscaled to this side at most; small images are shown enlarged
 TP, FP, FN = (30, 190, 60), (230, 40, 40), (40, 100, 255)
@@ -172,6 +179,9 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
         parts.append("<ul>" + "".join(f"<li><a href='{_esc(href)}'>{_esc(text)}</a></li>" for text, href in links) + "</ul>")
     if summary_rows and columns:
         parts += ["<h2>Summary</h2>", summary_table_html(summary_rows, columns)]
+    success = success_by_type_html(summary_rows)
+    if success:
+        parts += ["<h2>Edit success by edit type</h2>", success, f"<p class='legend'>{_esc(SUCCESS_DEFINITION)}</p>"]
     if notes:
         parts.append("<ul class='notes'>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")
     if plots:
@@ -190,6 +200,9 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
         by_id = {r["id"]: r for r in ok_rows}
         refs = [ref for ref in benchmark.refs if ref.id in by_id]
         metric_cols = [(k, label) for k, label in columns if any(r.get(k) is not None for r in ok_rows)]
+        if metric_cols and metric_cols[0][0] == "edit_success":  # the verdict's two figures right after it
+            metric_cols[1:1] = [("changed_error_ratio", "Changed err ratio ↓ (≤ 0.25)"),
+                                ("far_changed_fraction", "Far changed ↓ (≤ 0.01)")]
         extra = [k for k in ("edit_type",) if any(r.get(k) is not None for r in ok_rows)]
         show_regions = regions_dir is not None
         pics = ["source", "edit", "|edit - source|", "GT mask", "change vs mask"] + (["model region"] if show_regions else [])
@@ -227,6 +240,8 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
             tds += [f"<td class='img'>{c}</td>" for c in cells]
             for k, _ in metric_cols:
                 text, key = _fmt(row.get(k))
+                if k == "edit_success" and row.get(k) is not None:
+                    text = "yes" if row[k] else "no"
                 why = (row.get("reasons") or {}).get(k)
                 tip = f" title='{_esc(why)}'" if why else ""
                 tds.append(f"<td data-v='{key}'{tip}>{text}</td>")

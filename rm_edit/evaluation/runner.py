@@ -35,6 +35,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..metrics import EditMetrics, MetricUnavailable, aggregate, downsample_mask, kept_outside_fraction, token_localization
+from ..metrics import edit_success_rates
 from ..metrics.availability import resolve_weights
 from .benchmarks import IMAGE_SUFFIXES, Benchmark, BenchmarkSample, SampleRef
 
@@ -62,9 +63,10 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("target_l1", "L1 ↓"), ("target_l2", "L2 ↓"), ("clip_i", "CLIP-I ↑"), ("dino", "DINO ↑"),
         ("clip_score", "CLIP-T ↑"), *_LOC_COLUMNS, *_TOKEN_COLUMNS,
     ],
-    # Exact ground truth (shapes world, manifests with targets and masks).
+    # Exact ground truth (shapes world, manifests with targets and masks); pixel edit success first
+    # (rm_edit.metrics.edit_success: its mean is the success rate, per edit type under "By edit type").
     "shapes": [
-        *_LOC_COLUMNS, ("bg_psnr", "BG PSNR ↑"), ("bg_ssim", "BG SSIM ↑"), ("bg_lpips", "BG LPIPS ↓"),
+        ("edit_success", "Edit success ↑"), *_LOC_COLUMNS, ("bg_psnr", "BG PSNR ↑"), ("bg_ssim", "BG SSIM ↑"), ("bg_lpips", "BG LPIPS ↓"),
         ("target_psnr", "Target PSNR ↑"), ("target_l1", "Target L1 ↓"), ("tok_precision", "Tok P ↑"),
         ("tok_recall", "Tok R ↑"), ("tok_edit_accuracy", "Tok edit acc ↑"), ("replayed", "Replayed ↓"),
         ("forward_passes", "Fwd passes ↓"),
@@ -355,6 +357,7 @@ def summarize(benchmark: Benchmark, rows: list[dict], config: dict) -> dict:
         "columns": [[k, label] for k, label in columns_for(benchmark.kind)],
         "means": {k: s["mean"] for k, s in stats.items()}, "metrics": stats, "unavailable": unavailable,
         "by_edit_type": {t: {k: s["mean"] for k, s in aggregate(v).items()} for t, v in sorted(by_type.items())},
+        "edit_success": edit_success_rates(ok),
     }
 
 
@@ -401,6 +404,11 @@ def summary_markdown(summary: Mapping[str, Any], title: str) -> str:
     notes = unavailable_notes([summary], columns)
     if notes:
         parts += ["Unavailable:", *[f"- {n}" for n in notes], ""]
+    from .success_table import success_by_type_markdown
+
+    success = success_by_type_markdown([(summary["config"].get("label") or "run", summary)])
+    if success:
+        parts += ["## Edit success by edit type", "", success, ""]
     if summary["by_edit_type"]:
         keys = [(k, label) for k, label in columns if any(v.get(k) is not None for v in summary["by_edit_type"].values())]
         parts += ["## By edit type", "", markdown_table(
