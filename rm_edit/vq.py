@@ -4,11 +4,13 @@ This is how Lumina-DiMOO uses aMUSEd's VQ-GAN: pixels in [0, 1] (no [-1, 1] scal
 ``vq.quantize(vq.encode(x).latents)``, and decoding straight from ids with ``force_not_quantize=True``.
 The same functions drive the project's small shipped tokenizer (:func:`small_vq_config`).
 
-Editing resolution follows Lumina's rule, generalised to any grid cell ``multiple`` (32 for Lumina-DiMOO,
-the downsample factor for small models): centre-crop to multiples of ``multiple`` with at most
-``max_tokens`` cells and aspect at most ``max_aspect``; images with too many cells are resized down
-(keeping aspect) before cropping. :class:`VQCrop` records the geometry so results can be pasted back at
-the input's size (:func:`paste_back`).
+Editing resolution: centre-crop to multiples of a grid cell ``multiple`` (32 for Lumina-DiMOO, the
+downsample factor for small models) with at most ``max_tokens`` cells and aspect at most ``max_aspect``.
+By default images with too many cells are resized down (keeping aspect) before cropping; with
+``fill_budget=True`` every image is resized up or down onto Lumina-DiMOO's crop-size frontier
+(:func:`crop_size_frontier`), as its own inference code does (with a centre crop where it picks a random
+offset). :class:`VQCrop` records the geometry so results can be pasted back at the input's size
+(:func:`paste_back`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "build_vq",
     "codebook_size",
     "crop_for_vq",
+    "crop_size_frontier",
     "decode_codes",
     "encode_to_codes",
     "cell_latents",
@@ -163,6 +166,7 @@ class VQCrop:
     box: tuple[int, int, int, int]
     grid: tuple[int, int]  # (cells across, cells down)
     multiple: int
+    halvings: int = 0  # box-filter halvings of the input before the final (bicubic) resize
 
     @property
     def scale(self) -> float:
@@ -176,17 +180,56 @@ class VQCrop:
         return (round(l * sx), round(t * sy), round(r * sx), round(b * sy))
 
 
+def crop_size_frontier(max_cells: int, multiple: int, max_aspect: float = 4.0) -> list[tuple[int, int]]:
+    """Lumina-DiMOO's crop sizes (w, h) in pixels: a walk along the boundary ``across * down <= max_cells``
+    from the widest grid to the tallest, keeping grids with aspect <= ``max_aspect``.
+
+    At each step the walk adds a row while the grid still fits, else drops a column; so besides the largest
+    grid of every width it also visits a few one-row-short ones (e.g. 16x15 next to 16x16 for 256 cells).
+    """
+    sizes, across, down = [], max_cells, 1
+    while across > 0:
+        if max(across, down) <= max_aspect * min(across, down):
+            sizes.append((across * multiple, down * multiple))
+        if across * (down + 1) <= max_cells:
+            down += 1
+        else:
+            across -= 1
+    return sizes
+
+
+def _frontier_crop(width: int, height: int, multiple: int, max_tokens: int, max_aspect: float) -> VQCrop:
+    """The frontier size whose aspect best matches the input (ties: the larger size), the input halved by a
+    box filter while it is at least twice that size, resized (bicubic) to cover it, then centre-cropped."""
+    def kept(size: tuple[int, int]) -> float:  # share of the covering resize that survives the crop
+        sx, sy = size[0] / width, size[1] / height
+        return min(sx, sy) / max(sx, sy)
+
+    cw, ch = max(crop_size_frontier(max_tokens, multiple, max_aspect), key=lambda size: (kept(size), size))
+    w, h, halvings = width, height, 0
+    while w >= 2 * cw and h >= 2 * ch:
+        w, h, halvings = w // 2, h // 2, halvings + 1
+    scale = max(cw / w, ch / h)
+    rs_w, rs_h = round(w * scale), round(h * scale)
+    left, top = (rs_w - cw) // 2, (rs_h - ch) // 2
+    return VQCrop((width, height), (rs_w, rs_h), (left, top, left + cw, top + ch), (cw // multiple, ch // multiple),
+                  multiple, halvings)
+
+
 def crop_for_vq(
-    width: int, height: int, multiple: int, max_tokens: int = 256, max_aspect: float = 4.0
+    width: int, height: int, multiple: int, max_tokens: int = 256, max_aspect: float = 4.0, fill_budget: bool = False
 ) -> VQCrop:
     """Plan the resize + centre crop of a ``width`` x ``height`` image for a VQ with cell ``multiple``.
 
     Result: a ``(gw * multiple) x (gh * multiple)`` crop with ``gw * gh <= max_tokens`` and
-    ``max(gw, gh) / min(gw, gh) <= max_aspect``; the image is only resized when it has too many cells
-    (down) or a side shorter than one cell (up).
+    ``max(gw, gh) / min(gw, gh) <= max_aspect``. By default the image is only resized when it has too many
+    cells (down) or a side shorter than one cell (up); ``fill_budget`` resizes it onto the crop-size frontier
+    (Lumina-DiMOO's rule: about ``max_tokens`` cells whatever the input's size).
     """
     if width < 1 or height < 1 or multiple < 1 or max_tokens < 1 or max_aspect < 1:
         raise ValueError("crop_for_vq: sizes, multiple, max_tokens must be >= 1 and max_aspect >= 1")
+    if fill_budget:
+        return _frontier_crop(width, height, multiple, max_tokens, max_aspect)
     # Region that survives the aspect cap; the token budget is measured on it, not the full image, so a
     # very wide image is not shrunk for pixels that will be cropped away anyway.
     rw = min(width, height * max_aspect)
@@ -231,11 +274,14 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
 
 
 def preprocess_image(
-    image: Image.Image | np.ndarray, multiple: int, max_tokens: int = 256, max_aspect: float = 4.0
+    image: Image.Image | np.ndarray, multiple: int, max_tokens: int = 256, max_aspect: float = 4.0,
+    fill_budget: bool = False,
 ) -> tuple[torch.Tensor, VQCrop]:
     """Resize/centre-crop per :func:`crop_for_vq`; returns ``(1, 3, H, W)`` in [0, 1] and the crop."""
     pil = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    crop = crop_for_vq(pil.width, pil.height, multiple, max_tokens, max_aspect)
+    crop = crop_for_vq(pil.width, pil.height, multiple, max_tokens, max_aspect, fill_budget)
+    for _ in range(crop.halvings):
+        pil = pil.resize((pil.width // 2, pil.height // 2), Image.Resampling.BOX)
     if crop.resized_size != (pil.width, pil.height):
         pil = pil.resize(crop.resized_size, Image.Resampling.BICUBIC)
     return image_to_tensor(pil.crop(crop.box)), crop
