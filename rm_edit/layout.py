@@ -222,6 +222,34 @@ def edit_prompt_text(layout: TokenLayout, instruction: str | None) -> tuple[str,
     return f"<system>{layout.system_prompt}</system><user>{body}", "</user>"
 
 
+def encode_edit_prompts(tokenizer, layout: TokenLayout, instructions: Sequence[str]) -> tuple[list[list[int]], list[int], list[int]]:
+    """Token ids of editing prompts as Lumina-DiMOO's inference code builds them: the whole prompt
+    ``<system>SYS</system><user>INSTRUCTION</user>`` goes through ``tokenizer`` with its default special tokens
+    (a BOS / EOS it adds stays), and the source image goes in before the prompt's last token.
+
+    Returns (heads, the no-instruction head, tail): pass a head as ``prompt_ids`` and the tail as
+    ``prompt_close_ids`` to :func:`build_edit_sequence`; head + tail is the tokenised prompt, unchanged (the
+    no-image guidance branch). For a tokenizer that adds nothing and keeps ``</user>`` whole, this is the
+    two-piece tokenisation of :func:`edit_prompt_text` exactly.
+    """
+    def split(text: str) -> tuple[list[int], list[int]]:
+        ids = list(tokenizer(text)["input_ids"])
+        if len(ids) < 2:
+            raise ValueError(f"the tokenizer turned the editing prompt {text!r} into {ids}: nothing to splice the image into")
+        return ids[:-1], ids[-1:]
+
+    heads, tails = [], []
+    for text in [*instructions, None]:
+        head, tail = split("".join(edit_prompt_text(layout, text)))
+        heads.append(head)
+        tails.append(tail)
+    for instruction, tail in zip(instructions, tails):
+        if tail != tails[-1]:
+            raise ValueError(f"instruction {instruction!r}: its prompt ends in token {tail} where the others end in "
+                             f"{tails[-1]}; the tokenizer merges the instruction's end with '</user>'")
+    return heads[:-1], heads[-1], tails[-1]
+
+
 @dataclass
 class SequenceBatch:
     """Right-padded editing sequences of one batch."""
