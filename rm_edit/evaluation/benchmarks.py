@@ -134,6 +134,29 @@ class Benchmark:
         return Benchmark(self.name, self.kind, self.refs[:n], self.errors, self.root)
 
 
+# ---- predictions of other tools ------------------------------------------------------------------------
+def fit_prediction(kind: str, prediction: Image.Image, source: Image.Image) -> tuple[Image.Image, str | None]:
+    """The prediction as the benchmark's own script scores it, and a note of what was done (None: as is).
+
+    PIE-Bench (``evaluation/evaluate.py`` of PnPInversion / DirectInversion): editors there save
+    ``[source | edit]`` side by side, so a prediction whose width is not its height is cropped to its
+    bottom-right corner - box ``(W - 512, H - 512, W, H)``, 512 being the size of every PIE-Bench image
+    (here the source's size, the same box for PIE-Bench's own images) - before EVERY metric. MagicBrush
+    (``evaluation/image_eval.py``) resizes the prediction to the ground truth's size (Pillow's default,
+    bicubic). Any remaining size difference is resized to the source's size, bicubic, as MagicBrush does.
+    """
+    note = None
+    w, h = prediction.size
+    sw, sh = source.size
+    if kind == "pie-bench" and w != h and w >= sw and h >= sh and (w, h) != (sw, sh):
+        prediction = prediction.crop((w - sw, h - sh, w, h))
+        note = f"{w}x{h} (PIE-Bench: bottom-right {sw}x{sh} crop)"
+    if prediction.size != source.size:
+        note = f"{w}x{h}" if note is None else f"{note}, then resized"
+        prediction = prediction.resize(source.size, Image.Resampling.BICUBIC)
+    return prediction, note
+
+
 # ---- helpers -------------------------------------------------------------------------------------------
 def safe_relative_path(path: str) -> str:
     """A normalised posix relative path inside the output folder; raises ValueError otherwise."""

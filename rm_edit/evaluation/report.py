@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..metrics import DEFAULT_THRESHOLD, change_map
+from .benchmarks import fit_prediction
 from .success_table import success_by_type_html
 
 SUCCESS_DEFINITION = (
@@ -220,8 +221,7 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
             except ValueError:
                 continue
             source = sample.source.convert("RGB")
-            if edit.size != source.size:
-                edit = edit.resize(source.size, Image.Resampling.BICUBIC)
+            edit = fit_prediction(benchmark.kind, edit, source)[0]  # what was scored (PIE-Bench side-by-side crop)
             stem = f"{n:05d}"
             cells = [img(source, f"{stem}_source.png", "source"), img(edit, f"{stem}_edit.png", "edit"),
                      img(heat_map(edit, source), f"{stem}_diff.png", "difference")]

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..metrics import EditMetrics, MetricUnavailable, aggregate, downsample_mask, kept_outside_fraction, token_localization
 from ..metrics import edit_success_rates
 from ..metrics.availability import resolve_weights
-from .benchmarks import IMAGE_SUFFIXES, Benchmark, BenchmarkSample, SampleRef
+from .benchmarks import IMAGE_SUFFIXES, Benchmark, BenchmarkSample, SampleRef, fit_prediction
 
 INFO_KEYS = ("id", "image", "instruction", "edit_type", "status", "reasons", "token_gt", "resized_from")
 RESERVED_OPTIONS = ("image", "prompt", "generator", "output_type", "return_trajectory", "return_dict", "mask_image")
@@ -596,8 +596,9 @@ def score(benchmark: Benchmark, predictions_dir: str | os.PathLike[str], out_dir
           structure_reason: str | None = None, progress: bool = True, report: bool = True,
           label: str | None = None) -> dict:
     """Score edits made by any tool: ``predictions_dir/<image path>`` (any image suffix; also
-    ``predictions_dir/images/...``). Predictions of another size are resized to the source's (bicubic)
-    and the row says so; missing ones are counted and retried by the next run."""
+    ``predictions_dir/images/...``). Predictions of another size are fitted as the benchmark's own script
+    does (``benchmarks.fit_prediction``: PIE-Bench crops a side-by-side ``[source | edit]`` to its bottom-right
+    corner; otherwise bicubic resize to the source's size) and the row's ``resized_from`` says so; missing ones are counted and retried by the next run."""
     predictions_dir = Path(predictions_dir)
     if not predictions_dir.is_dir():
         raise FileNotFoundError(f"predictions folder not found: {predictions_dir}")
@@ -631,10 +632,7 @@ def score(benchmark: Benchmark, predictions_dir: str | os.PathLike[str], out_dir
                 errors.add(ref.id, f"prediction: {exc}")
                 bar.update()
                 continue
-            resized = None
-            if edit.size != sample.source.size:
-                resized = f"{edit.width}x{edit.height}"
-                edit = edit.resize(sample.source.size, Image.Resampling.BICUBIC)
+            edit, resized = fit_prediction(benchmark.kind, edit, sample.source)  # e.g. PIE-Bench's side-by-side crop
             values = score_sample(sample, edit, metrics, structure, structure_reason)
             reasons = values.pop("reasons")
             row = {"id": sample.id, "image": pred.relative_to(predictions_dir).as_posix(),

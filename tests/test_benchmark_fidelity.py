@@ -1,0 +1,62 @@
+"""Scores as the benchmarks' own scripts compute them: PIE-Bench's side-by-side crop, MagicBrush's resize."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rm_edit.evaluation.benchmarks import fit_prediction, load_benchmark
+from rm_edit.evaluation.runner import score
+from rm_edit.metrics import EditMetrics
+
+
+def _rle(mask: np.ndarray) -> list[int]:
+    flat = np.concatenate([[0], mask.reshape(-1).astype(np.int8), [0]])
+    d = np.diff(flat)
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    return [int(v) for s, e in zip(starts, ends) for v in (s, e - s)]
+
+
+def test_fit_prediction_crops_side_by_side_only_for_pie_bench():
+    source = Image.new("RGB", (32, 32), (100, 100, 100))
+    pair = np.zeros((32, 64, 3), np.uint8)
+    pair[:, 32:] = 200  # [source | edit]: the edit is the right half
+    fitted, note = fit_prediction("pie-bench", Image.fromarray(pair), source)
+    assert fitted.size == (32, 32) and np.asarray(fitted).min() == 200  # box (64-32, 32-32, 64, 32)
+    assert note == "64x32 (PIE-Bench: bottom-right 32x32 crop)"
+    fitted, note = fit_prediction("magicbrush", Image.fromarray(pair), source)
+    assert fitted.size == (32, 32) and note == "64x32"  # resized, halves blended
+    same, note = fit_prediction("pie-bench", source, source)
+    assert same is source and note is None
+
+
+def test_pie_bench_side_by_side_prediction_scored_as_its_script(tmp_path: Path):
+    root = tmp_path / "PIE-Bench"
+    (root / "annotation_images/0_random_140").mkdir(parents=True)
+    source = np.full((32, 32, 3), 100, np.uint8)
+    Image.fromarray(source).save(root / "annotation_images/0_random_140/000000000000.png")
+    mask = np.zeros((32, 32), bool)
+    mask[8:16, 8:20] = True
+    (root / "mapping_file.json").write_text(json.dumps({"000000000000": {
+        "image_path": "0_random_140/000000000000.png", "original_prompt": "a grey square",
+        "editing_prompt": "a [red] grey square", "editing_instruction": "add red", "editing_type_id": "0",
+        "mask": _rle(mask)}}))
+    edit = source.copy()
+    edit[8:16, 8:20] = (255, 0, 0)  # inside the mask: not background
+    edit[24, 24] = (151, 151, 151)  # one background pixel off by 51/255 = 0.2 in every channel
+    preds = tmp_path / "preds/0_random_140"
+    preds.mkdir(parents=True)
+    Image.fromarray(np.concatenate([source, edit], axis=1)).save(preds / "000000000000.png")  # 64x32
+    out = tmp_path / "out"
+    score(load_benchmark(root), tmp_path / "preds", out, EditMetrics(), progress=False, report=True)
+    row = json.loads((out / "per_sample.json").read_text())[0]
+    # PIE-Bench arithmetic on the cropped edit: both images zeroed in the mask, MSE over all 32*32*3 values:
+    # 3 * 0.2^2 / 3072 = 0.04 / 1024 = 3.90625e-5 -> PSNR 10*log10(25600) = 44.0824 dB, MSE x1e4 = 0.390625
+    assert row["pie_mse_x1e4"] == pytest.approx(0.390625, rel=1e-5)
+    assert row["pie_psnr"] == pytest.approx(10 * math.log10(25600), abs=1e-3)
+    assert row["resized_from"] == "64x32 (PIE-Bench: bottom-right 32x32 crop)"
