@@ -1,8 +1,10 @@
 """ReflectiveMaskingEditPipeline: instruction-based image editing with a mask diffusion model.
 
-``strategy="reflective"`` starts from the source image's codes and runs turns of keep / re-mask / reveal
-(Reflective Masking), so only the region the model chooses is regenerated and it knows that region.
-``strategy="regenerate"`` is Lumina-DiMOO's sampler: the whole target from all [MASK] (the baseline).
+The scheduler is the sampler. :class:`~rm_edit.schedulers.ReflectiveMaskingScheduler` starts from the source
+image's codes and runs turns of keep / re-mask / reveal (Reflective Masking), so only the region the model
+chooses is regenerated and it knows that region; :class:`~rm_edit.schedulers.LuminaRegenerateScheduler` is
+Lumina-DiMOO's sampler, the whole target from all [MASK] (the baseline). The pipeline encodes, loops
+``self.scheduler.step`` and decodes; ``strategy=`` swaps the scheduler for one call.
 """
 
 from __future__ import annotations
@@ -14,34 +16,41 @@ from typing import Any, Callable
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from diffusers import DiffusionPipeline, VQModel
 from diffusers.utils import BaseOutput
 from transformers import PreTrainedTokenizerBase
 
-from rm_edit.kv_cache import KVCache, indices_to_recompute
-from rm_edit.history import HistoryState, code_embeddings, history_embedding, scatter_offsets, update_history
+from rm_edit.history import HistoryReference, scatter_offsets
+from rm_edit.image_processor import EditImageProcessor
+from rm_edit.kv_cache import KVCache
 from rm_edit.layout import build_edit_sequence, edit_prompt_text, get_layout, pad_sequences
-from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
+from rm_edit.schedulers import CodeSpaceEditScheduler, LuminaRegenerateScheduler, ReflectiveMaskingScheduler
 from rm_edit.transformer import LLaDATransformer
-from rm_edit.vq import VQCrop, decode_codes, encode_to_codes, paste_back as restore_input_size, preprocess_image
+from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes
 
 ImageInput = PIL.Image.Image | np.ndarray | list
+STRATEGIES = {"reflective": ReflectiveMaskingScheduler, "regenerate": LuminaRegenerateScheduler}
+REGENERATE_STEPS = 16  # the regenerate sampler's steps when ``strategy="regenerate"`` swaps it in
+# Per-call sampler settings: they override the scheduler's config of the same name, for one call.
+SCHEDULER_OVERRIDES = ("reveal_steps", "temperature", "remask_margin", "held_code_bias", "max_remask_fraction")
 
 
 @dataclass
 class ReflectiveEditOutput(BaseOutput):
     """images: the edits (PIL list, (B,H,W,3) array, (B,3,H,W) tensor, or (B,h,w) codes for "latent");
-    edit_masks: per image, the region the model chose to regenerate, (H, W) bool at the output's size;
-    edit_region_tokens: the same at token level (B, h, w); num_forward_passes: transformer calls (each
-    covers the whole batch and every guidance branch); trajectory: per step, the (B, h, w) code grids and
-    what was re-masked, when asked for."""
+    edit_masks: per image, (H, W) bool at the input's size: the region the model chose to regenerate (with
+    paste-back: exactly the composited region, so every pixel outside it is the source's); edit_region_tokens:
+    the chosen region at token level (B, h, w); num_forward_passes: transformer calls (each covers the whole
+    batch and every guidance branch); trajectory: per step, the (B, h, w) code grids and what was re-masked,
+    when asked for; codes / source_codes: the edit's and the source's (B, h, w) VQ codes."""
 
     images: Any
     edit_masks: list[np.ndarray]
     edit_region_tokens: torch.Tensor
     num_forward_passes: int
     trajectory: list[dict[str, torch.Tensor]] | None = None
+    codes: torch.Tensor | None = None
+    source_codes: torch.Tensor | None = None
 
 
 class ReflectiveMaskingEditPipeline(DiffusionPipeline):
@@ -53,28 +62,31 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         vqvae: VQModel,
         transformer: LLaDATransformer,
         tokenizer: PreTrainedTokenizerBase,
-        scheduler: ReflectiveMaskingScheduler,
+        scheduler: CodeSpaceEditScheduler,
         layout: str | dict = "shapes",
         crop_multiple: int = 8,
         max_crop_cells: int = 64,
         guidance_scale: float = 2.5,
         image_guidance_scale: float = 4.0,
-        vq_cell_local: bool = False,
+        vq_cell_local: bool | None = None,
     ):
         super().__init__()
+        # The VQ's encoding mode is its own config (rm_edit.vq.VQTokenizer); vq_cell_local only converts a plain
+        # VQModel of a folder saved before that (None: the VQ's own setting).
+        vqvae = as_vq_tokenizer(vqvae, vq_cell_local)
         self.register_modules(vqvae=vqvae, transformer=transformer, tokenizer=tokenizer, scheduler=scheduler)
         self.register_to_config(
-            layout=layout, crop_multiple=crop_multiple, max_crop_cells=max_crop_cells,
-            guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale, vq_cell_local=vq_cell_local,
+            layout=layout, crop_multiple=crop_multiple, max_crop_cells=max_crop_cells, guidance_scale=guidance_scale,
+            image_guidance_scale=image_guidance_scale, vq_cell_local=bool(vqvae.config.cell_local),
         )
-        # The small shapes tokenizer encodes each cell on its own (local codes); see rm_edit.vq.cell_latents.
-        vqvae.rm_edit_cell_local = vq_cell_local
         self.layout = get_layout(layout)
         if scheduler.config.codebook_size != self.layout.codebook_size:
             raise ValueError(
                 f"scheduler codebook_size {scheduler.config.codebook_size} != layout's {self.layout.codebook_size}"
             )
+        self.image_processor = EditImageProcessor(crop_multiple=crop_multiple, max_crop_cells=max_crop_cells)
         self._interrupt = False
+        self._kv_cache: KVCache | None = None  # the last call's cache (its pass counters are useful stats)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -92,49 +104,44 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
     def num_timesteps(self) -> int:
         return self._num_timesteps
 
+    def encode(self, images: ImageInput) -> torch.Tensor:
+        """(B, h, w) VQ codes of images cropped as an edit crops them (e.g. an evaluation's targets)."""
+        prepared = self.image_processor.preprocess(images if isinstance(images, list) else [images])
+        return encode_to_codes(self.vqvae, prepared.pixels.to(self._execution_device)).cpu()
+
     # ---- inputs -----------------------------------------------------------------------------------------
-    def _prepare_images(self, images: list) -> tuple[torch.Tensor, list[VQCrop], list[PIL.Image.Image]]:
-        tensors, crops, originals = [], [], []
-        for i, image in enumerate(images):
-            if isinstance(image, np.ndarray):
-                image = PIL.Image.fromarray(image)
-            if not isinstance(image, PIL.Image.Image):
-                raise TypeError(f"image {i}: expected a PIL image or uint8 array, got {type(image).__name__}")
-            image = image.convert("RGB")
-            x, crop = preprocess_image(image, self.config.crop_multiple, self.config.max_crop_cells)
-            tensors.append(x)
-            crops.append(crop)
-            originals.append(image)
-        if len({c.grid for c in crops}) != 1:
-            raise ValueError(f"images of one call must share a size after cropping, got grids {sorted({c.grid for c in crops})}")
-        return torch.cat(tensors), crops, originals
-
-    def _prepare_region(self, mask_image, crops: list[VQCrop], h: int, w: int) -> torch.Tensor | None:
-        """A user mask (white = may change) -> (B, h*w) token region: a token is inside if any pixel is."""
-        if mask_image is None:
-            return None
-        masks = mask_image if isinstance(mask_image, list) else [mask_image] * len(crops)
-        if len(masks) != len(crops):
-            raise ValueError(f"got {len(masks)} masks for {len(crops)} images")
-        region = []
-        for m, crop in zip(masks, crops):
-            m = m if isinstance(m, PIL.Image.Image) else PIL.Image.fromarray((np.asarray(m) > 0).astype(np.uint8) * 255)
-            m = m.convert("L")
-            if m.size != crop.input_size:
-                raise ValueError(f"mask size {m.size} != image size {crop.input_size}")
-            m = m.resize(crop.resized_size, PIL.Image.Resampling.NEAREST).crop(crop.box)
-            t = torch.from_numpy(np.asarray(m) > 127).float()[None, None]
-            region.append(F.adaptive_max_pool2d(t, (h, w)).bool().reshape(-1))
-        return torch.stack(region)
-
-    def _encode_prompts(self, prompts: list[str]) -> tuple[list[list[int]], list[int], list[int]]:
-        encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    def check_inputs(self, images: list, prompts: list, output_type: str, callback_tensor_inputs) -> None:
+        if len(prompts) != len(images):
+            raise ValueError(f"got {len(prompts)} prompts for {len(images)} images")
         for i, p in enumerate(prompts):
             if not isinstance(p, str) or not p.strip():
                 raise ValueError(f"prompt {i}: the editing instruction is empty")
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
+        for name in callback_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
+
+    def _encode_prompts(self, prompts: list[str]) -> tuple[list[list[int]], list[int], list[int]]:
+        encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
         conditional = [encode(edit_prompt_text(self.layout, p)[0]) for p in prompts]
         unconditional, close = edit_prompt_text(self.layout, None)
         return conditional, encode(unconditional), encode(close)
+
+    def _call_scheduler(self, strategy: str | None, overrides: dict[str, Any]) -> CodeSpaceEditScheduler:
+        """``self.scheduler``, or for ``strategy`` the scheduler of that name, with this call's overrides."""
+        scheduler = self.scheduler
+        if strategy is not None:
+            if strategy not in STRATEGIES:
+                raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
+            if not isinstance(scheduler, STRATEGIES[strategy]):
+                scheduler = LuminaRegenerateScheduler(codebook_size=self.layout.codebook_size,
+                                                      num_inference_steps=REGENERATE_STEPS) \
+                    if strategy == "regenerate" else ReflectiveMaskingScheduler(codebook_size=self.layout.codebook_size)
+        overrides = {k: v for k, v in overrides.items() if v is not None and k in scheduler.config}
+        # A copy when anything changes: a call's settings never stick to the pipeline's scheduler.
+        return type(scheduler).from_config(scheduler.config, **overrides) if overrides or scheduler is not self.scheduler \
+            else scheduler
 
     def _branches(self, prompts, uncond, close, source: torch.Tensor, state: torch.Tensor, use_text: bool, use_image: bool):
         """The sequences of one forward: every image's conditional branch, then the guidance branches."""
@@ -146,16 +153,58 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             seqs += [build_edit_sequence(self.layout, p, None, state[i].view(h, w), close) for i, p in enumerate(prompts)]
         return pad_sequences(seqs, self.layout.pad_token_id)
 
-    # ---- the sampling loop -------------------------------------------------------------------------------
+    # ---- one forward pass ---------------------------------------------------------------------------------
+    def _predict(self, prompts, source, state, rows, previous, reference, full: bool, g_text: float, g_image: float):
+        """Guided logits (B, N, K + 1) for the batch ``rows`` (other rows: ``previous``'s, or zeros).
+
+        ``full=False`` reuses the key/value cache: a reveal step reads only masked positions' logits, so it
+        recomputes those and the codes that changed since the cache was filled; the rest keeps its cached
+        keys/values (and logits)."""
+        conditional, uncond, close = prompts
+        b, h, w = source.shape
+        batch = self._branches([conditional[j] for j in rows.tolist()], uncond, close, source[rows], state[rows],
+                               g_text != 0, g_image != 0).to(self._execution_device)
+        copies = batch.input_ids.shape[0] // len(rows)  # the conditional and guidance branches
+        offset = None if reference is None else scatter_offsets(
+            reference.to(self._execution_device).repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
+        cache, mask_code = self._kv_cache, self.layout.mask_code
+        if full:
+            out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
+                                   output_positions=batch.target_positions, kv_cache=cache).logits
+            if cache is not None:
+                cache.filled_from(rows, state)
+            logits = torch.zeros(b, h * w, self.layout.codebook_size + 1)
+            return logits.index_copy_(0, rows, self._guided(out, len(rows), g_text, g_image))
+        target_idx = cache.stale_positions(state, mask_code)
+        seq_idx = torch.gather(batch.target_positions, 1, target_idx.repeat(copies, 1).to(self._execution_device))
+        out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset, kv_cache=cache,
+                               compute_positions=seq_idx).logits
+        logits = previous.clone()
+        logits[rows[:, None].expand_as(target_idx), target_idx] = self._guided(out, len(rows), g_text, g_image)
+        return logits
+
+    def _guided(self, out: torch.Tensor, b: int, g_text: float, g_image: float) -> torch.Tensor:
+        """Lumina-DiMOO's guidance: cond + g_text (cond - no_instruction) + g_image (cond - no_image)."""
+        logits = self.layout.image_code_logits(out).float()
+        cond, rest = logits[:b], logits[b:]
+        guided = cond
+        if g_text != 0:
+            guided = guided + g_text * (cond - rest[:b])
+            rest = rest[b:]
+        if g_image != 0:
+            guided = guided + g_image * (cond - rest[:b])
+        return guided.cpu()
+
+    # ---- the sampling loop ---------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
         self,
         image: ImageInput,
         prompt: str | list[str],
-        strategy: str = "reflective",
+        strategy: str | None = None,
         num_turns: int | None = None,
         reveal_steps: int | None = None,
-        num_inference_steps: int = 16,
+        num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         image_guidance_scale: float | None = None,
         use_history: bool = False,
@@ -176,184 +225,137 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: list[str] = ("state",),
         return_dict: bool = True,
     ) -> ReflectiveEditOutput | tuple:
+        r"""Edit ``image`` as ``prompt`` says.
+
+        Args:
+            image (`PIL.Image.Image`, `np.ndarray` or a list of them):
+                The image(s) to edit (RGB; uint8 arrays are read as RGB). Each is resized / centre-cropped to
+                the VQ grid (``crop_multiple``, at most ``max_crop_cells`` cells); the output has the input's
+                size. Images of one call must share a grid after cropping.
+            prompt (`str` or `list[str]`):
+                The editing instruction, one for all images or one per image. Must not be empty.
+            strategy (`str`, *optional*):
+                ``"reflective"`` or ``"regenerate"``: use that sampler for this call instead of
+                ``self.scheduler`` (a convenience: a regenerate scheduler set as ``pipe.scheduler`` does the
+                same). ``None`` (default) uses ``self.scheduler``.
+            num_turns (`int`, *optional*):
+                Reflective: the budget of keep / re-mask / reveal turns (default: the scheduler's). An edit
+                stops earlier at its fixed point.
+            reveal_steps (`int`, *optional*):
+                Reflective: reveal steps per turn (default: the scheduler's).
+            num_inference_steps (`int`, *optional*):
+                Regenerate: sampling steps (default: the scheduler's; 16 when ``strategy`` swaps it in).
+            guidance_scale (`float`, *optional*):
+                Instruction guidance, cond + g (cond - no instruction); default: the pipeline's config. 0 skips
+                that branch.
+            image_guidance_scale (`float`, *optional*):
+                Source-image guidance, + g (cond - no source image); default: the pipeline's config.
+            use_history (`bool`, defaults to `False`):
+                History Reference: add ``history_alpha`` x the decayed mean of the embeddings of the codes each
+                position held at earlier steps to its input (no parameters). Models trained with it
+                (``shapes-rm-her``) want it on.
+            history_alpha (`float`, defaults to 1.0):
+                The scale of History Reference; 0 leaves the model's input unchanged.
+            history_decay (`float`, defaults to 1.0):
+                The per-step decay of older states, in (0, 1].
+            mask_image (`PIL.Image.Image`, array, or a list, *optional*):
+                White = may change: codes outside it keep the source's (reflective: never re-masked;
+                regenerate: frozen). One mask for all images or one per image, at the image's size.
+            temperature (`float`, *optional*):
+                Sampling temperature of the reveals (reflective default 0: argmax; regenerate 1).
+            remask_margin (`float`, *optional*):
+                Reflective: re-mask only where log p([MASK]) - log p(code) > margin.
+            held_code_bias (`float`, *optional*):
+                Reflective: nats added to the held code's log-probability when a re-masked position is
+                revealed; higher keeps more of the source.
+            max_remask_fraction (`float`, *optional*):
+                Reflective: at most this fraction of positions re-masked per reflect step.
+            paste_back (`bool`, defaults to `False`):
+                Blend the decoded edit into the input over the chosen region grown by the decoder's reach
+                (feathered): every pixel outside ``edit_masks`` is then the input's, bit for bit.
+            use_kv_cache (`bool`, defaults to `False`):
+                Reuse keys/values between steps (approximate): cached steps recompute only masked and changed
+                codes. The scheduler says when to rebuild it (reflective: every reflect step).
+            kv_cache_refresh_every (`int`, defaults to 4):
+                Regenerate with the cache: rebuild it every this many steps.
+            generator (`torch.Generator` or a list, one per image, *optional*):
+                Randomness of sampling at temperature > 0; one per image makes each row independent of what it
+                is batched with.
+            output_type (`str`, defaults to `"pil"`):
+                ``"pil"``, ``"np"`` ((B, H, W, 3) float in [0, 1]), ``"pt"`` ((B, 3, H, W)) or ``"latent"``
+                (the (B, h, w) codes; nothing is decoded).
+            return_trajectory (`bool`, defaults to `False`):
+                Also return every step's codes and re-masked positions.
+            callback_on_step_end (`Callable`, *optional*):
+                Called after every step as ``callback(pipe, i, t, tensors)`` with the tensors named in
+                ``callback_on_step_end_tensor_inputs``; a returned ``{"state": ...}`` replaces the state. Set
+                ``pipe._interrupt = True`` to stop.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["state"]`):
+                Which of ``"state"`` ((B, N) codes, [MASK] = K) and ``"logits"`` ((B, N, K + 1)) to pass.
+            return_dict (`bool`, defaults to `True`):
+                Return a :class:`ReflectiveEditOutput`, else the tuple of its fields in order.
+
+        Returns:
+            :class:`ReflectiveEditOutput` (or a tuple): the edits, region masks at image size, the region in
+            tokens, the number of forward passes, the trajectory (when asked), the final and source codes.
+        """
         images = image if isinstance(image, list) else [image]
         prompts = prompt if isinstance(prompt, list) else [prompt] * len(images)
-        if len(prompts) != len(images):
-            raise ValueError(f"got {len(prompts)} prompts for {len(images)} images")
-        if strategy not in ("reflective", "regenerate"):
-            raise ValueError(f"strategy must be 'reflective' or 'regenerate', got {strategy!r}")
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
-        for name in callback_on_step_end_tensor_inputs:
-            if name not in self._callback_tensor_inputs:
-                raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
+        self.check_inputs(images, prompts, output_type, callback_on_step_end_tensor_inputs)
         g_text = self.config.guidance_scale if guidance_scale is None else guidance_scale
         g_image = self.config.image_guidance_scale if image_guidance_scale is None else image_guidance_scale
-        device = self._execution_device
-        layout, K = self.layout, self.layout.codebook_size
+        scheduler = self._call_scheduler(strategy, dict(
+            reveal_steps=reveal_steps, temperature=temperature, remask_margin=remask_margin,
+            held_code_bias=held_code_bias, max_remask_fraction=max_remask_fraction))
+        scheduler.set_timesteps(num_inference_steps, num_turns=num_turns)
 
-        pixels, crops, originals = self._prepare_images(images)
-        conditional, uncond, close = self._encode_prompts(prompts)
-        source = encode_to_codes(self.vqvae, pixels.to(device)).cpu()
+        prepared = self.image_processor.preprocess(images)
+        encoded_prompts = self._encode_prompts(prompts)
+        source = encode_to_codes(self.vqvae, prepared.pixels.to(self._execution_device)).cpu()
         b, h, w = source.shape
-        n = h * w
-        region = self._prepare_region(mask_image, crops, h, w)
-
-        if strategy == "reflective":
-            overrides = {k: v for k, v in dict(reveal_steps=reveal_steps, temperature=temperature,
-                         remask_margin=remask_margin, max_remask_fraction=max_remask_fraction,
-                         held_code_bias=held_code_bias).items() if v is not None}
-            scheduler = ReflectiveMaskingScheduler.from_config(self.scheduler.config, **overrides)
-            scheduler.set_timesteps(num_turns)
-            state = source.reshape(b, n).clone()
-            frozen = None
-        else:
-            scheduler = LuminaRegenerateScheduler(
-                codebook_size=K, num_inference_steps=num_inference_steps, temperature=1.0 if temperature is None else temperature
-            )
-            start = torch.full((b, n), K)
-            state = start if region is None else torch.where(region, start, source.reshape(b, n))
-            frozen = None if region is None else ~region
-        self._num_timesteps = len(scheduler.timesteps)
-        self._interrupt = False
-
-        history = HistoryState.empty(b, n, self.transformer.config.d_model) if use_history else None
-        chosen = torch.zeros(b, n, dtype=torch.bool)
-        done = torch.zeros(b, dtype=torch.bool)
-        trajectory = [{"codes": state.view(b, h, w).clone(), "remasked": chosen.view(b, h, w).clone()}]
-        passes = 0
-        # The cache's rows (active edits) and the codes its keys/values were computed from.
-        kv_cache, cache_rows, cache_state = (KVCache() if use_kv_cache else None), None, None
-        self._kv_cache = kv_cache
+        region = self.image_processor.region_tokens(mask_image, prepared.crops, h, w)
+        history = HistoryReference(self.transformer.get_input_embeddings(), self.layout, b, h * w, history_alpha,
+                                   history_decay, self._execution_device) if use_history else None
+        state = scheduler.begin(source.reshape(b, h * w), region, history)
+        self._kv_cache = KVCache() if use_kv_cache else None
+        self._num_timesteps, self._interrupt = len(scheduler.timesteps), False
+        trajectory = [{"codes": state.view(b, h, w).clone(), "remasked": torch.zeros(b, h, w, dtype=torch.bool)}]
+        logits, passes = None, 0
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
             for i, t in enumerate(scheduler.timesteps):
-                if self.interrupt or done.all():
+                if self.interrupt or scheduler.finished:
                     break
-                # Rows at their fixed point are frozen: leave them out of the forward pass.
-                active = (~done).nonzero().squeeze(1)
-                act_prompts = [conditional[j] for j in active.tolist()]
-                batch = self._branches(act_prompts, uncond, close, source[active], state[active], g_text != 0, g_image != 0)
-                batch = batch.to(device)
-                copies = batch.input_ids.shape[0] // len(active)  # the conditional and guidance branches
-                offset = None
-                if history is not None and history_alpha != 0:
-                    ref = history_embedding(history, history_alpha)[active].to(device)
-                    offset = scatter_offsets(ref.repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
-                refresh = scheduler.is_reflect_step(t) if strategy == "reflective" else i % kv_cache_refresh_every == 0
-                if kv_cache is None or refresh or cache_rows is None or not torch.equal(cache_rows, active):
-                    out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
-                                           output_positions=batch.target_positions, kv_cache=kv_cache).logits
-                    guided = self._guided(layout.image_code_logits(out).float(), len(active), g_text, g_image).cpu()
-                    logits = torch.zeros(b, n, K + 1).index_copy_(0, active, guided)
-                    if kv_cache is not None:
-                        cache_rows, cache_state = active, state.clone()
-                else:
-                    # A reveal step reads only masked positions' logits: recompute those and the codes that changed
-                    # since the cache was filled; everything else keeps its cached keys/values (and logits).
-                    need = (state[active] == K) | (state[active] != cache_state[active])
-                    target_idx = indices_to_recompute(need)
-                    seq_idx = torch.gather(batch.target_positions, 1, target_idx.repeat(copies, 1).to(device))
-                    out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
-                                           kv_cache=kv_cache, compute_positions=seq_idx).logits
-                    guided = self._guided(layout.image_code_logits(out).float(), len(active), g_text, g_image).cpu()
-                    rows = active[:, None].expand_as(target_idx)
-                    logits = logits.clone()
-                    logits[rows, target_idx] = guided
-                    cache_state[rows, target_idx] = state[rows, target_idx]
+                rows = scheduler.active_rows
+                full = self._kv_cache is None or scheduler.needs_full_forward(t, kv_cache_refresh_every) \
+                    or not self._kv_cache.serves(rows)
+                logits = self._predict(encoded_prompts, source, state, rows, logits,
+                                       scheduler.history_reference(rows), full, g_text, g_image)
                 passes += 1
-                if history is not None:
-                    emb, held = code_embeddings(self.transformer.get_input_embeddings(), layout, state.to(device))
-                    history = update_history(history, emb.cpu(), held.cpu(), history_decay)
-                row_frozen = done[:, None].expand(b, n)
-                step_frozen = row_frozen if frozen is None else (row_frozen | frozen)
-                result = scheduler.step(logits, t, state, frozen=step_frozen, region=region, generator=generator)
-                state = result.prev_sample
-                chosen |= result.remasked
-                if strategy == "reflective":
-                    done |= result.converged
+                step = scheduler.step(logits, t, state, generator=generator)
+                state = step.prev_sample
                 if return_trajectory:
-                    trajectory.append({"codes": state.view(b, h, w).clone(), "remasked": result.remasked.view(b, h, w)})
+                    trajectory.append({"codes": state.view(b, h, w).clone(), "remasked": step.remasked.view(b, h, w)})
                 if callback_on_step_end is not None:
                     local = {"state": state, "logits": logits}
                     cb = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
                     state = (cb or {}).get("state", state)
                 bar.update()
-
-        if (state == K).any():  # stopped mid-turn: fill [MASK] with the last pass's best codes, never [MASK]
-            best = logits[..., :K].argmax(-1) if passes else source.reshape(b, n)
-            state = torch.where(state == K, best, state)
-        final = state.view(b, h, w)
-        if strategy == "regenerate":
-            chosen = (final != source).reshape(b, n) if region is None else region.clone()
-        region_tokens = chosen.view(b, h, w)
+        final, chosen = scheduler.finish(state)
+        codes, region_tokens = final.view(b, h, w), chosen.view(b, h, w)
         self.maybe_free_model_hooks()
-        masks = [self._token_mask_to_pixels(region_tokens[i], crops[i]) for i in range(b)]
-        if output_type == "latent":
-            result_images: Any = final
-        else:
-            # One image at a time: the decoder's convolutions round differently per batch size, and an edit
-            # must not depend on what it was batched with.
-            decoded = torch.cat([decode_codes(self.vqvae, final[i : i + 1].to(device)).cpu() for i in range(b)])
-            result_images = self._postprocess(decoded, crops, originals, region_tokens, paste_back, output_type)
-        traj = trajectory if return_trajectory else None
-        if not return_dict:
-            return (result_images, masks, region_tokens, passes, traj)
-        return ReflectiveEditOutput(result_images, masks, region_tokens, passes, traj)
-
-    @staticmethod
-    def _guided(logits: torch.Tensor, b: int, g_text: float, g_image: float) -> torch.Tensor:
-        """Lumina-DiMOO's guidance: cond + g_text (cond - no_instruction) + g_image (cond - no_image)."""
-        cond, rest = logits[:b], logits[b:]
-        out = cond
-        if g_text != 0:
-            out = out + g_text * (cond - rest[:b])
-            rest = rest[b:]
-        if g_image != 0:
-            out = out + g_image * (cond - rest[:b])
-        return out
+        images_out, masks = self._decode(codes, prepared, region_tokens, paste_back, output_type)
+        out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source)
+        return ReflectiveEditOutput(*out) if return_dict else out
 
     # ---- outputs -----------------------------------------------------------------------------------------
-    @staticmethod
-    def grown_region(region_tokens: torch.Tensor, reach: int = 1) -> torch.Tensor:
-        """Tokens whose decoded pixels may differ from the source's: the region grown by the decoder's reach."""
-        x = region_tokens.float()[None, None]
-        return F.max_pool2d(x, 2 * reach + 1, stride=1, padding=reach)[0, 0].bool()
-
-    def _token_mask_to_pixels(self, tokens: torch.Tensor, crop: VQCrop) -> np.ndarray:
-        """(h, w) token mask -> (H, W) bool at the input image's size (False outside the crop)."""
-        # Pixels per code from the crop box, not crop.multiple: a crop cell may hold several codes (Lumina-DiMOO:
-        # 32 px cells, 16x VQ, so 2x2 codes per cell).
-        l, t, r, b = crop.box
-        cell_h, cell_w = (b - t) // tokens.shape[0], (r - l) // tokens.shape[1]
-        crop_mask = tokens.repeat_interleave(cell_h, 0).repeat_interleave(cell_w, 1).numpy().astype(np.uint8) * 255
-        canvas = PIL.Image.new("L", crop.resized_size, 0)
-        canvas.paste(PIL.Image.fromarray(crop_mask), crop.box[:2])
-        return np.asarray(canvas.resize(crop.input_size, PIL.Image.Resampling.NEAREST)) > 127
-
-    def _postprocess(self, decoded, crops, originals, region_tokens, paste_back: bool, output_type: str):
-        results = []
-        for i, crop in enumerate(crops):
-            edited = restore_input_size(originals[i], decoded[i], crop)
-            if paste_back:
-                grown = self._token_mask_to_pixels(self.grown_region(region_tokens[i]), crop)
-                alpha = feathered_alpha(grown, radius=max(1, crop.multiple // 4))
-                src = np.asarray(originals[i], dtype=np.float32)
-                mixed = alpha[..., None] * np.asarray(edited, dtype=np.float32) + (1 - alpha[..., None]) * src
-                edited = PIL.Image.fromarray(np.round(mixed).clip(0, 255).astype(np.uint8))
-            results.append(edited)
-        if output_type == "pil":
-            return results
-        arrays = np.stack([np.asarray(r, dtype=np.float32) / 255.0 for r in results])
-        return arrays if output_type == "np" else torch.from_numpy(arrays).permute(0, 3, 1, 2)
-
-
-def feathered_alpha(region: np.ndarray, radius: int) -> np.ndarray:
-    """A soft blend weight that is exactly 0 outside ``region`` and ramps up to 1 inside over ``radius`` px."""
-    x = torch.from_numpy(region.astype(np.float32))[None, None]
-    k = 2 * radius + 1
-    inside = -F.max_pool2d(-F.pad(x, (radius,) * 4, value=1.0), k, stride=1)  # erosion: distance-ish ramp
-    soft = F.avg_pool2d(F.pad(inside, (radius,) * 4, value=0.0), k, stride=1)
-    return (soft[0, 0].numpy() * region).clip(0.0, 1.0)
+    def _decode(self, codes: torch.Tensor, prepared, region_tokens: torch.Tensor, paste_back: bool, output_type: str):
+        if output_type == "latent":
+            return codes, self.image_processor.region_masks(region_tokens, prepared, paste_back)
+        # One image at a time: the decoder's convolutions round differently per batch size, and an edit must
+        # not depend on what it was batched with.
+        device = self._execution_device
+        decoded = torch.cat([decode_codes(self.vqvae, codes[i : i + 1].to(device)).cpu() for i in range(len(codes))])
+        return self.image_processor.postprocess(decoded, prepared, region_tokens, paste_back, output_type)
 
 
 def load_default_pipeline(name: str = "shapes-rm", **kwargs) -> ReflectiveMaskingEditPipeline:

@@ -52,6 +52,42 @@ def history_embedding(history: HistoryState, alpha: float = 1.0) -> torch.Tensor
     return alpha * history.total / history.weight.clamp_min(1e-6)
 
 
+def history_of_states(
+    embedding: nn.Embedding, layout: TokenLayout, states: torch.Tensor, gamma: float = 1.0
+) -> HistoryState:
+    """The history after recording ``states`` (B, N, T), oldest first ([MASK] = ``layout.mask_code``), one
+    :func:`update_history` per step: what inference has accumulated after T steps. Training simulates
+    History Reference with it, so the model learns on exactly the inputs the sampler gives it."""
+    b, n, steps = states.shape
+    history = HistoryState.empty(b, n, embedding.weight.shape[1], device=states.device)
+    for t in range(steps):
+        history = update_history(history, *code_embeddings(embedding, layout, states[..., t]), gamma)
+    return history
+
+
+class HistoryReference:
+    """History Reference for one sampling call: records every state a forward pass saw and gives the
+    ``alpha``-scaled reference of the rows asked for. A scheduler owns it during the call
+    (``scheduler.begin(..., history=...)``) and records each ``sample`` it steps from."""
+
+    def __init__(self, embedding: nn.Embedding, layout: TokenLayout, batch: int, positions: int,
+                 alpha: float = 1.0, gamma: float = 1.0, device: torch.device | str | None = None):
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"history decay gamma must be in (0, 1], got {gamma}")
+        self.embedding, self.layout, self.alpha, self.gamma = embedding, layout, alpha, gamma
+        self.device = embedding.weight.device if device is None else device  # where the embedding lookups run
+        self.state = HistoryState.empty(batch, positions, embedding.weight.shape[1])
+
+    def record(self, sample: torch.Tensor) -> None:
+        """Record the (B, N) code-space state the last forward pass saw ([MASK] positions record nothing)."""
+        emb, held = code_embeddings(self.embedding, self.layout, sample.to(self.device))
+        self.state = update_history(self.state, emb.cpu(), held.cpu(), self.gamma)
+
+    def reference(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """(len(rows), N, D) ``alpha`` x the decayed mean for batch ``rows``; None when alpha is 0."""
+        return None if self.alpha == 0 else history_embedding(self.state, self.alpha)[rows]
+
+
 def scatter_offsets(
     reference: torch.Tensor, positions: torch.Tensor, seq_len: int, dim: int | None = None
 ) -> torch.Tensor:

@@ -30,6 +30,25 @@ class KVCache:
     full_passes: int = 0  # forwards that (re)built the cache
     cached_passes: int = 0  # forwards that reused it
     computed_positions: int = 0  # positions recomputed by cached forwards, summed over rows
+    rows: torch.Tensor | None = None  # the sampling call's batch rows the keys/values belong to
+    codes: torch.Tensor | None = None  # (B, N) code-space state of every row when they were computed
+
+    def serves(self, rows: torch.Tensor) -> bool:
+        """Whether the cache holds exactly these batch rows (a row that left the batch needs a full pass)."""
+        return self.rows is not None and torch.equal(self.rows, rows)
+
+    def filled_from(self, rows: torch.Tensor, codes: torch.Tensor) -> None:
+        """A full forward over ``rows`` of the (B, N) state ``codes`` has just (re)built the cache."""
+        self.rows, self.codes = rows, codes.clone()
+
+    def stale_positions(self, codes: torch.Tensor, mask_code: int) -> torch.Tensor:
+        """(len(rows), P) target indices a cached forward recomputes: still [MASK], or changed since filled;
+        they are marked fresh (a reveal step reads only masked positions' logits)."""
+        now, then = codes[self.rows], self.codes[self.rows]
+        index = indices_to_recompute((now == mask_code) | (now != then))
+        rows = self.rows[:, None].expand_as(index)
+        self.codes[rows, index] = codes[rows, index]
+        return index
 
     @property
     def is_empty(self) -> bool:

@@ -56,7 +56,13 @@ class CodeSpaceEditScheduler(SchedulerMixin, ConfigMixin):
         self.last_output: torch.Tensor | None = None
         return self._first_sample(source, region)
 
+    def _end_call(self) -> None:
+        self.source = self.region = self.history = self.done = self.chosen = self.last_output = None
+
     def _first_sample(self, source: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def edit_region(self, final: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     @property
@@ -73,26 +79,29 @@ class CodeSpaceEditScheduler(SchedulerMixin, ConfigMixin):
 
     def _call_frozen(self, frozen: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
         """Positions this step must not touch: finished rows (during a call) and what the caller froze."""
-        if not hasattr(self, "done"):
+        if self.done is None:
             return frozen
         rows = self.done[:, None].expand(shape)
         return rows if frozen is None else rows | frozen
 
     def _record(self, model_output: torch.Tensor, sample: torch.Tensor) -> None:
-        if hasattr(self, "done"):
+        if self.done is not None:
             self.last_output = model_output
             if self.history is not None:
                 self.history.record(sample)
 
-    def finish(self, sample: torch.Tensor) -> torch.Tensor:
-        """The call's final codes: a call stopped mid-turn fills [MASK] with the last pass's best codes
-        (the source's when no pass ran), never [MASK]."""
+    def finish(self, sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """End the call: ``(final codes, edit region)``, both (B, N). A call stopped mid-turn fills [MASK]
+        with the last pass's best codes (the source's when no pass ran): the output never holds [MASK]."""
         mask_code = self.config.codebook_size
-        if not (sample == mask_code).any():
-            return sample
-        out = self.last_output
-        best = out[..., :mask_code].argmax(-1) if out is not None else self.source
-        return torch.where(sample == mask_code, best, sample)
+        final = sample
+        if (sample == mask_code).any():
+            out = self.last_output
+            best = out[..., :mask_code].argmax(-1) if out is not None else self.source
+            final = torch.where(sample == mask_code, best, sample)
+        region = self.edit_region(final)
+        self._end_call()
+        return final, region
 
 
 class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
@@ -111,6 +120,7 @@ class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
             raise ValueError(f"num_turns and reveal_steps must be >= 1, got {num_turns}, {reveal_steps}")
         if held_code_bias < 0:
             raise ValueError(f"held_code_bias must be >= 0, got {held_code_bias}")
+        self._end_call()
         self.set_timesteps()
 
     @property
@@ -158,7 +168,7 @@ class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
             raise ValueError(f"expected logits over {mask_code} codes + [MASK], got last dim {model_output.shape[-1]}")
         self._record(model_output, sample)
         frozen = self._call_frozen(frozen, sample.shape)
-        region = region if region is not None else getattr(self, "region", None)
+        region = region if region is not None else self.region
         log_probs = model_output.float().log_softmax(-1)
         c = self.config
         if self.is_reflect_step(t):
@@ -182,7 +192,7 @@ class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
                 temperature=c.temperature, generator=generator,
             )
             converged = torch.zeros_like(n_masked, dtype=torch.bool)
-        if hasattr(self, "done"):
+        if self.done is not None:
             self.chosen |= decision.remasked
             self.done |= converged
         out = (decision.state, decision.remasked, decision.revealed, decision.kept, converged)
@@ -203,7 +213,10 @@ class LuminaRegenerateScheduler(CodeSpaceEditScheduler):
     only the region, the rest stays the source's)."""
 
     @register_to_config
-    def __init__(self, codebook_size: int = 256, num_inference_steps: int = 64, temperature: float = 1.0):
+    def __init__(self, codebook_size: int = 256, num_inference_steps: int = 64, temperature: float = 1.0,
+                 min_masked_until_last: int = 0):
+        # min_masked_until_last: keep at least this many masked until the last step (Lumina-DiMOO clamps to 1).
+        self._end_call()
         self.set_timesteps(num_inference_steps)
 
     def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
@@ -239,7 +252,7 @@ class LuminaRegenerateScheduler(CodeSpaceEditScheduler):
         t = int(timestep)
         mask_code = self.config.codebook_size
         self._record(model_output, sample)
-        if getattr(self, "region", None) is not None:
+        if self.region is not None:
             frozen = ~self.region if frozen is None else frozen | ~self.region
         frozen = self._call_frozen(frozen, sample.shape)
         # Like Lumina-DiMOO, normalise over the K codes only: [MASK] is never a class for this sampler.
@@ -248,7 +261,8 @@ class LuminaRegenerateScheduler(CodeSpaceEditScheduler):
         n_masked = (sample == mask_code).sum(-1)
         if t == 0 or self._initial_masked is None:
             self._initial_masked = n_masked
-        count = reveal_count(self._initial_masked, n_masked, t, self.num_inference_steps)
+        count = reveal_count(self._initial_masked, n_masked, t, self.num_inference_steps,
+                             self.config.min_masked_until_last)
         decision = reflective_step(
             log_probs, sample, remask=False, num_to_reveal=count, frozen=frozen,
             temperature=self.config.temperature, generator=generator,

@@ -21,11 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import VQModel
+from diffusers import ModelMixin, VQModel  # noqa: F401 (diffusers' pipeline loader looks ModelMixin up here)
+from diffusers.configuration_utils import register_to_config
 from PIL import Image
 
 __all__ = [
     "VQCrop",
+    "VQTokenizer",
+    "as_vq_tokenizer",
+    "is_cell_local",
     "build_vq",
     "codebook_size",
     "crop_for_vq",
@@ -78,6 +82,64 @@ def small_vq_config(
     }
 
 
+class VQTokenizer(VQModel):
+    """diffusers' ``VQModel`` plus how it encodes, as registered config saved with the folder: ``cell_local``
+    encodes every ``f x f`` cell on its own (:func:`cell_latents`). A folder loads the same alone
+    (``VQTokenizer.from_pretrained``, or ``VQModel.from_pretrained``, which keeps the key) as in a pipeline."""
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        down_block_types: tuple[str, ...] = ("DownEncoderBlock2D",),
+        up_block_types: tuple[str, ...] = ("UpDecoderBlock2D",),
+        block_out_channels: tuple[int, ...] = (64,),
+        layers_per_block: int = 1,
+        act_fn: str = "silu",
+        latent_channels: int = 3,
+        sample_size: int = 32,
+        num_vq_embeddings: int = 256,
+        norm_num_groups: int = 32,
+        vq_embed_dim: int | None = None,
+        scaling_factor: float = 0.18215,
+        norm_type: str = "group",
+        mid_block_add_attention: bool = True,
+        lookup_from_codebook: bool = False,
+        force_upcast: bool = False,
+        cell_local: bool = False,
+    ):
+        super().__init__(
+            in_channels=in_channels, out_channels=out_channels, down_block_types=down_block_types,
+            up_block_types=up_block_types, block_out_channels=block_out_channels, layers_per_block=layers_per_block,
+            act_fn=act_fn, latent_channels=latent_channels, sample_size=sample_size,
+            num_vq_embeddings=num_vq_embeddings, norm_num_groups=norm_num_groups, vq_embed_dim=vq_embed_dim,
+            scaling_factor=scaling_factor, norm_type=norm_type, mid_block_add_attention=mid_block_add_attention,
+            lookup_from_codebook=lookup_from_codebook, force_upcast=force_upcast,
+        )
+
+
+def is_cell_local(vq: VQModel) -> bool:
+    """The VQ's encoding mode: its ``cell_local`` config (a plain ``VQModel`` of a folder saved before the key
+    existed: the ``rm_edit_cell_local`` attribute older code set, else whole-image)."""
+    return bool(vq.config.get("cell_local", getattr(vq, "rm_edit_cell_local", False)))
+
+
+def as_vq_tokenizer(vq: VQModel, cell_local: bool | None = None) -> VQTokenizer:
+    """``vq`` as a :class:`VQTokenizer` (the same weights, dtype and device). ``cell_local`` sets the mode of a
+    plain ``VQModel``; for a ``VQTokenizer`` it must agree with its config (None: keep the VQ's mode)."""
+    if isinstance(vq, VQTokenizer):
+        if cell_local is not None and bool(cell_local) != bool(vq.config.cell_local):
+            raise ValueError(f"vq_cell_local={cell_local} contradicts the VQ's own cell_local={vq.config.cell_local}")
+        return vq
+    mode = is_cell_local(vq) if cell_local is None else bool(cell_local)
+    config = {k: v for k, v in vq.config.items() if not k.startswith("_") and k != "cell_local"}
+    tokenizer = VQTokenizer(**config, cell_local=mode)
+    tokenizer.load_state_dict(vq.state_dict())
+    tokenizer = tokenizer.to(vq.device) if vq.dtype == torch.float32 else tokenizer.to(device=vq.device, dtype=vq.dtype)
+    return tokenizer.train(vq.training)
+
+
 def build_vq(config: dict[str, Any] | None = None, seed: int | None = None) -> VQModel:
     """A randomly initialised ``VQModel`` (default: :func:`small_vq_config`), optionally seeded."""
     if seed is not None:
@@ -116,8 +178,8 @@ def cell_latents(vq: VQModel, images: torch.Tensor) -> torch.Tensor:
 def encode_to_codes(vq: VQModel, images: torch.Tensor, cell_local: bool | None = None) -> torch.Tensor:
     """Float images ``(B, 3, H, W)`` in [0, 1] -> code ids ``(B, H/f, W/f)`` (int64).
 
-    ``cell_local`` (default: the ``rm_edit_cell_local`` attribute a pipeline sets on its VQ) encodes each
-    cell independently, see :func:`cell_latents`.
+    ``cell_local`` (default: the VQ's own mode, :func:`is_cell_local`) encodes each cell independently, see
+    :func:`cell_latents`.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected (B, 3, H, W) images, got {tuple(images.shape)}")
@@ -127,7 +189,7 @@ def encode_to_codes(vq: VQModel, images: torch.Tensor, cell_local: bool | None =
         raise ValueError(f"image size {h}x{w} is not a multiple of the downsample factor {f}")
     x = images.to(device=vq.device, dtype=vq.dtype)
     if cell_local is None:
-        cell_local = getattr(vq, "rm_edit_cell_local", False)
+        cell_local = is_cell_local(vq)
     latents = cell_latents(vq, x) if cell_local else vq.encode(x).latents
     # diffusers' VectorQuantizer returns (z_q, loss, (perplexity, min_encodings, indices)); the indices
     # come back flat (N, 1) unless sane_index_shape is set, so reshape either way.

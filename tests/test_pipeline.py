@@ -96,7 +96,7 @@ def test_model_index_names_rm_edit_classes(saved_dir):
     assert index["_class_name"] == "ReflectiveMaskingEditPipeline"
     assert index["transformer"] == ["rm_edit.transformer", "LLaDATransformer"]
     assert index["scheduler"] == ["rm_edit.schedulers", "ReflectiveMaskingScheduler"]
-    assert index["vqvae"] == ["diffusers", "VQModel"]
+    assert index["vqvae"] == ["rm_edit.vq", "VQTokenizer"]
     assert index["layout"] == "shapes" and index["crop_multiple"] == CELL
 
 
@@ -241,23 +241,30 @@ def test_mask_image_size_mismatch_rejected(pipe, pil_images):
 
 
 @pytest.mark.parametrize("strategy", ["reflective", "regenerate"])
-def test_paste_back_keeps_pixels_outside_grown_region(pipe, pil_images, strategy):
-    image = pil_images[2]
+@pytest.mark.parametrize("size", [(64, 64), (77, 93), (150, 61)])  # as is; resized up; resized down + cropped
+def test_paste_back_keeps_every_pixel_outside_the_returned_mask(pipe, pil_images, strategy, size):
+    image = pil_images[2].resize(size, PIL.Image.Resampling.BICUBIC)
     src = np.asarray(image.convert("RGB"))
-    kw = dict(strategy=strategy, num_inference_steps=4, mask_image=_user_mask(), output_type="pil",
-              generator=_gen(0), temperature=1.0)
+    user = PIL.Image.new("L", size, 0)
+    user.paste(255, (size[0] // 5, size[1] // 4, size[0] // 2, size[1] // 2))
+    kw = dict(strategy=strategy, num_inference_steps=4, mask_image=user, generator=_gen(0), temperature=1.0)
     out = pipe(image, PROMPT, paste_back=True, **kw)
-    tokens = out.edit_region_tokens[0]
-    assert tokens.any()
-    outside = ~_tokens_to_pixels(pipe.grown_region(tokens))
-    assert outside.sum() > 0
+    assert out.edit_region_tokens[0].any()
+    inside = out.edit_masks[0]
+    assert inside.shape == src.shape[:2] and inside.any() and (~inside).any()
     edited = np.asarray(out.images[0])
     assert edited.shape == src.shape
-    np.testing.assert_array_equal(edited[outside], src[outside])
-    assert (edited[~outside] != src[~outside]).any()  # the edit itself is visible
+    np.testing.assert_array_equal(edited[~inside], src[~inside])  # the promise, bit for bit
+    assert (edited[inside] != src[inside]).any()  # the edit itself is visible
+    # The mask is the composited region, not the chosen tokens alone: the decoder's reach (one token) and
+    # the feathering are inside it, so it is larger than the token region at pixel size.
+    chosen = pipe.image_processor.tokens_to_pixels(out.edit_region_tokens[0], crop_for_vq(*size, CELL, 64))
+    assert not (chosen & ~inside).any() and inside.sum() > chosen.sum()
+    latent = pipe(image, PROMPT, paste_back=True, output_type="latent", **kw)
+    np.testing.assert_array_equal(latent.edit_masks[0], inside)  # the same region without decoding
 
     raw = np.asarray(pipe(image, PROMPT, paste_back=False, **kw).images[0])
-    assert (raw[outside] != src[outside]).any()  # the random VQ does not reconstruct the source exactly
+    assert (raw[~inside] != src[~inside]).any()  # the random VQ does not reconstruct the source exactly
 
 
 # ---- the Reflective Masking fixed point ---------------------------------------------------------------
@@ -352,9 +359,13 @@ def test_output_types(pipe, pil_images):
     assert torch.equal(lat.trajectory[-1]["codes"], lat.images)
 
     tup = pipe(images, PROMPT, output_type="latent", return_dict=False, **kw)
-    assert isinstance(tup, tuple) and len(tup) == 5
+    assert isinstance(tup, tuple) and len(tup) == 7
     assert torch.equal(tup[0], lat.images) and torch.equal(tup[2], lat.edit_region_tokens)
     assert tup[3] == lat.num_forward_passes and tup[4] is None
+    assert torch.equal(tup[5], lat.images)  # codes: for "latent", the images themselves
+    # source_codes: the crops' codes, as the VQ encodes them outside the pipeline
+    x = torch.cat([preprocess_image(im, CELL, pipe.config.max_crop_cells)[0] for im in images])
+    assert torch.equal(tup[6], encode_to_codes(pipe.vqvae, x)) and torch.equal(lat.source_codes, tup[6])
 
     with pytest.raises(ValueError, match="output_type"):
         pipe(images, PROMPT, output_type="bogus")
