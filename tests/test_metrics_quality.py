@@ -66,12 +66,20 @@ def test_random_clip_similarities(clip):
     a, b = _images()
     assert clip.image_similarity(a, a) == pytest.approx(1.0, abs=1e-5)
     assert clip.image_similarity(a, b) < 1.0 - 1e-6
-    cos = clip.text_similarity(a, "a photo of a cat")
-    assert -1.0 <= cos <= 1.0
-    assert clip.clip_score(a, "a photo of a cat") == pytest.approx(100 * max(cos, 0.0))
-    assert clip.text_similarity(a, "a photo of a cat", torch.ones(32, 32)) == pytest.approx(cos)
-    d = clip.directional_similarity(a, b, "a cat", "a dog")
-    assert -1.0 <= d <= 1.0
+    # Each score from the unit embeddings, worked out here: cosine = dot product of unit vectors.
+    img, txt = clip.encode_images([a, b]), clip.encode_texts(["a photo of a cat", "a cat", "a dog"])
+    torch.testing.assert_close(img.norm(dim=-1), torch.ones(2))
+    cos = float(img[0] @ txt[0])
+    assert clip.text_similarity(a, "a photo of a cat") == pytest.approx(cos, abs=1e-6)
+    assert clip.clip_score(a, "a photo of a cat") == pytest.approx(100 * max(cos, 0.0), abs=1e-4)
+    assert clip.text_similarity(a, "a photo of a cat", torch.ones(32, 32)) == pytest.approx(cos, abs=1e-6)
+    half = torch.zeros(32, 32)
+    half[:, :16] = 1.0  # the masked score is the score of the image times the mask
+    assert clip.text_similarity(a, "a photo of a cat", half.bool()) == pytest.approx(
+        float(clip.encode_images([a * half])[0] @ txt[0]), abs=1e-6)
+    d_img, d_txt = img[1] - img[0], txt[2] - txt[1]
+    expected = float(d_img @ d_txt / (d_img.norm() * d_txt.norm()))
+    assert clip.directional_similarity(a, b, "a cat", "a dog") == pytest.approx(expected, abs=1e-5)
     assert math.isnan(clip.directional_similarity(a, a, "a cat", "a dog"))
 
 
