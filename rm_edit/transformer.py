@@ -353,16 +353,8 @@ def llada_config_to_kwargs(cfg: dict) -> dict:
     )
 
 
-def save_llada_checkpoint(model: LLaDATransformer, folder: str | Path, max_shard_bytes: int = 2 << 30) -> None:
-    """Write ``model`` as a LLaDA checkpoint folder (config.json + sharded safetensors + index).
-
-    The inverse of :meth:`LLaDATransformer.from_llada_checkpoint`; used to make test fixtures in the exact
-    layout real checkpoints ship in.
-    """
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def llada_config(model: LLaDATransformer) -> dict:
+    """``model``'s config in LLaDA's ``config.json`` keys (what :func:`llada_config_to_kwargs` reads back)."""
     c = model.config
     cfg = {
         "model_type": "llada", "d_model": c.d_model, "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads,
@@ -375,7 +367,20 @@ def save_llada_checkpoint(model: LLaDATransformer, folder: str | Path, max_shard
     }
     if c.get("rm_post_trained") is not None:
         cfg["rm_post_trained"] = bool(c.rm_post_trained)
-    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    return cfg
+
+
+def save_llada_checkpoint(model: LLaDATransformer, folder: str | Path, max_shard_bytes: int = 2 << 30) -> None:
+    """Write ``model`` as a LLaDA checkpoint folder (config.json + sharded safetensors + index).
+
+    The inverse of :meth:`LLaDATransformer.from_llada_checkpoint`; used to make test fixtures in the exact
+    layout real checkpoints ship in.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(llada_config(model), indent=2))
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for name, tensor in model.state_dict().items():
@@ -397,4 +402,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["LLaDATransformer", "LLaDAOutput", "llada_config_to_kwargs", "save_llada_checkpoint", "count_parameters"]
+__all__ = ["LLaDATransformer", "LLaDAOutput", "llada_config", "llada_config_to_kwargs", "save_llada_checkpoint", "count_parameters"]
