@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rm_edit.layout import SequenceBatch, TokenLayout, get_layout
+from rm_edit.losses import rm_losses as per_kind_losses, weighted_loss
 from rm_edit.transformer import LLaDATransformer
 
 from .trajectories import KEEP, MASK, REVEAL, CorruptedTargets, TrajectoryConfig, reflective_trajectory
@@ -298,10 +299,8 @@ def rm_losses(model, layout: TokenLayout, batch: SequenceBatch, corrupted: Corru
     logits = model(batch.input_ids, batch.attention_mask, embedding_offset=embedding_offset,
                    output_positions=batch.target_positions).logits
     code_logits = layout.image_code_logits(logits).float()  # slice before upcasting: 8193 of 134k classes
-    labels = corrupted.labels.to(code_logits.device)
-    token_loss = F.cross_entropy(code_logits.transpose(1, 2), labels, reduction="none")
-    kind = corrupted.kind.to(code_logits.device)
-    return {name: token_loss[kind == k].mean() for k, name in LOSS_NAMES.items() if (kind == k).any()}
+    device = code_logits.device
+    return per_kind_losses(code_logits, corrupted.labels.to(device), corrupted.kind.to(device), LOSS_NAMES)
 
 
 def make_rm_batch(layout: TokenLayout, bank, cache, index: torch.Tensor, native: torch.Tensor, cfg,
@@ -457,7 +456,7 @@ def train_lora_rm(cfg: LoraRMConfig, progress: bool = True) -> Path:
                 offset = history_offsets(raw_model, layout, corrupted.history.to(accelerator.device),
                                          batch.target_positions, batch.input_ids.shape[1], cfg)
             losses = rm_losses(model, layout, batch, corrupted, offset)
-            loss = sum(cfg.loss_weights.get(n, 1.0) * v for n, v in losses.items())
+            loss = weighted_loss(losses, cfg.loss_weights)
             accelerator.backward(loss)
             if accelerator.sync_gradients and cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(trained, cfg.max_grad_norm)

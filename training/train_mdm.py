@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm.auto import tqdm
 
 from rm_edit.data.pretokenize import CodeCache, load_code_cache
-from rm_edit.history import scatter_offsets
+from rm_edit.history import history_embedding, history_of_states, scatter_offsets
 from rm_edit.layout import TokenLayout, build_edit_sequence, edit_prompt_text, get_layout, pad_sequences
+from rm_edit.losses import rm_losses, weighted_loss
 from rm_edit.reflective import choose_reveal
 from rm_edit.transformer import LLaDATransformer
 
@@ -104,13 +104,11 @@ def build_batch(layout, bank: PromptBank, cache: CodeCache, index, state, cfg: M
 
 
 def history_offsets(model, layout: TokenLayout, history: torch.Tensor, positions, seq_len: int, cfg) -> torch.Tensor:
-    """Embedding offsets for simulated histories (B, N, 2): the decayed mean of held codes, times alpha."""
-    emb = model.get_input_embeddings()
-    held = history >= 0
-    vectors = emb(layout.code_ids(history.clamp(min=0))).detach().float()
-    weights = held.float() * torch.tensor([cfg.history_gamma, 1.0], device=history.device)
-    mean = (vectors * weights.unsqueeze(-1)).sum(2) / weights.sum(2, keepdim=True).clamp_min(1e-6)
-    return scatter_offsets(cfg.history_alpha * mean, positions, seq_len)
+    """Embedding offsets for simulated histories (B, N, 2) (older, newer; -1 = none): exactly what inference's
+    History Reference adds after recording those states (one function, rm_edit.history.history_of_states)."""
+    states = torch.where(history >= 0, history, layout.mask_code)
+    recorded = history_of_states(model.get_input_embeddings(), layout, states, cfg.history_gamma)
+    return scatter_offsets(history_embedding(recorded, cfg.history_alpha), positions, seq_len)
 
 
 @torch.no_grad()
@@ -233,14 +231,8 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
             logits = model(batch.input_ids, batch.attention_mask, embedding_offset=offset,
                            output_positions=batch.target_positions).logits.float()
             labels = layout.ids_from_code_state(corrupted.labels).to(logits.device)
-            token_loss = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
-            kind = corrupted.kind.to(logits.device)
-            losses = {}
-            for k, name in LOSS_NAMES.items():
-                sel = kind == k
-                if sel.any():
-                    losses[name] = token_loss[sel].mean()
-            loss = sum(cfg.loss_weights.get(n, 1.0) * v for n, v in losses.items())
+            losses = rm_losses(logits, labels, corrupted.kind.to(logits.device), LOSS_NAMES)
+            loss = weighted_loss(losses, cfg.loss_weights)
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(params, 1.0)
