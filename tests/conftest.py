@@ -1,3 +1,8 @@
+import os
+
+# Tests never touch the network: metric weights and datasets come from caches only (the standard switch).
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 import numpy as np
 import PIL.Image
 import pytest

@@ -36,12 +36,11 @@ from tqdm.auto import tqdm
 
 from ..metrics import EditMetrics, MetricUnavailable, aggregate, downsample_mask, kept_outside_fraction, token_localization
 from ..metrics import edit_success_rates
-from ..metrics.availability import resolve_weights
+from ..metrics.structure import STRUCTURE_WEIGHTS_ENV, StructureDistance
 from .benchmarks import IMAGE_SUFFIXES, Benchmark, BenchmarkSample, SampleRef, fit_prediction
 
 INFO_KEYS = ("id", "image", "instruction", "edit_type", "status", "reasons", "token_gt", "resized_from")
 RESERVED_OPTIONS = ("image", "prompt", "generator", "output_type", "return_trajectory", "return_dict", "mask_image")
-STRUCTURE_WEIGHTS_ENV = "RM_EDIT_STRUCTURE_WEIGHTS"
 
 # Summary columns: (metric key, label). Arrows: which way is better.
 _LOC_COLUMNS = [
@@ -61,7 +60,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     # MagicBrush's: L1, L2 to the target, CLIP-I, DINO, CLIP-T.
     "magicbrush": [
         ("target_l1", "L1 ↓"), ("target_l2", "L2 ↓"), ("clip_i", "CLIP-I ↑"), ("dino", "DINO ↑"),
-        ("clip_score", "CLIP-T ↑"), *_LOC_COLUMNS, *_TOKEN_COLUMNS,
+        ("clip_t", "CLIP-T ↑"), *_LOC_COLUMNS, *_TOKEN_COLUMNS,
     ],
     # Exact ground truth (shapes world, manifests with targets and masks); pixel edit success first
     # (rm_edit.metrics.edit_success: its mean is the success rate, per edit type under "By edit type").
@@ -101,81 +100,17 @@ def find_prediction(predictions_dir: Path, image_path: str) -> Path | None:
     return None
 
 
-# ---- structure distance (PIE-Bench) --------------------------------------------------------------------
-class StructureDistance:
-    """PIE-Bench's structure distance: MSE between the DINO ViT-B/8 key self-similarity matrices (layer 11,
-    CLS included) of the source and the edit; reported x1e3. Images are resized to 224 and ImageNet
-    normalised (an approximation of PIE-Bench's preprocessing). Weights only from a local file (the DINO
-    backbone state dict, e.g. ``dino_vitbase8_pretrain.pth``, or a timm export); ``$RM_EDIT_STRUCTURE_WEIGHTS``.
-    ``allow_random_weights`` is for tests."""
-
-    def __init__(self, weights: str | os.PathLike[str] | None = None, model_name: str = "vit_base_patch8_224",
-                 layer: int = 11, device: str = "cpu", image_size: int = 224, allow_random_weights: bool = False,
-                 seed: int = 0) -> None:
-        import timm
-
-        if weights is None and not os.environ.get(STRUCTURE_WEIGHTS_ENV) and allow_random_weights:
-            path = None
-        else:
-            path = str(resolve_weights(weights, STRUCTURE_WEIGHTS_ENV, "DINO ViT-B/8 (structure)", "--structure-weights"))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=image_size)
-        if path is not None:
-            state = _load_state(path)
-            state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
-            missing, _ = model.load_state_dict(state, strict=False)
-            if [k for k in missing if not k.startswith("head")]:
-                raise MetricUnavailable(f"structure weights {path} do not fit {model_name} (missing {missing[:3]} ...)")
-        self.model = model.eval().requires_grad_(False).to(device)
-        self.device, self.image_size = torch.device(device), image_size
-        self.block = self.model.blocks[layer]
-
-    @torch.no_grad()
-    def _keys(self, images: list[Image.Image]) -> torch.Tensor:
-        from torchvision.transforms import functional as TF
-
-        batch = torch.stack([
-            TF.normalize(TF.to_tensor(im.convert("RGB").resize((self.image_size,) * 2, Image.Resampling.BICUBIC)),
-                         (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-            for im in images
-        ]).to(self.device)
-        grabbed: dict[str, torch.Tensor] = {}
-        hook = self.block.attn.qkv.register_forward_hook(lambda m, i, o: grabbed.__setitem__("qkv", o))
-        try:
-            self.model.forward_features(batch)
-        finally:
-            hook.remove()
-        qkv = grabbed["qkv"].float()
-        c = qkv.shape[-1] // 3
-        return qkv[..., c : 2 * c]  # (B, N, heads * head_dim): the keys, heads concatenated
-
-    def distance(self, source: Image.Image, edit: Image.Image) -> float:
-        keys = torch.nn.functional.normalize(self._keys([source, edit]), dim=-1)
-        sim = keys @ keys.transpose(1, 2)
-        return float(torch.nn.functional.mse_loss(sim[1], sim[0]))
-
-
-def _load_state(path: str) -> dict[str, torch.Tensor]:
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict", "teacher"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    return state
-
-
+# ---- structure distance (PIE-Bench): rm_edit.metrics.structure ------------------------------------------
 def build_metrics(clip_weights=None, clip_i_weights=None, dino_weights=None, structure_weights=None,
-                  device: str = "cpu") -> tuple[EditMetrics, StructureDistance | None, dict[str, str]]:
-    """The metric suite from local weights only; returns it, the structure scorer (or None) and reasons."""
+                  device: str = "cpu", download: bool = False,
+                  offline: bool = False) -> tuple[EditMetrics, StructureDistance | None, dict[str, str]]:
+    """The metric suite from local weights (and with ``download`` the libraries' caches, filled when online;
+    ``offline``: caches only); returns it, the structure scorer (or None) and reasons."""
     metrics = EditMetrics.from_local(clip_weights=clip_weights, clip_i_weights=clip_i_weights,
-                                     dino_weights=dino_weights, device=device)
+                                     dino_weights=dino_weights, device=device, download=download, offline=offline)
     reasons: dict[str, str] = {}
     try:
-        structure = StructureDistance(structure_weights, device=device)
+        structure = StructureDistance(structure_weights, device=device, download=download, offline=offline)
     except MetricUnavailable as exc:
         structure, reasons["structure_x1e3"] = None, exc.reason
     return metrics, structure, reasons

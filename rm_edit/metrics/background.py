@@ -63,7 +63,8 @@ class LPIPS:
 
     ``pretrained=True``: lpips' calibrated linear heads (shipped inside the lpips package) on
     torchvision's ImageNet trunk, read from ``$TORCH_HOME/hub/checkpoints``; if that file is
-    absent ``MetricUnavailable`` is raised - nothing is downloaded.
+    absent ``MetricUnavailable`` is raised - unless ``download=True``, which fetches it there as
+    torchvision does (``offline``: never).
     ``pretrained=False``: random trunk and heads (tests only), seeded, with the heads made
     non-negative as lpips training enforces, so that different images score > 0.
     """
@@ -74,13 +75,15 @@ class LPIPS:
         pretrained: bool = True,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        download: bool = False,
+        offline: bool = False,
     ) -> None:
         import lpips
 
         if net not in _TRUNK_WEIGHTS:
             raise ValueError(f"net must be one of {sorted(_TRUNK_WEIGHTS)}, got {net!r}")
         self.net, self.pretrained, self.device = net, pretrained, torch.device(device)
-        trunk_file = self._trunk_file(net) if pretrained else None
+        trunk_file = self._trunk_file(net, download, offline) if pretrained else None
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torchvision's `pretrained=` deprecation
             torch.manual_seed(seed)
@@ -95,10 +98,14 @@ class LPIPS:
         self.model = model.eval().requires_grad_(False).to(self.device)
 
     @staticmethod
-    def _trunk_file(net: str) -> str:
+    def _trunk_file(net: str, download: bool = False, offline: bool = False) -> str:
         import torchvision.models as tvm
 
         url = getattr(tvm, _TRUNK_WEIGHTS[net]).IMAGENET1K_V1.url
+        if download:  # torchvision's own cache, filled (hash-checked) when the network is allowed
+            from .weights import torchvision_weights
+
+            return str(torchvision_weights(url, f"LPIPS-{net}", offline))
         path = torch_hub_checkpoint(os.path.basename(url))
         if not path.is_file():
             raise MetricUnavailable(

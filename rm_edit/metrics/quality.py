@@ -5,16 +5,29 @@
   (``100 * max(cos, 0)``, torchmetrics/PIE-Bench units) and CLIP directional similarity.
 * ``DinoScorer``: DINO ViT-S/16 (timm) image-image cosine, MagicBrush's "DINO" metric.
 
-Weights come only from local files (argument or environment variable); with none,
-``MetricUnavailable`` is raised. ``allow_random_weights=True`` builds a seeded random model
-for tests - its numbers mean nothing.
+Weights: a local file (argument or environment variable); with ``download=True`` otherwise the
+published weights through the library's own cache (:mod:`rm_edit.metrics.weights`; ``offline``: the
+cache only); with none, ``MetricUnavailable`` is raised. ``allow_random_weights=True`` builds a seeded
+random model for tests - its numbers mean nothing.
+
+MagicBrush conventions (``evaluation/image_eval.py`` of OSU-NLP-Group/MagicBrush), matched here:
+  * L1 / L2: the prediction resized to the ground truth's size (Pillow bicubic), both ``ToTensor`` [0, 1],
+    mean absolute / mean squared error over every pixel and channel (``nn.L1Loss`` / ``nn.MSELoss``).
+  * CLIP-I: OpenAI CLIP ViT-B/32 (open_clip ``ViT-B-32-quickgelu``/``openai``), CLIP's own preprocessing
+    (bicubic resize of the short side to 224, centre crop, CLIP mean/std), cosine of the image embeddings.
+  * DINO: DINO ViT-S/16 (``dino_vits16``; timm ``vit_small_patch16_224.dino``), bicubic resize 256, centre
+    crop 224, ImageNet mean/std, cosine of the CLS features.
+  * CLIP-T: the same ViT-B/32, raw cosine (not x100, not clipped) between the edit's embedding and the
+    turn's caption (MagicBrush's local description of the target) - ``ClipScorer.text_similarity``.
+  * Each score is averaged over image pairs; "all turns" (single-turn: every turn edited from its given
+    input) is what ``rm-edit eval`` runs; MagicBrush's "final turn" (iterative edits) is not run.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +36,7 @@ from torchmetrics.functional.regression import mean_absolute_error, mean_squared
 
 from ._image import ImageLike, MaskLike, check_same_size, to_chw, to_mask, to_pil
 from .availability import MetricUnavailable, resolve_weights
+from .weights import open_clip_weights, timm_weights
 
 # OpenAI CLIP weights need the quick-GELU configs in open_clip.
 DEFAULT_CLIP_SCORE_MODEL = "ViT-L-14-quickgelu"  # PIE-Bench CLIP score: ViT-L/14
@@ -51,11 +65,16 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _resolve_or_random(
-    weights: str | os.PathLike[str] | None, env_var: str, what: str, flag: str, allow_random: bool
+    weights: str | os.PathLike[str] | None, env_var: str, what: str, flag: str, allow_random: bool,
+    published: Callable[[], os.PathLike[str]] | None = None,
 ) -> str | None:
-    """Local weights path, or None for random weights when explicitly allowed (tests)."""
-    if weights is None and not os.environ.get(env_var) and allow_random:
-        return None
+    """The file passed or in ``env_var``; else the published weights through the library's cache when
+    ``published`` is given; else None for random weights when explicitly allowed (tests)."""
+    if weights is None and not os.environ.get(env_var):
+        if allow_random:
+            return None
+        if published is not None:
+            return str(published())
     return str(resolve_weights(weights, env_var, what, flag))
 
 
@@ -77,8 +96,12 @@ class ClipScorer:
         seed: int = 0,
         image_size: int | None = None,
         context_length: int | None = None,
+        download: bool = False,
+        offline: bool = False,
     ) -> None:
-        """``image_size`` / ``context_length`` shrink the towers (cheap random-weight tests)."""
+        """``image_size`` / ``context_length`` shrink the towers (cheap random-weight tests). ``download``:
+        without a local file, OpenAI's published weights through open_clip's Hugging Face cache
+        (``offline``: the cache only)."""
         import open_clip
 
         if model_name not in open_clip.list_models():  # hub-hosted configs would need the network
@@ -88,7 +111,8 @@ class ClipScorer:
             "timm_model_pretrained"
         ):
             raise MetricUnavailable(f"open_clip model {model_name!r} would fetch Hub assets")
-        path = _resolve_or_random(weights, env_var, "CLIP", flag, allow_random_weights)
+        published = (lambda: open_clip_weights(model_name, "openai", offline)) if download else None
+        path = _resolve_or_random(weights, env_var, "CLIP", flag, allow_random_weights, published)
         self.model_name, self.weights, self.device = model_name, path, torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -167,12 +191,16 @@ class DinoScorer:
         allow_random_weights: bool = False,
         seed: int = 0,
         image_size: int = 224,
+        download: bool = False,
+        offline: bool = False,
     ) -> None:
-        """``image_size`` below 224 is for cheap random-weight tests."""
+        """``image_size`` below 224 is for cheap random-weight tests. ``download``: without a local file,
+        the published DINO weights through timm's Hugging Face cache (``offline``: the cache only)."""
         import timm
         from torchvision import transforms as T
 
-        path = _resolve_or_random(weights, DINO_WEIGHTS_ENV, "DINO", "--dino-weights", allow_random_weights)
+        published = (lambda: timm_weights(model_name, offline)) if download else None
+        path = _resolve_or_random(weights, DINO_WEIGHTS_ENV, "DINO", "--dino-weights", allow_random_weights, published)
         self.model_name, self.weights, self.device = model_name, path, torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -12,6 +12,7 @@ Metric names:
   loc_precision, loc_recall, loc_iou, loc_leakage, loc_auroc   pixel edit localization
   target_l1, target_l2, target_psnr, clip_i, dino         vs the ground-truth target
   clip_score, clip_score_edit_region, clip_directional    vs the text (PIE-Bench units for scores)
+  clip_t                                                  MagicBrush CLIP-T: raw cosine, ViT-B/32, target caption
   tok_precision, tok_recall, tok_iou, tok_leakage, tok_kept_outside   only when token grids given
 """
 
@@ -87,16 +88,20 @@ class EditMetrics:
         clip_i_model: str = DEFAULT_CLIP_I_MODEL,
         dino_model: str = DEFAULT_DINO_MODEL,
         threshold: float = DEFAULT_THRESHOLD,
+        download: bool = False,
+        offline: bool = False,
     ) -> EditMetrics:
-        """Build whatever the local weights allow (arguments, then environment variables)."""
+        """Build whatever the local weights allow (arguments, then environment variables); with
+        ``download`` the rest from the libraries' caches (filled when online; ``offline``: caches only)."""
+        web = dict(download=download, offline=offline)
         builders: dict[str, Callable[[], Any]] = {
-            "lpips": lambda: LPIPS("squeeze", pretrained=lpips_pretrained, device=device),
-            "clip": lambda: ClipScorer(clip_model, clip_weights, device=device),
+            "lpips": lambda: LPIPS("squeeze", pretrained=lpips_pretrained, device=device, **web),
+            "clip": lambda: ClipScorer(clip_model, clip_weights, device=device, **web),
             "clip_i": lambda: ClipScorer(
                 clip_i_model, clip_i_weights, device=device,
-                env_var=CLIP_I_WEIGHTS_ENV, flag="--clip-i-weights",
+                env_var=CLIP_I_WEIGHTS_ENV, flag="--clip-i-weights", **web,
             ),
-            "dino": lambda: DinoScorer(dino_model, dino_weights, device=device),
+            "dino": lambda: DinoScorer(dino_model, dino_weights, device=device, **web),
         }
         built: dict[str, Any] = {}
         reasons: dict[str, str] = {}
@@ -106,6 +111,13 @@ class EditMetrics:
             except MetricUnavailable as exc:
                 built[name], reasons[name] = None, exc.reason
         return cls(**built, unavailable=reasons, threshold=threshold)
+
+    @classmethod
+    def from_pretrained(cls, offline: bool = False, **kwargs: Any) -> EditMetrics:
+        """Local files where given, else the published weights through each library's download-and-cache
+        (torchvision, open_clip and timm on the Hugging Face cache); ``offline`` (or ``HF_HUB_OFFLINE=1``):
+        caches only. What cannot be had is reported n/a with its reason."""
+        return cls.from_local(download=True, offline=offline, **kwargs)
 
     def _why(self, backbone: str) -> str:
         return self.unavailable.get(backbone, f"{backbone} backbone not configured")
@@ -170,6 +182,10 @@ class EditMetrics:
         fill(["clip_score"], no_text or no_clip, lambda: {"clip_score": self.clip.clip_score(edt, text)})
         fill(["clip_score_edit_region"], no_text or no_mask or no_clip,
              lambda: {"clip_score_edit_region": self.clip.clip_score(edt, text, m)})
+        # MagicBrush's CLIP-T: raw cosine of CLIP ViT-B/32 (the CLIP-I model) with the target's caption.
+        fill(["clip_t"], ("no target caption" if not target_caption else None) or
+             (None if self.clip_i else self._why("clip_i")),
+             lambda: {"clip_t": self.clip_i.text_similarity(edt, target_caption)})
         no_caps = None if source_caption and target_caption else "needs source and target captions"
         fill(["clip_directional"], no_caps or no_clip, lambda: {
             "clip_directional": self.clip.directional_similarity(src, edt, source_caption, target_caption)
