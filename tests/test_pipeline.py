@@ -397,13 +397,23 @@ def test_offload_seq_names_registered_components(pipe):
     assert all(isinstance(pipe.components[n], torch.nn.Module) for n in names)
 
 
-def test_to_dtype_and_device_keep_outputs(pil_images):
-    p = _new_pipe()
-    before = p(pil_images[0], PROMPT, output_type="latent", generator=_gen(1), temperature=1.0).images
-    assert p.to(torch.float32) is p and p.to("cpu") is p
-    assert p.device == torch.device("cpu") and p.dtype == torch.float32
-    after = p(pil_images[0], PROMPT, output_type="latent", generator=_gen(1), temperature=1.0).images
-    assert torch.equal(before, after)
+def test_to_dtype_converts_every_weight_and_back(pil_images):
+    p, reference = _new_pipe(), _new_pipe()
+    fp32 = {k: v.clone() for k, v in p.transformer.state_dict().items()}
+    assert p.to(torch.bfloat16) is p and p.dtype == torch.bfloat16
+    # every weight is the fp32 weight rounded to bf16 (converted here, independently of the pipeline)
+    assert all(torch.equal(v, fp32[k].to(torch.bfloat16)) for k, v in p.transformer.state_dict().items())
+    assert p.to(torch.float32) is p and p.dtype == torch.float32 and p.device == torch.device("cpu")
+    # back in fp32 the rounding stays: p now edits exactly like a pipeline whose weights were rounded by hand
+    modules = [m for m in reference.components.values() if isinstance(m, torch.nn.Module)]
+    with torch.no_grad():
+        for w in (t for m in modules for t in [*m.parameters(), *m.buffers()] if t.is_floating_point()):
+            w.copy_(w.to(torch.bfloat16).float())
+    kw = dict(output_type="latent", temperature=1.0)
+    torch.testing.assert_close(p(pil_images[0], PROMPT, generator=_gen(1), **kw).images,
+                               reference(pil_images[0], PROMPT, generator=_gen(1), **kw).images, rtol=0, atol=0)
+    # and the rounding is a real change: the unrounded weights are not all bf16 values
+    assert any(not torch.equal(v, v.to(torch.bfloat16).float()) for v in fp32.values() if v.is_floating_point())
 
 
 def test_cpu_offload_hooks_keep_outputs(pil_images):
