@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+
+from rm_edit.files import one_line, write_text
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
@@ -58,16 +59,12 @@ class _TooLarge(Exception):
     """Internal signal so the size check is not mistaken for a decode error."""
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def _parse_line(line: str, base: Path) -> EditRecord:
     """Parse one manifest line; raises ValueError with a one-line reason."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON ({_one_line(exc.msg)} at column {exc.colno})") from None
+        raise ValueError(f"invalid JSON ({one_line(exc.msg)} at column {exc.colno})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
 
@@ -161,16 +158,7 @@ def write_manifest(path: str | os.PathLike[str], records: Iterable[EditRecord]) 
         }
         lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
 
-    fd, tmp_name = tempfile.mkstemp(dir=base, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_text(path, "".join(lines))
     return path
 
 
@@ -191,9 +179,9 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     except _TooLarge as exc:
         raise ValueError(f"image too large: {path} is {exc}") from None
     except Image.DecompressionBombError as exc:
-        raise ValueError(f"image too large: {path} ({_one_line(exc)})") from None
+        raise ValueError(f"image too large: {path} ({one_line(exc)})") from None
     except Exception as exc:  # PIL plugins raise OSError, SyntaxError, ValueError, EOFError, ...
-        raise ValueError(f"corrupt or truncated image: {path} ({_one_line(exc)})") from None
+        raise ValueError(f"corrupt or truncated image: {path} ({one_line(exc)})") from None
 
 
 def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -1,0 +1,222 @@
+"""``rm-edit batch``: edit every item of a JSONL manifest, same-grid items per model call, resumable."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the pipeline drags in diffusers; only the command functions import it
+    import numpy as np
+    import PIL.Image
+    import torch
+
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+import json
+import sys
+import time
+
+from rm_edit.files import item_seed, one_line, save_image
+
+from .options import PROG, CliError, SubParsers, add_sampler_options, load_pipeline, mask_image, positive_int, sampler_kwargs
+
+# ---- batch ----------------------------------------------------------------------------------------------
+_BATCH_EPILOG = """\
+Each manifest line is a JSON object {"id", "source", "instruction", ...} (paths relative to the manifest).
+Writes OUT/<id>.png and OUT/<id>.mask.png (the region the model chose). Items whose OUT/<id>.png exists
+are skipped, so re-running after an interruption finishes the job. Bad items are listed in
+OUT/errors.jsonl and the rest go on. Exit status: 0 all done, 1 some items failed, 2 usage error.
+
+examples:
+  rm-edit batch data/test/manifest.jsonl --out results/rm
+  rm-edit batch manifest.jsonl --out results/baseline --strategy regenerate --steps 16 --batch-size 16
+"""
+
+
+def add_batch_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
+    from rm_edit.data.manifest import DEFAULT_MAX_PIXELS
+
+    p = subparsers.add_parser(
+        "batch", help="edit every item of a JSONL manifest (resumable)",
+        description="Edit every item of MANIFEST, a few images per model call.",
+        epilog=_BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("manifest", metavar="MANIFEST.jsonl", type=Path)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
+                   help="images per model call (default 8); results do not depend on it")
+    p.add_argument("--use-manifest-masks", action="store_true",
+                   help="only let the region of each item's mask (white) change")
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"skip images with more pixels (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_sampler_options(p)
+    return p
+
+
+def _peek_size(path: Path, max_pixels: int) -> tuple[int, int]:
+    """Image size from the header only, so grouping never holds a whole manifest's pixels."""
+    import warnings
+
+    from PIL import Image
+
+    if not path.is_file():
+        raise ValueError(f"image not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                size = img.size
+    except Image.DecompressionBombError:
+        raise ValueError(f"image too large: {path}") from None
+    except Exception as exc:  # PIL raises many kinds for unreadable files
+        raise ValueError(f"corrupt or truncated image: {path} ({one_line(exc)})") from None
+    if size[0] * size[1] > max_pixels:
+        raise ValueError(f"image too large: {path} is {size[0]}x{size[1]} (> {max_pixels} pixels)")
+    return size
+
+
+def _safe_id(item_id: str) -> bool:
+    # The id becomes a file name: no folders, no hidden files (our temp files start with a dot).
+    return bool(item_id) and not item_id.startswith(".") and not any(c in item_id for c in "/\\\0")
+
+
+class _ErrorLog:
+    """OUT/errors.jsonl: this run's failures, one JSON object per line, written as they happen."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        path.unlink(missing_ok=True)  # a previous run's failures are retried, not inherited
+
+    def add(self, reason: str, *, item_id: str | None = None, line: int | None = None) -> None:
+        entry: dict[str, Any] = {"id": item_id} if item_id is not None else {"line": line}
+        entry["reason"] = one_line(reason)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self.count += 1
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from rm_edit.data.manifest import read_manifest
+    from rm_edit.vq import crop_for_vq
+
+    kwargs = sampler_kwargs(args)
+    if not args.manifest.is_file():
+        raise CliError(f"manifest not found: {args.manifest}")
+    records, bad_lines = read_manifest(args.manifest)
+    args.out.mkdir(parents=True, exist_ok=True)
+    errors = _ErrorLog(args.out / "errors.jsonl")
+    for bad in bad_lines:
+        errors.add(bad.reason, line=bad.line_no)
+
+    start = time.perf_counter()
+    pending, skipped = [], 0
+    for rec in records:
+        if not _safe_id(rec.id):
+            errors.add(f"id {rec.id!r} cannot be a file name", item_id=rec.id)
+        elif (args.out / f"{rec.id}.png").exists():
+            skipped += 1
+        else:
+            pending.append(rec)
+    if skipped:
+        print(f"{PROG}: skipping {skipped} item(s) already in {args.out}", file=sys.stderr)
+
+    done = 0
+    if pending:
+        pipe = load_pipeline(args.model, args.device)
+        # One model call needs one token grid, so group by the grid each image is cropped to.
+        groups: dict[tuple[int, int], list] = {}
+        for rec in pending:
+            try:
+                w, h = _peek_size(rec.source, args.max_pixels)
+            except ValueError as exc:
+                errors.add(str(exc), item_id=rec.id)
+                continue
+            grid = crop_for_vq(w, h, pipe.config.crop_multiple, pipe.config.max_crop_cells).grid
+            groups.setdefault(grid, []).append(rec)
+        with tqdm(total=sum(map(len, groups.values())), unit="edit", desc="editing",
+                  disable=True if args.no_progress else None) as bar:
+            for group in groups.values():
+                for i in range(0, len(group), args.batch_size):
+                    chunk = group[i : i + args.batch_size]
+                    done += _edit_chunk(pipe, chunk, args, kwargs, errors)
+                    bar.update(len(chunk))
+
+    seconds = time.perf_counter() - start
+    rate = done / seconds if seconds > 0 else 0.0
+    print(f"done {done}, skipped {skipped}, failed {errors.count} in {seconds:.1f}s ({rate:.2f} edits/s)")
+    if errors.count:
+        print(f"failures are listed in {errors.path}")
+    return 1 if errors.count else 0
+
+
+def _edit_chunk(pipe: ReflectiveMaskingEditPipeline, chunk: list, args: argparse.Namespace,
+                kwargs: dict[str, Any], errors: _ErrorLog) -> int:
+    """Edit one group of same-grid items in a single call; returns how many were written."""
+    import numpy as np
+
+    from rm_edit.data.manifest import load_image, load_mask
+
+    items = []  # (record, image, region)
+    for rec in chunk:
+        try:
+            image = load_image(rec.source, max_pixels=args.max_pixels)
+            region = None
+            if args.use_manifest_masks:
+                region = (load_mask(rec.mask, image.size, max_pixels=args.max_pixels) if rec.mask is not None
+                          else np.ones((image.height, image.width), dtype=bool))
+            items.append((rec, image, region))
+        except ValueError as exc:  # one unreadable item must not sink its group
+            errors.add(str(exc), item_id=rec.id)
+    if not items:
+        return 0
+    try:
+        return _edit_items(pipe, items, args, kwargs)
+    except Exception as exc:
+        if args.debug:
+            raise
+        if len(items) == 1:
+            errors.add(f"{type(exc).__name__}: {exc}", item_id=items[0][0].id)
+            return 0
+    # Something in the group broke the call: edit one by one so only the culprit fails (same results,
+    # since each item has its own generator).
+    written = 0
+    for item in items:
+        try:
+            written += _edit_items(pipe, [item], args, kwargs)
+        except Exception as exc:
+            if args.debug:
+                raise
+            errors.add(f"{type(exc).__name__}: {exc}", item_id=item[0].id)
+    return written
+
+
+def _edit_items(pipe: ReflectiveMaskingEditPipeline, items: list, args: argparse.Namespace,
+                kwargs: dict[str, Any]) -> int:
+    import torch
+
+    records = [rec for rec, _, _ in items]
+    images = [image for _, image, _ in items]
+    out = pipe(
+        images, [rec.instruction for rec in records],
+        mask_image=[region for _, _, region in items] if args.use_manifest_masks else None,
+        generator=[torch.Generator().manual_seed(item_seed(args.seed, rec.id)) for rec in records],
+        output_type="pil", **kwargs,
+    )
+    for rec, image, mask in zip(records, out.images, out.edit_masks):
+        # Mask first: OUT/<id>.png is the "done" marker that resuming checks.
+        save_image(args.out / f"{rec.id}.mask.png", mask_image(mask))
+        save_image(args.out / f"{rec.id}.png", image)
+    return len(records)
+
+
+
+
+# The names rm_edit.cli.lazy_command looks for.
+add_parser = add_batch_parser
+run = run_batch

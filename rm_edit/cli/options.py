@@ -1,0 +1,188 @@
+"""Options and helpers every ``rm-edit`` command shares (public: other commands, e.g. ``rm-edit eval``, use
+them): the one-line error type, option value types, the sampler options and how they map to pipeline
+keywords, loading a pipeline, and image output checks."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the pipeline drags in diffusers; only the command functions import it
+    import numpy as np
+    import PIL.Image
+    import torch
+
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+from rm_edit.files import one_line
+
+PROG = "rm-edit"
+USAGE_ERROR = 2
+SubParsers = Any  # argparse._SubParsersAction is private
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus a message on bad options; we want one line and no exit from inside."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliError(f"{message} (see `{self.prog} --help`)")
+
+
+def wrap(text: str) -> str:
+    """Descriptions of parsers with raw (example-keeping) epilogs are not wrapped by argparse."""
+    return textwrap.fill(text, 90, break_on_hyphens=False)
+
+
+# ---- option types ---------------------------------------------------------------------------------------
+def whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return whole_number(text, 0)
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def unit_float(text: str) -> float:
+    value = number(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = number(text)
+    if not value >= 0.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+# ---- shared helpers -------------------------------------------------------------------------------------
+def check_image_suffix(path: Path, allowed: Sequence[str] | None = None) -> None:
+    """Fail before the (slow) model runs if the output can't be written in the asked format."""
+    from PIL import Image
+
+    suffix = path.suffix.lower()
+    ok = suffix in allowed if allowed is not None else suffix in Image.registered_extensions()
+    if not ok:
+        expected = ", ".join(allowed) if allowed is not None else "an image suffix such as .png"
+        raise CliError(f"{path}: unsupported output type {suffix or '(no suffix)'!r}; use {expected}")
+
+
+def mask_image(mask: np.ndarray) -> PIL.Image.Image:
+    """(H, W) bool -> white-on-black L image."""
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255, "L")
+
+
+def resolve_device(name: str | None) -> str:
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: no CUDA device is available")
+    return name
+
+
+def load_pipeline(model: str | None, device: str | None) -> ReflectiveMaskingEditPipeline:
+    """``--model DIR`` (a saved pipeline) or the model shipped with the package."""
+    from diffusers.utils import logging as diffusers_logging
+
+    import rm_edit
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+    diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar is noise in a CLI
+    if model is None:
+        try:
+            pipe = rm_edit.load_default_pipeline()
+        except FileNotFoundError as exc:
+            raise CliError(f"{exc}; pass --model DIR to use a saved pipeline") from None
+    else:
+        folder = Path(model)
+        if not (folder / "model_index.json").is_file():
+            what = "does not exist" if not folder.exists() else "is not a saved pipeline (no model_index.json)"
+            raise CliError(f"model folder {folder} {what}")
+        try:
+            pipe = ReflectiveMaskingEditPipeline.from_pretrained(folder)
+        except Exception as exc:  # diffusers raises many kinds; the user needs to know which folder is bad
+            raise CliError(f"cannot load model from {folder}: {one_line(exc)}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(resolve_device(device))
+
+
+# ---- sampler options (shared by edit and batch) ----------------------------------------------------------
+def add_sampler_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model and sampler")
+    g.add_argument("--model", metavar="DIR", help="a saved pipeline folder (default: the model shipped with rm-edit)")
+    g.add_argument("--strategy", choices=("reflective", "regenerate"), default="reflective",
+                   help="reflective: re-generate only the tokens the model chooses (default); "
+                        "regenerate: re-generate the whole image from all-[MASK] (baseline)")
+    g.add_argument("--num-turns", type=positive_int, metavar="N", help="reflective: keep/re-mask/reveal turns")
+    g.add_argument("--reveal-steps", type=positive_int, metavar="N", help="reflective: reveal steps per turn")
+    g.add_argument("--remask-margin", type=float, metavar="F",
+                   help="reflective: re-mask only where log p(MASK) - log p(code) > F (default: the model's)")
+    g.add_argument("--held-code-bias", type=non_negative_float, metavar="F",
+                   help="reflective: tilt each reveal toward the code the position held, by F nats (default: the "
+                        "model's, 0): higher keeps more of the source, at some cost to the edit")
+    g.add_argument("--steps", type=positive_int, metavar="N", help="regenerate: sampling steps (default 16)")
+    g.add_argument("--guidance-scale", type=float, metavar="F", help="instruction guidance (default: the model's)")
+    g.add_argument("--image-guidance-scale", type=float, metavar="F", help="source-image guidance (default: the model's)")
+    g.add_argument("--history", action=argparse.BooleanOptionalAction, default=False,
+                   help="History Reference: condition each turn on the codes seen before (default: off)")
+    g.add_argument("--history-decay", type=unit_float, default=1.0, metavar="F",
+                   help="history weight decay per turn, in (0, 1] (default 1.0)")
+    g.add_argument("--paste-back", action="store_true",
+                   help="blend the edit into the original so pixels outside the region stay exact")
+    g.add_argument("--kv-cache", action="store_true",
+                   help="reuse keys/values between steps: reveal steps recompute only masked and changed codes")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0: runs are reproducible)")
+    g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+
+
+def sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline keywords the sampler options select; rejects options of the other strategy."""
+    if args.strategy == "reflective" and args.steps is not None:
+        raise CliError("--steps applies to --strategy regenerate; use --num-turns / --reveal-steps")
+    reflective_only = {"--num-turns": args.num_turns, "--reveal-steps": args.reveal_steps,
+                       "--remask-margin": args.remask_margin, "--held-code-bias": args.held_code_bias}
+    given = [flag for flag, value in reflective_only.items() if value is not None]
+    if args.strategy == "regenerate" and given:
+        raise CliError(f"{' / '.join(given)} apply to --strategy reflective; use --steps")
+    kwargs: dict[str, Any] = dict(
+        strategy=args.strategy, num_turns=args.num_turns, reveal_steps=args.reveal_steps,
+        remask_margin=args.remask_margin, held_code_bias=args.held_code_bias,
+        guidance_scale=args.guidance_scale, image_guidance_scale=args.image_guidance_scale,
+        use_history=args.history, history_decay=args.history_decay, paste_back=args.paste_back,
+        use_kv_cache=args.kv_cache,
+    )
+    if args.steps is not None:
+        kwargs["num_inference_steps"] = args.steps
+    return kwargs
+
+
