@@ -39,7 +39,7 @@ def _turns(text: str) -> list[int]:
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from rm_edit.cli import _positive_int, add_sampler_options
+    from rm_edit.cli.options import add_sampler_options, positive_int
 
     p = subparsers.add_parser(
         "eval", help="evaluate a model or another tool's edits on a benchmark (or `eval compare`)",
@@ -56,11 +56,11 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--benchmark", metavar="NAME|PATH", help="shapes-test or a benchmark path (see below)")
     p.add_argument("--predictions", type=Path, metavar="DIR", help="score these images instead of running a model")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created; resumable)")
-    p.add_argument("--n", type=_positive_int, metavar="N", help="first N samples (shapes-test default 256)")
+    p.add_argument("--n", type=positive_int, metavar="N", help="first N samples (shapes-test default 256)")
     p.add_argument("--models", type=Path, metavar="DIR", help="compare: folder with the shapes-* pipelines")
     p.add_argument("--turns-sweep", type=_turns, metavar="1,2,3",
                    help="test-time scaling: run with each number of reflective turns and plot")
-    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                    help="images per model call (default 8); results do not depend on it")
     p.add_argument("--use-benchmark-masks", action="store_true",
                    help="let only the benchmark's mask change (default: the model chooses the region)")
@@ -77,7 +77,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from rm_edit.cli import CliError, _resolve_device, load_pipeline, sampler_kwargs
+    from rm_edit.cli.options import CliError, load_pipeline, resolve_device, sampler_kwargs
 
     progress = not args.no_progress
     if args.action == "compare":
@@ -88,7 +88,7 @@ def run_eval(args: argparse.Namespace) -> int:
         from .compare import compare_shapes
 
         result = compare_shapes(args.models, args.n, args.out, batch_size=args.batch_size, seed=args.seed,
-                                progress=progress, device=_resolve_device(args.device))
+                                progress=progress, device=resolve_device(args.device))
         print(result["markdown"])
         print(f"wrote {args.out / 'compare.md'}, {args.out / 'index.html'}")
         return 0
@@ -101,7 +101,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from .runner import build_metrics, run_model, score, turns_sweep
 
     benchmark = load_benchmark(args.benchmark, args.n)
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     metrics, structure, reasons = build_metrics(args.clip_weights, args.clip_i_weights, args.dino_weights,
                                                 args.structure_weights, device=device)
     common: dict[str, Any] = dict(metrics=metrics, structure=structure, structure_reason=reasons.get("structure_x1e3"),
