@@ -107,3 +107,81 @@ def load_code_cache(path: str | os.PathLike) -> CodeCache:
         ids=meta["ids"],
         edit_types=meta["edit_types"],
     )
+
+
+def pretokenize_dataset(spec: str | os.PathLike, vq, out: str | os.PathLike, *, columns: str | None = None,
+                        preset: str | None = None, split: str | None = None, batch_size: int = 64,
+                        progress: bool = True, offline: bool = False, shard=None) -> Path:
+    """Encode a Hugging Face dataset (save_to_disk folder, parquet folder, or hub name when online; columns
+    by preset or ``columns``, see :mod:`rm_edit.data.hf_datasets`) into ``out``, as ``pretokenize_manifest``.
+
+    The dataset is streamed: rows are read one at a time and only a batch of images is held. Under
+    ``accelerate launch`` every process encodes the rows ``rank, rank + W, ...`` (decoding no other row's
+    images) into ``out.rank<r>``; the main process joins them in row order, so the file is the one a single
+    process writes. Every row needs a target and all images one size; a bad row stops with its id named."""
+    from ..distributed import Shard, interleave
+    from .hf_datasets import column_names, iter_examples, open_edit_dataset, resolve_columns
+
+    shard = shard or Shard.from_env()
+    ds = open_edit_dataset(spec, split, streaming=True, offline=offline)
+    cols = resolve_columns(column_names(ds), preset, columns)
+    if cols.target is None:
+        raise ValueError(f"{spec}: no target column; training data needs one (--columns target=NAME)")
+    sources: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    meta: dict[str, list] = {"ids": [], "instructions": [], "edit_types": []}
+    size: tuple[int, int] | None = None
+    pending: list = []
+
+    def flush() -> None:
+        if pending:
+            src = torch.cat([image_to_tensor(ex.source) for ex in pending])
+            tgt = torch.cat([image_to_tensor(ex.target) for ex in pending])
+            sources.append(encode_to_codes(vq, src).to(torch.int16).cpu())
+            targets.append(encode_to_codes(vq, tgt).to(torch.int16).cpu())
+            pending.clear()
+
+    for index, ex in tqdm(iter_examples(ds, cols, keep=shard.owns), desc="pre-tokenising", unit="row",
+                          disable=not (progress and shard.is_main)):
+        if isinstance(ex, ValueError):
+            raise ex
+        if ex.target is None:
+            raise ValueError(f"row {ex.id}: no target image")
+        size = size or ex.source.size
+        if ex.source.size != size:
+            raise ValueError(f"row {ex.id}: image is {ex.source.size[0]}x{ex.source.size[1]} but earlier rows are "
+                             f"{size[0]}x{size[1]}; a code cache needs one size (resize the dataset first)")
+        pending.append(ex)
+        meta["ids"].append(ex.id)
+        meta["instructions"].append(ex.instruction)
+        meta["edit_types"].append(ex.edit_type)
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = shard.part(out)
+    codes = {"source": torch.cat(sources), "target": torch.cat(targets)} if sources else {}
+    if shard.active:  # each process's part; the main process joins them in row order
+        if codes:
+            save_file(codes, str(part))
+        part.with_suffix(".json").write_text(json.dumps(meta))
+        shard.wait()
+        if shard.is_main:
+            parts = [out.with_name(f"{out.stem}.rank{r}{out.suffix}") for r in range(shard.world_size)]
+            metas = [json.loads(p.with_suffix(".json").read_text()) for p in parts]
+            tensors = [load_file(str(p)) if p.is_file() else {"source": [], "target": []} for p in parts]
+            codes = {k: torch.stack(interleave([list(t[k]) for t in tensors])) for k in ("source", "target")}
+            meta = {k: interleave([m[k] for m in metas]) for k in ("ids", "instructions", "edit_types")}
+            for p in parts:
+                p.unlink(missing_ok=True)
+                p.with_suffix(".json").unlink(missing_ok=True)
+    if shard.is_main:
+        if not meta["ids"]:
+            raise ValueError(f"{spec}: no rows")
+        tmp = out.with_suffix(".tmp")
+        save_file(codes, str(tmp))
+        os.replace(tmp, out)
+        out.with_suffix(".json").write_text(json.dumps({"dataset": str(spec), **meta}))
+    shard.wait()
+    return out

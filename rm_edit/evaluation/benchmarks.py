@@ -29,7 +29,11 @@ The project's JSONL manifest (a ``.jsonl`` file, or a folder holding ``manifest.
     See :mod:`rm_edit.data.manifest`. Image path ``<id>.png`` - what ``rm-edit batch`` writes, so its
     output folder can be scored directly.
 
-A ``kind:`` prefix (``pie-bench:``, ``magicbrush:``, ``manifest:``) forces a loader. Bad samples (missing
+A Hugging Face ``datasets`` dataset (a ``save_to_disk`` folder, a folder of parquet files, or ``hf:<hub name>``)
+    Columns by preset (MagicBrush, InstructPix2Pix, UltraEdit) or ``--columns``; see
+    :mod:`rm_edit.data.hf_datasets`. Image path ``<id>.png``.
+
+A ``kind:`` prefix (``pie-bench:``, ``magicbrush:``, ``manifest:``, ``hf:``) forces a loader. Bad samples (missing
 or corrupt files, bad fields, unsafe paths) are skipped and recorded in ``Benchmark.errors`` (and logged),
 never fatal.
 """
@@ -54,7 +58,7 @@ logger = logging.getLogger("rm_edit.evaluation")
 
 DEFAULT_SHAPES_N = 256
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-KINDS = ("shapes", "pie-bench", "magicbrush", "manifest")
+KINDS = ("shapes", "pie-bench", "magicbrush", "manifest")  # a Hugging Face dataset becomes magicbrush or manifest
 
 
 @dataclass
@@ -374,6 +378,41 @@ def manifest_benchmark(path: str | os.PathLike[str]) -> Benchmark:
     return bench
 
 
+# ---- Hugging Face datasets -----------------------------------------------------------------------------
+def hf_benchmark(spec: str | os.PathLike[str], columns: str | None = None, preset: str | None = None,
+                 split: str | None = None, offline: bool = False) -> Benchmark:
+    """A ``datasets`` dataset (save_to_disk folder, parquet folder, or hub name when online) as a benchmark;
+    columns by preset or ``columns`` (see :mod:`rm_edit.data.hf_datasets`). Rows are read when used; ids
+    come from the id column (``<img_id>_<turn>`` for MagicBrush), else the row number."""
+    from ..data.hf_datasets import column_names, open_edit_dataset, resolve_columns, row_id, to_example
+
+    ds = open_edit_dataset(spec, split, offline=offline)
+    cols = resolve_columns(column_names(ds), preset, columns)
+    kind = "magicbrush" if cols.source == "source_img" else "manifest"
+    name = Path(str(spec)).name or str(spec)
+    bench = Benchmark(name, kind, [], root=None)
+    id_columns = [c for c in (cols.id, cols.turn) if c]
+    id_rows = ds.select_columns(id_columns) if id_columns else None
+    seen: set[str] = set()
+    for index in range(len(ds)):
+        try:
+            sid = _safe_file_id(row_id(id_rows[index] if id_rows is not None else {}, cols, index))
+            if sid in seen:
+                raise ValueError(f"duplicate id {sid!r}")
+        except ValueError as exc:
+            bench.skip(f"row {index}", str(exc))
+            continue
+        seen.add(sid)
+
+        def load(index=index) -> BenchmarkSample:
+            ex = to_example(ds[index], cols, index)
+            return BenchmarkSample(ex.id, ex.source, ex.instruction, ex.target, ex.mask, ex.captions,
+                                   f"{ex.id}.png", ex.edit_type)
+
+        bench.refs.append(SampleRef(sid, f"{sid}.png", load))
+    return bench
+
+
 # ---- entry point ---------------------------------------------------------------------------------------
 def detect_kind(path: Path) -> str:
     if path.is_file():
@@ -390,21 +429,32 @@ def detect_kind(path: Path) -> str:
         return "pie-bench"
     if (path / "manifest.jsonl").is_file():
         return "manifest"
+    from ..data.hf_datasets import looks_like_dataset
+
+    if looks_like_dataset(path):
+        return "hf"
     return "magicbrush"
 
 
-def load_benchmark(name_or_path: str | os.PathLike[str], n: int | None = None) -> Benchmark:
-    """``shapes-test`` (or ``shapes-val``), or a path to a PIE-Bench, MagicBrush or manifest benchmark
-    (optionally prefixed ``pie-bench:``, ``magicbrush:``, ``manifest:``); the first ``n`` samples."""
+def load_benchmark(name_or_path: str | os.PathLike[str], n: int | None = None, *, columns: str | None = None,
+                   preset: str | None = None, split: str | None = None, offline: bool = False) -> Benchmark:
+    """``shapes-test`` (or ``shapes-val``), or a path to a PIE-Bench, MagicBrush, manifest or Hugging Face
+    dataset benchmark (optionally prefixed ``pie-bench:``, ``magicbrush:``, ``manifest:``, ``hf:``; a hub
+    name needs ``hf:`` and a connection); the first ``n`` samples. ``columns`` / ``preset`` / ``split``:
+    for datasets (:mod:`rm_edit.data.hf_datasets`)."""
     text = str(name_or_path)
     if text in ("shapes-test", "shapes-val", "shapes"):
         return shapes_benchmark(n, "val" if text == "shapes-val" else "test")
     kind = None
-    for k in ("pie-bench", "magicbrush", "manifest"):
+    for k in ("pie-bench", "magicbrush", "manifest", "hf"):
         if text.startswith(k + ":"):
             kind, text = k, text[len(k) + 1 :]
     path = Path(text).expanduser()
+    if kind == "hf" or (kind is None and (columns or preset) and path.is_dir()):
+        return hf_benchmark(text, columns, preset, split, offline).head(n)
     kind = kind or detect_kind(path)
+    if kind == "hf":
+        return hf_benchmark(path, columns, preset, split, offline).head(n)
     if kind == "magicbrush" and path.is_file():
         path = path.parent
     loader = {"pie-bench": pie_bench, "magicbrush": magicbrush, "manifest": manifest_benchmark}[kind]

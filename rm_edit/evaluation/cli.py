@@ -17,6 +17,8 @@ benchmarks (--benchmark):
                               (edit_sessions.json + images/, or one folder per sample), or a folder with
                               manifest.jsonl; prefix pie-bench: / magicbrush: / manifest: to force one
   PATH.jsonl                  an rm-edit manifest (predictions at <id>.png, as `rm-edit batch` writes)
+  DATASET/ or hf:NAME         a Hugging Face dataset: save_to_disk folder, parquet folder, or hub name (online);
+                              columns by --preset (magicbrush, instructpix2pix, ultraedit; else detected) or --columns
 
 output (--out): images/, samples.jsonl (resumable), per_sample.csv/.json, summary.md/.json, report.html
 
@@ -25,6 +27,14 @@ examples:
   rm-edit eval --benchmark shapes-test --n 64 --model models/shapes-rm --turns-sweep 1,2,4,8 --out runs/sweep
   rm-edit eval --benchmark ~/PIE-Bench --predictions ~/other-tool/out --out runs/pie-other
   rm-edit eval compare --models rm_edit/models --n 256 --out runs/compare
+  accelerate launch --num_processes 4 -m rm_edit.cli eval --benchmark ~/PIE-Bench --out runs/pie
+  rm-edit eval --benchmark data/magicbrush_test --preset magicbrush --out runs/mb --export-dataset runs/mb_ds
+
+scores follow each benchmark's own script: PIE-Bench crops a side-by-side [source | edit] prediction to its
+bottom-right corner; MagicBrush L1/L2 on [0, 1] images at the ground truth's size (single-turn setting: each
+turn from its given input). Metric weights: --*-weights files, else each library's download-and-cache
+(torchvision / open_clip / timm on the Hugging Face cache); --offline or HF_HUB_OFFLINE=1 uses caches only;
+a weight that cannot be had is n/a with its reason.
 """
 
 
@@ -70,6 +80,19 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--dino-weights", metavar="FILE", help="DINO ViT-S/16 (MagicBrush DINO); or $RM_EDIT_DINO_WEIGHTS")
     m.add_argument("--structure-weights", metavar="FILE",
                    help="DINO ViT-B/8 (PIE-Bench structure distance); or $RM_EDIT_STRUCTURE_WEIGHTS")
+    d = p.add_argument_group("Hugging Face datasets")
+    d.add_argument("--preset", choices=("magicbrush", "instructpix2pix", "ultraedit"),
+                   help="column preset of a dataset benchmark (default: detected from its columns)")
+    d.add_argument("--columns", metavar="ROLE=COL,...",
+                   help="dataset columns by role: source, instruction, target, mask, id, edit_type, "
+                        "source_caption, target_caption, turn (overrides the preset)")
+    d.add_argument("--split", metavar="NAME", help="dataset split (default: test, else train)")
+    d.add_argument("--export-dataset", type=Path, metavar="DIR",
+                   help="also write the results as a datasets dataset (source, instruction, edit, region, metrics)")
+    d.add_argument("--export-format", choices=("disk", "parquet"), default="disk",
+                   help="save_to_disk folder (default) or DIR/data.parquet")
+    p.add_argument("--offline", action="store_true",
+                   help="never use the network (also: HF_HUB_OFFLINE=1): metric weights and datasets from caches only")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_sampler_options(p)
@@ -97,19 +120,29 @@ def run_eval(args: argparse.Namespace) -> int:
         raise CliError("--benchmark NAME|PATH is required")
     if args.models is not None:
         raise CliError("--models is for `eval compare`; use --model DIR")
+    from rm_edit.data.hf_datasets import offline_mode
+
+    from ..distributed import Shard
     from .benchmarks import load_benchmark
     from .runner import build_metrics, run_model, score, turns_sweep
+    from .sharded import run_sharded
 
-    benchmark = load_benchmark(args.benchmark, args.n)
+    offline = offline_mode(args.offline)
+    benchmark = load_benchmark(args.benchmark, args.n, columns=args.columns, preset=args.preset, split=args.split,
+                               offline=offline)
     device = resolve_device(args.device)
+    shard = Shard.from_env()
     metrics, structure, reasons = build_metrics(args.clip_weights, args.clip_i_weights, args.dino_weights,
-                                                args.structure_weights, device=device)
+                                                args.structure_weights, device=device, download=True, offline=offline)
     common: dict[str, Any] = dict(metrics=metrics, structure=structure, structure_reason=reasons.get("structure_x1e3"),
                                   progress=progress)
+    if shard.active and args.turns_sweep:
+        raise CliError("--turns-sweep runs in one process; drop accelerate launch")
     if args.predictions is not None:
         if args.model is not None or args.turns_sweep:
             raise CliError("--predictions scores existing images: drop --model / --turns-sweep")
-        score(benchmark, args.predictions, args.out, report=not args.no_report, **common)
+        run_sharded(lambda b, o, **kw: score(b, args.predictions, o, **kw), benchmark, args.out, shard=shard,
+                    predictions_dir=args.predictions, report=not args.no_report, **common)
     else:
         options = sampler_kwargs(args)
         if args.turns_sweep and args.strategy != "reflective":
@@ -124,9 +157,15 @@ def run_eval(args: argparse.Namespace) -> int:
                         model=model, **common)
             print((args.out / "turns_sweep.md").read_text(encoding="utf-8"))
             return 0
-        run_model(pipe, benchmark, args.out, options, batch_size=args.batch_size, seed=args.seed,
-                  use_benchmark_masks=args.use_benchmark_masks, report=not args.no_report,
-                  model=model, label=f"{Path(model).name} ({args.strategy})", **common)
+        run_sharded(lambda b, o, **kw: run_model(pipe, b, o, options, **kw), benchmark, args.out, shard=shard,
+                    batch_size=args.batch_size, seed=args.seed, use_benchmark_masks=args.use_benchmark_masks,
+                    report=not args.no_report, model=model, label=f"{Path(model).name} ({args.strategy})", **common)
+    if not shard.is_main:
+        return 0
+    if args.export_dataset is not None:
+        from rm_edit.data.hf_export import export_eval
+
+        print(f"wrote {export_eval(benchmark, args.out, args.export_dataset, args.predictions, args.export_format)}")
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     if benchmark.errors:
         print(f"{len(benchmark.errors)} sample(s) skipped: see {args.out / 'errors.jsonl'}")
