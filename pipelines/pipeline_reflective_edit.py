@@ -23,10 +23,13 @@ from transformers import PreTrainedTokenizerBase
 from rm_edit.history import HistoryReference, scatter_offsets
 from rm_edit.image_processor import EditImageProcessor
 from rm_edit.kv_cache import KVCache
-from rm_edit.layout import build_edit_sequence, edit_prompt_text, get_layout, pad_sequences
+from rm_edit.layout import build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
 from rm_edit.schedulers import CodeSpaceEditScheduler, LuminaRegenerateScheduler, ReflectiveMaskingScheduler
 from rm_edit.transformer import LLaDATransformer
 from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes
+
+from .guidance_branches import forward_branches
+from .rm_requirement import require_rm_post_training
 
 ImageInput = PIL.Image.Image | np.ndarray | list
 STRATEGIES = {"reflective": ReflectiveMaskingScheduler, "regenerate": LuminaRegenerateScheduler}
@@ -69,6 +72,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         guidance_scale: float = 2.5,
         image_guidance_scale: float = 4.0,
         vq_cell_local: bool | None = None,
+        crop_fill_budget: bool = False,
     ):
         super().__init__()
         # The VQ's encoding mode is its own config (rm_edit.vq.VQTokenizer); vq_cell_local only converts a plain
@@ -78,13 +82,15 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         self.register_to_config(
             layout=layout, crop_multiple=crop_multiple, max_crop_cells=max_crop_cells, guidance_scale=guidance_scale,
             image_guidance_scale=image_guidance_scale, vq_cell_local=bool(vqvae.config.cell_local),
+            crop_fill_budget=crop_fill_budget,
         )
         self.layout = get_layout(layout)
         if scheduler.config.codebook_size != self.layout.codebook_size:
             raise ValueError(
                 f"scheduler codebook_size {scheduler.config.codebook_size} != layout's {self.layout.codebook_size}"
             )
-        self.image_processor = EditImageProcessor(crop_multiple=crop_multiple, max_crop_cells=max_crop_cells)
+        self.image_processor = EditImageProcessor(crop_multiple=crop_multiple, max_crop_cells=max_crop_cells,
+                                                  fill_budget=crop_fill_budget)
         self._interrupt = False
         self._kv_cache: KVCache | None = None  # the last call's cache (its pass counters are useful stats)
 
@@ -123,10 +129,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
 
     def _encode_prompts(self, prompts: list[str]) -> tuple[list[list[int]], list[int], list[int]]:
-        encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        conditional = [encode(edit_prompt_text(self.layout, p)[0]) for p in prompts]
-        unconditional, close = edit_prompt_text(self.layout, None)
-        return conditional, encode(unconditional), encode(close)
+        return encode_edit_prompts(self.tokenizer, self.layout, prompts)  # tokenised as Lumina-DiMOO does
 
     def _call_scheduler(self, strategy: str | None, overrides: dict[str, Any]) -> CodeSpaceEditScheduler:
         """``self.scheduler``, or for ``strategy`` the scheduler of that name, with this call's overrides."""
@@ -169,8 +172,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             reference.to(self._execution_device).repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
         cache, mask_code = self._kv_cache, self.layout.mask_code
         if full:
-            out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset,
-                                   output_positions=batch.target_positions, kv_cache=cache).logits
+            out = forward_branches(self.transformer, batch, offset, cache)  # unpadded branches in 16-bit
             if cache is not None:
                 cache.filled_from(rows, state)
             logits = torch.zeros(b, h * w, self.layout.codebook_size + 1)
@@ -307,6 +309,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         scheduler = self._call_scheduler(strategy, dict(
             reveal_steps=reveal_steps, temperature=temperature, remask_margin=remask_margin,
             held_code_bias=held_code_bias, max_remask_fraction=max_remask_fraction))
+        require_rm_post_training(scheduler, self.transformer)  # reflective needs a model that predicts [MASK]
         scheduler.set_timesteps(num_inference_steps, num_turns=num_turns)
 
         prepared = self.image_processor.preprocess(images)

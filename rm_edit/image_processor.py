@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 
-from .vq import VQCrop, paste_back as restore_input_size, preprocess_image
+from .vq import VQCrop, crop_for_vq, paste_back as restore_input_size, preprocess_image
 
 
 @dataclass
@@ -53,8 +53,14 @@ class EditImageProcessor(ConfigMixin):
     config_name = "image_processor.json"
 
     @register_to_config
-    def __init__(self, crop_multiple: int = 8, max_crop_cells: int = 64):
+    def __init__(self, crop_multiple: int = 8, max_crop_cells: int = 64, fill_budget: bool = False):
+        # fill_budget: resize every input up or down onto the crop-size frontier (Lumina-DiMOO's rule).
         super().__init__()
+
+    def crop(self, width: int, height: int) -> VQCrop:
+        """Where a ``width`` x ``height`` input is resized and cropped to (its grid decides what batches together)."""
+        c = self.config
+        return crop_for_vq(width, height, c.crop_multiple, c.max_crop_cells, fill_budget=c.fill_budget)
 
     def preprocess(self, images: list) -> PreparedImages:
         tensors, crops, originals = [], [], []
@@ -64,7 +70,8 @@ class EditImageProcessor(ConfigMixin):
             if not isinstance(image, PIL.Image.Image):
                 raise TypeError(f"image {i}: expected a PIL image or uint8 array, got {type(image).__name__}")
             image = image.convert("RGB")
-            x, crop = preprocess_image(image, self.config.crop_multiple, self.config.max_crop_cells)
+            x, crop = preprocess_image(image, self.config.crop_multiple, self.config.max_crop_cells,
+                                       fill_budget=self.config.fill_budget)
             tensors.append(x)
             crops.append(crop)
             originals.append(image)

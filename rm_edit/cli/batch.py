@@ -103,7 +103,6 @@ def run_batch(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from rm_edit.data.manifest import read_manifest
-    from rm_edit.vq import crop_for_vq
 
     kwargs = sampler_kwargs(args)
     if not args.manifest.is_file():
@@ -137,7 +136,7 @@ def run_batch(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 errors.add(str(exc), item_id=rec.id)
                 continue
-            grid = crop_for_vq(w, h, pipe.config.crop_multiple, pipe.config.max_crop_cells).grid
+            grid = pipe.image_processor.crop(w, h).grid
             groups.setdefault(grid, []).append(rec)
         with tqdm(total=sum(map(len, groups.values())), unit="edit", desc="editing",
                   disable=True if args.no_progress else None) as bar:
