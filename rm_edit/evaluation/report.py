@@ -135,7 +135,7 @@ def _fmt(v: Any) -> tuple[str, str]:
 
 
 def summary_table_html(summary_rows: Sequence[tuple[str, Mapping[str, Any]]], columns: Sequence[Sequence[str]]) -> str:
-    from .runner import format_value
+    from .summary import format_value
 
     head = "<tr><th class='t s'>run</th>" + "".join(f"<th class='s'>{_esc(label)}</th>" for _, label in columns) + "</tr>"
     body = []

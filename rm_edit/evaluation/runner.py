@@ -17,15 +17,10 @@ most the batch in flight. The pipeline is passed in by the caller; this module n
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import os
 import sys
-import tempfile
 import time
-import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,70 +29,21 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..metrics import EditMetrics, MetricUnavailable, aggregate, downsample_mask, kept_outside_fraction, token_localization
-from ..metrics import edit_success_rates
-from ..metrics.structure import STRUCTURE_WEIGHTS_ENV, StructureDistance
-from .benchmarks import IMAGE_SUFFIXES, Benchmark, BenchmarkSample, SampleRef, fit_prediction
+from ..files import dump_json, item_seed, save_image, write_text
+from ..metrics import EditMetrics, MetricUnavailable, downsample_mask
+from ..metrics.structure import STRUCTURE_WEIGHTS_ENV, StructureDistance  # noqa: F401 (part of this module's API)
+from .benchmarks import Benchmark, BenchmarkSample, SampleRef, fit_prediction
+from .run_files import ErrorList, SampleLog, check_run_config, find_prediction, output_relpath
+from .summary import (  # noqa: F401 (re-exported: callers import the summary helpers from here)
+    COLUMNS, INFO_KEYS, _ordered_rows, _write_tables, columns_for, format_value, markdown_table, metric_values,
+    summarize, summary_markdown, unavailable_notes,
+)
+from .token_eval import count_replays, token_metrics
 
-INFO_KEYS = ("id", "image", "instruction", "edit_type", "status", "reasons", "token_gt", "resized_from")
+# Older names (other modules import them from here).
+_Errors, _check_run_config, _write_text, sample_seed = ErrorList, check_run_config, write_text, item_seed
+
 RESERVED_OPTIONS = ("image", "prompt", "generator", "output_type", "return_trajectory", "return_dict", "mask_image")
-
-# Summary columns: (metric key, label). Arrows: which way is better.
-_LOC_COLUMNS = [
-    ("loc_precision", "Loc P ↑"), ("loc_recall", "Loc R ↑"), ("loc_iou", "Loc IoU ↑"), ("loc_leakage", "Leak ↓"),
-]
-_TOKEN_COLUMNS = [
-    ("tok_precision", "Tok P ↑"), ("tok_recall", "Tok R ↑"), ("tok_edit_accuracy", "Tok edit acc ↑"),
-    ("replayed", "Replayed ↓"), ("forward_passes", "Fwd passes ↓"),
-]
-COLUMNS: dict[str, list[tuple[str, str]]] = {
-    # PIE-Bench's table: structure x1e3, background PSNR / LPIPSx1e3 / MSEx1e4 / SSIMx1e2, CLIP whole / edited.
-    "pie-bench": [
-        ("structure_x1e3", "Structure x1e3 ↓"), ("pie_psnr", "PSNR ↑"), ("pie_lpips_x1e3", "LPIPS x1e3 ↓"),
-        ("pie_mse_x1e4", "MSE x1e4 ↓"), ("pie_ssim_x1e2", "SSIM x1e2 ↑"), ("clip_score", "CLIP whole ↑"),
-        ("clip_score_edit_region", "CLIP edited ↑"), *_LOC_COLUMNS, *_TOKEN_COLUMNS,
-    ],
-    # MagicBrush's: L1, L2 to the target, CLIP-I, DINO, CLIP-T.
-    "magicbrush": [
-        ("target_l1", "L1 ↓"), ("target_l2", "L2 ↓"), ("clip_i", "CLIP-I ↑"), ("dino", "DINO ↑"),
-        ("clip_t", "CLIP-T ↑"), *_LOC_COLUMNS, *_TOKEN_COLUMNS,
-    ],
-    # Exact ground truth (shapes world, manifests with targets and masks); pixel edit success first
-    # (rm_edit.metrics.edit_success: its mean is the success rate, per edit type under "By edit type").
-    "shapes": [
-        ("edit_success", "Edit success ↑"), *_LOC_COLUMNS, ("bg_psnr", "BG PSNR ↑"), ("bg_ssim", "BG SSIM ↑"), ("bg_lpips", "BG LPIPS ↓"),
-        ("target_psnr", "Target PSNR ↑"), ("target_l1", "Target L1 ↓"), ("tok_precision", "Tok P ↑"),
-        ("tok_recall", "Tok R ↑"), ("tok_edit_accuracy", "Tok edit acc ↑"), ("replayed", "Replayed ↓"),
-        ("forward_passes", "Fwd passes ↓"),
-    ],
-}
-COLUMNS["manifest"] = COLUMNS["shapes"]
-
-
-def columns_for(kind: str) -> list[tuple[str, str]]:
-    return COLUMNS.get(kind, COLUMNS["shapes"])
-
-
-def sample_seed(seed: int, sample_id: str) -> int:
-    """Per-sample seed from the id, as ``rm-edit batch``: independent of order and batch size."""
-    return seed + zlib.crc32(sample_id.encode("utf-8"))
-
-
-def output_relpath(image_path: str) -> str:
-    """Where an edit of ``image_path`` is written: the same relative path, suffix .png (lossless)."""
-    return Path(image_path).with_suffix(".png").as_posix()
-
-
-def find_prediction(predictions_dir: Path, image_path: str) -> Path | None:
-    """The prediction for ``image_path``: the same relative path with any image suffix; also looks in
-    ``predictions_dir/images`` (an eval output folder)."""
-    rel = Path(image_path)
-    for base in (predictions_dir, predictions_dir / "images"):
-        for candidate in (rel, *(rel.with_suffix(s) for s in IMAGE_SUFFIXES), *(rel.with_suffix(s.upper()) for s in IMAGE_SUFFIXES)):
-            p = base / candidate
-            if p.is_file():
-                return p
-    return None
 
 
 # ---- structure distance (PIE-Bench): rm_edit.metrics.structure ------------------------------------------
@@ -117,104 +63,6 @@ def build_metrics(clip_weights=None, clip_i_weights=None, dino_weights=None, str
 
 
 # ---- files ---------------------------------------------------------------------------------------------
-def save_png(path: Path, image: Image.Image) -> None:
-    """Atomic write (temp file + rename): a half-written image never looks finished."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _plain(v: Any) -> Any:
-    """Standard JSON: nan -> null, +-inf -> "inf"/"-inf" (browsers and jq cannot read NaN/Infinity)."""
-    if isinstance(v, float):
-        if math.isnan(v):
-            return None
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
-
-
-def dump_json(path: Path, obj: Any) -> None:
-    _write_text(path, json.dumps(_plain(obj), indent=2, ensure_ascii=False) + "\n")
-
-
-class SampleLog:
-    """``samples.jsonl``: one JSON row per line, appended and flushed per sample; a torn last line (killed
-    mid-write) is ignored on reading."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: dict[str, dict] = {}
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-            if text and not text.endswith("\n"):  # torn last line: drop it so appends start clean
-                text = text[: text.rfind("\n") + 1]
-                _write_text(path, text)
-            for line in text.splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(row, dict) and "id" in row:
-                    self.rows[row["id"]] = row
-
-    def append(self, row: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.rows[row["id"]] = row
-
-
-_FREE_CONFIG_KEYS = ("n", "label")  # a resumed run may extend n or rename itself
-
-
-def _check_run_config(out_dir: Path, config: dict) -> None:
-    """A resumed run must use the settings its rows were made with (n and the label may change)."""
-    path = out_dir / "run.json"
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        new = _plain(config)
-        diff = sorted(k for k in set(old) | set(new) if k not in _FREE_CONFIG_KEYS and old.get(k) != new.get(k))
-        if diff:
-            raise ValueError(f"{out_dir} holds a run with other settings ({', '.join(diff)}); "
-                             "use another output folder or delete it")
-    dump_json(path, config)
-
-
-class _Errors:
-    def __init__(self, path: Path, benchmark: Benchmark) -> None:
-        self.path, self.benchmark = path, benchmark
-        self.entries: list[dict] = []
-
-    def add(self, sample_id: str | None, reason: str) -> None:
-        self.benchmark.skip(sample_id, reason)
-
-    def write(self) -> None:
-        self.entries = list(self.benchmark.errors)
-        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries)
-        _write_text(self.path, text)
 
 
 # ---- per-sample metrics ------------------------------------------------------------------------------
@@ -222,25 +70,6 @@ def _crop_mask_to_grid(mask: np.ndarray, crop, grid_hw: tuple[int, int]) -> torc
     """A pixel mask at the input's size -> the token grid of the VQ crop (a token is in if any pixel is)."""
     m = Image.fromarray(mask.astype(np.uint8) * 255).resize(crop.resized_size, Image.Resampling.NEAREST).crop(crop.box)
     return downsample_mask(np.asarray(m) > 127, grid_hw)
-
-
-def token_metrics(remasked: torch.Tensor, source_codes: torch.Tensor, edited_codes: torch.Tensor,
-                  target_codes: torch.Tensor | None = None, mask_grid: torch.Tensor | None = None) -> tuple[dict, str | None]:
-    """Token-level localization of the re-masked set against the ground-truth change: the codes where
-    source and target differ when a target exists (as ``token_eval``), else the mask pooled to the grid."""
-    if target_codes is not None:
-        gt, kind = (source_codes != target_codes), "codes"
-    elif mask_grid is not None:
-        gt, kind = mask_grid.bool(), "mask"
-    else:
-        return {}, None
-    loc = token_localization(remasked.bool(), gt)
-    out = {f"tok_{k}": v for k, v in loc.items()}
-    out["tok_kept_outside"] = kept_outside_fraction(source_codes, edited_codes, gt)
-    if target_codes is not None:
-        out["tok_edit_accuracy"] = float((edited_codes[gt] == target_codes[gt]).float().mean()) if gt.any() else 1.0
-        out["tok_accuracy"] = float((edited_codes == target_codes).float().mean())
-    return out, kind
 
 
 def score_sample(sample: BenchmarkSample, edit: Image.Image, metrics: EditMetrics,
@@ -263,115 +92,7 @@ def score_sample(sample: BenchmarkSample, edit: Image.Image, metrics: EditMetric
     return values
 
 
-def metric_values(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The numeric part of a row (what ``aggregate`` averages)."""
-    return {k: v for k, v in row.items() if k not in INFO_KEYS and not isinstance(v, (str, bool, dict, list))}
-
-
 # ---- summaries ----------------------------------------------------------------------------------------
-def summarize(benchmark: Benchmark, rows: list[dict], config: dict) -> dict:
-    ok = [r for r in rows if r.get("status", "ok") == "ok"]
-    stats = aggregate(metric_values(r) for r in ok)
-    unavailable: dict[str, str] = {}
-    if config.get("mode") == "predictions":
-        for k in ("tok_precision", "tok_recall", "tok_iou", "tok_leakage", "tok_kept_outside", "tok_edit_accuracy",
-                  "tok_accuracy", "replayed", "forward_passes"):
-            unavailable[k] = "needs the model's own output (run with --model)"
-    for r in ok:
-        for k, why in (r.get("reasons") or {}).items():
-            if stats.get(k, {}).get("count", 0) == 0:
-                unavailable.setdefault(k, why)
-    by_type: dict[str, dict] = {}
-    for r in ok:
-        if r.get("edit_type") is not None:
-            by_type.setdefault(str(r["edit_type"]), []).append(metric_values(r))  # type: ignore[arg-type]
-    return {
-        "benchmark": benchmark.name, "kind": benchmark.kind, "n_benchmark": len(benchmark),
-        "n_scored": len(ok), "n_missing_predictions": sum(r.get("status") == "missing" for r in rows),
-        "n_skipped": len(benchmark.errors), "config": config,
-        "columns": [[k, label] for k, label in columns_for(benchmark.kind)],
-        "means": {k: s["mean"] for k, s in stats.items()}, "metrics": stats, "unavailable": unavailable,
-        "by_edit_type": {t: {k: s["mean"] for k, s in aggregate(v).items()} for t, v in sorted(by_type.items())},
-        "edit_success": edit_success_rates(ok),
-    }
-
-
-def format_value(stat: Mapping[str, Any] | None) -> str:
-    if not stat or stat.get("mean") is None:
-        if stat and stat.get("n_inf"):
-            return f"inf (all {stat['n_inf']})"
-        return "n/a"
-    mean = stat["mean"]
-    text = f"{mean:.4g}" if abs(mean) < 1000 else f"{mean:.1f}"
-    if stat.get("n_inf"):
-        text += f" ({stat['n_inf']} inf)"
-    return text
-
-
-def markdown_table(named: Sequence[tuple[str, Mapping[str, Any]]], columns: Sequence[Sequence[str]]) -> str:
-    """Rows ``(name, summary)`` -> a Markdown table of the column means (n/a where unavailable)."""
-    head = "| | " + " | ".join(label for _, label in columns) + " |"
-    sep = "|---|" + "---:|" * len(columns)
-    lines = [head, sep]
-    for name, summary in named:
-        stats = summary.get("metrics", {})
-        lines.append(f"| {name} | " + " | ".join(format_value(stats.get(k)) for k, _ in columns) + " |")
-    return "\n".join(lines)
-
-
-def unavailable_notes(summaries: Iterable[Mapping[str, Any]], columns: Sequence[Sequence[str]]) -> list[str]:
-    keys = {k for k, _ in columns}
-    seen: dict[str, str] = {}
-    for s in summaries:
-        for k, why in s.get("unavailable", {}).items():
-            if k in keys:
-                seen.setdefault(k, why)
-    return [f"{k}: n/a - {why}" for k, why in sorted(seen.items())]
-
-
-def summary_markdown(summary: Mapping[str, Any], title: str) -> str:
-    columns = summary["columns"]
-    parts = [f"# {title}", "",
-             f"{summary['n_scored']} of {summary['n_benchmark']} samples scored"
-             + (f", {summary['n_missing_predictions']} predictions missing" if summary["n_missing_predictions"] else "")
-             + (f", {summary['n_skipped']} skipped (errors.jsonl)" if summary["n_skipped"] else "") + ".", "",
-             markdown_table([(summary["config"].get("label") or "run", summary)], columns), ""]
-    notes = unavailable_notes([summary], columns)
-    if notes:
-        parts += ["Unavailable:", *[f"- {n}" for n in notes], ""]
-    from .success_table import success_by_type_markdown
-
-    success = success_by_type_markdown([(summary["config"].get("label") or "run", summary)])
-    if success:
-        parts += ["## Edit success by edit type", "", success, ""]
-    if summary["by_edit_type"]:
-        keys = [(k, label) for k, label in columns if any(v.get(k) is not None for v in summary["by_edit_type"].values())]
-        parts += ["## By edit type", "", markdown_table(
-            [(t, {"metrics": {k: {"mean": v} for k, v in means.items()}}) for t, means in summary["by_edit_type"].items()],
-            keys), ""]
-    parts += ["All metric means: summary.json. Per sample: per_sample.csv / per_sample.json.", ""]
-    return "\n".join(parts)
-
-
-def _ordered_rows(benchmark: Benchmark, log: SampleLog) -> list[dict]:
-    return [log.rows[i] for i in benchmark.ids if i in log.rows]
-
-
-def _write_tables(out_dir: Path, rows: list[dict]) -> None:
-    dump_json(out_dir / "per_sample.json", rows)
-    keys: list[str] = []
-    for r in rows:
-        for k in r:
-            if k != "reasons" and k not in keys:
-                keys.append(k)
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
-    _write_text(out_dir / "per_sample.csv", buf.getvalue())
 
 
 def finalize(benchmark: Benchmark, out_dir: Path, log: SampleLog, config: dict, predictions_dir: Path,
@@ -381,7 +102,7 @@ def finalize(benchmark: Benchmark, out_dir: Path, log: SampleLog, config: dict, 
     summary = summarize(benchmark, rows, config)
     summary["files"] = {"samples": "samples.jsonl", "per_sample_csv": "per_sample.csv", "summary_md": "summary.md"}
     md = summary_markdown(summary, title)
-    _write_text(out_dir / "summary.md", md)
+    write_text(out_dir / "summary.md", md)
     if report:
         from .report import write_report
 
@@ -397,41 +118,25 @@ def finalize(benchmark: Benchmark, out_dir: Path, log: SampleLog, config: dict, 
 # ---- running a model -----------------------------------------------------------------------------------
 def _edit_chunk(pipe, samples: list[BenchmarkSample], options: dict, seed: int, use_masks: bool) -> list[dict]:
     """One pipeline call for same-grid samples; per sample: edit, chosen region and token metrics."""
-    from ..vq import crop_for_vq, decode_codes, encode_to_codes, preprocess_image
-
     start = time.perf_counter()
     sources = [s.source.convert("RGB") for s in samples]
     regions = [s.mask if s.mask is not None else np.ones((s.source.height, s.source.width), bool) for s in samples]
     out = pipe(sources, [s.instruction for s in samples],
-               generator=[torch.Generator().manual_seed(sample_seed(seed, s.id)) for s in samples],
-               output_type="latent", return_trajectory=True, mask_image=regions if use_masks else None, **options)
-    from .token_eval import count_replays
-
+               generator=[torch.Generator().manual_seed(item_seed(seed, s.id)) for s in samples],
+               output_type="pil", return_trajectory=True, mask_image=regions if use_masks else None, **options)
     replays = count_replays(out.trajectory, pipe.layout.mask_code)
-    cm, cells = pipe.config.crop_multiple, pipe.config.max_crop_cells
-    crops = [crop_for_vq(im.width, im.height, cm, cells) for im in sources]
-    device = pipe.vqvae.device
-    if options.get("strategy", "reflective") == "reflective":  # the sampler starts from the source's codes
-        source_codes = out.trajectory[0]["codes"].cpu()
-    else:
-        source_codes = encode_to_codes(
-            pipe.vqvae, torch.cat([preprocess_image(im, cm, cells)[0] for im in sources]).to(device)).cpu()
     with_target = [i for i, s in enumerate(samples) if s.target is not None]
-    target_codes: dict[int, torch.Tensor] = {}
-    if with_target:
-        t = encode_to_codes(pipe.vqvae, torch.cat([preprocess_image(samples[i].target, cm, cells)[0] for i in with_target]).to(device)).cpu()
-        target_codes = dict(zip(with_target, t))
+    targets = pipe.encode([samples[i].target for i in with_target]) if with_target else []
+    target_codes: dict[int, torch.Tensor] = dict(zip(with_target, targets))
     seconds = (time.perf_counter() - start) / len(samples)
     results = []
     for i, s in enumerate(samples):
-        # Decode one image at a time: the VQ decoder's rounding depends on the batch size, results must not.
-        pixels = decode_codes(pipe.vqvae, out.images[i : i + 1].to(device)).cpu()
-        edit = pipe._postprocess(pixels, [crops[i]], [sources[i]], out.edit_region_tokens[i : i + 1],
-                                 bool(options.get("paste_back", False)), "pil")[0]
         grid = tuple(out.edit_region_tokens[i].shape)
-        mask_grid = _crop_mask_to_grid(s.mask, crops[i], grid) if s.mask is not None else None
-        tok, kind = token_metrics(out.edit_region_tokens[i], source_codes[i], out.images[i].cpu(),
+        crop = pipe.image_processor.crop(sources[i].width, sources[i].height)
+        mask_grid = _crop_mask_to_grid(s.mask, crop, grid) if s.mask is not None else None
+        tok, kind = token_metrics(out.edit_region_tokens[i], out.source_codes[i], out.codes[i].cpu(),
                                   target_codes.get(i), mask_grid)
+        edit = out.images[i]
         results.append(dict(edit=edit, region=out.edit_masks[i], tokens=tok, token_gt=kind,
                             forward_passes=out.num_forward_passes, replayed=replays[i] if replays else 0,
                             region_tokens=int(out.edit_region_tokens[i].sum()), edit_seconds=seconds))
@@ -456,14 +161,13 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
     ``call_options``: pipeline keywords (strategy, num_turns, use_history, history_decay, paste_back, ...).
     ``use_benchmark_masks``: let only the benchmark's mask change (default: the model localizes itself).
     """
-    from ..vq import crop_for_vq
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     options = _check_options(dict(call_options or {}))
     config = {"mode": "model", "benchmark": benchmark.name, "n": len(benchmark), "call_options": options,
               "seed": seed, "use_benchmark_masks": use_benchmark_masks, "model": model, "label": label}
-    _check_run_config(out_dir, config)
+    check_run_config(out_dir, config)
     images_dir, regions_dir = out_dir / "images", out_dir / "regions"
     log = SampleLog(out_dir / "samples.jsonl")
     errors = _Errors(out_dir / "errors.jsonl", benchmark)
@@ -479,7 +183,6 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
     if len(pending) < len(benchmark.refs):
         tqdm.write(f"resuming: {len(benchmark.refs) - len(pending)} of {len(benchmark.refs)} samples already done",
                    file=sys.stderr)
-    cm, cells = pipe.config.crop_multiple, pipe.config.max_crop_cells
 
     def run_chunk(chunk: list[BenchmarkSample]) -> None:
         try:
@@ -494,8 +197,8 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
             return
         for s, res in pairs:
             rel = output_relpath(s.image_path)
-            save_png(images_dir / rel, res["edit"])
-            save_png(regions_dir / rel, Image.fromarray(res["region"].astype(np.uint8) * 255, "L"))
+            save_image(images_dir / rel, res["edit"])
+            save_image(regions_dir / rel, Image.fromarray(res["region"].astype(np.uint8) * 255, "L"))
             values = score_sample(s, res["edit"], metrics, structure, structure_reason)
             reasons = values.pop("reasons")
             if res["token_gt"] is None:
@@ -509,7 +212,7 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
     buckets: dict[tuple[int, int], list[BenchmarkSample]] = {}
     with tqdm(total=len(pending), desc=f"editing {benchmark.name}", unit="img", disable=not progress) as bar:
         for sample in benchmark.iter_refs(pending):
-            grid = crop_for_vq(sample.source.width, sample.source.height, cm, cells).grid
+            grid = pipe.image_processor.crop(sample.source.width, sample.source.height).grid
             bucket = buckets.setdefault(grid, [])
             bucket.append(sample)
             if len(bucket) >= batch_size:
@@ -541,7 +244,7 @@ def score(benchmark: Benchmark, predictions_dir: str | os.PathLike[str], out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"mode": "predictions", "benchmark": benchmark.name, "n": len(benchmark),
               "predictions": str(predictions_dir.resolve()), "label": label}
-    _check_run_config(out_dir, config)
+    check_run_config(out_dir, config)
     log = SampleLog(out_dir / "samples.jsonl")
     errors = _Errors(out_dir / "errors.jsonl", benchmark)
     if metrics is None:
@@ -616,7 +319,7 @@ def turns_sweep(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], cal
     plot = plot_turns_sweep({t: s["means"] for t, s in summaries.items()}, out_dir / "turns_sweep.png", SWEEP_METRICS)
     named = [(f"{t} turns", s) for t, s in summaries.items()]
     notes = unavailable_notes(summaries.values(), columns)
-    _write_text(out_dir / "turns_sweep.md", "\n".join([f"# Test-time scaling on {benchmark.name}", "",
+    write_text(out_dir / "turns_sweep.md", "\n".join([f"# Test-time scaling on {benchmark.name}", "",
                 markdown_table(named, columns), "", *[f"- {n}" for n in notes], "", "![turns sweep](turns_sweep.png)", ""]))
     result = {"benchmark": benchmark.name, "turns": turns, "call_options": options,
               "summaries": {str(t): s for t, s in summaries.items()}, "plot": plot.name}

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..metrics.localization import token_localization
+from ..metrics.localization import kept_outside_fraction, token_localization
 from ..vq import encode_to_codes, image_to_tensor
 
 
@@ -54,6 +54,25 @@ def evaluate_tokens(pipe, examples, batch_size: int = 32, seed: int = 0, progres
                 edit_type=getattr(chunk[i], "edit_type", None),
             ))
     return summarize(rows) | {"rows": rows}
+
+
+def token_metrics(remasked: torch.Tensor, source_codes: torch.Tensor, edited_codes: torch.Tensor,
+                  target_codes: torch.Tensor | None = None, mask_grid: torch.Tensor | None = None) -> tuple[dict, str | None]:
+    """Token-level localization of the re-masked set against the ground-truth change: the codes where
+    source and target differ when a target exists (as ``token_eval``), else the mask pooled to the grid."""
+    if target_codes is not None:
+        gt, kind = (source_codes != target_codes), "codes"
+    elif mask_grid is not None:
+        gt, kind = mask_grid.bool(), "mask"
+    else:
+        return {}, None
+    loc = token_localization(remasked.bool(), gt)
+    out = {f"tok_{k}": v for k, v in loc.items()}
+    out["tok_kept_outside"] = kept_outside_fraction(source_codes, edited_codes, gt)
+    if target_codes is not None:
+        out["tok_edit_accuracy"] = float((edited_codes[gt] == target_codes[gt]).float().mean()) if gt.any() else 1.0
+        out["tok_accuracy"] = float((edited_codes == target_codes).float().mean())
+    return out, kind
 
 
 def image_token_scores(region: torch.Tensor, source: torch.Tensor, target: torch.Tensor, edited: torch.Tensor) -> dict:
