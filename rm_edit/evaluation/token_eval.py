@@ -78,16 +78,12 @@ def token_metrics(remasked: torch.Tensor, source_codes: torch.Tensor, edited_cod
 def image_token_scores(region: torch.Tensor, source: torch.Tensor, target: torch.Tensor, edited: torch.Tensor) -> dict:
     """One image's token scores: the chosen ``region`` against the true change (``source != target``), codes
     kept outside it, and the edited codes against the target's (inside the change, and everywhere)."""
-    changed = source != target
-    outside = ~changed
-    pred = region.bool()
-    loc = token_localization(pred, changed)
+    changed, pred = source != target, region.bool()
+    tok, _ = token_metrics(pred, source, edited, target)  # the one scorer (rm-edit eval's rows too)
     return dict(
         tp=int((pred & changed).sum()), fp=int((pred & ~changed).sum()), fn=int((~pred & changed).sum()),
-        precision=loc["precision"], recall=loc["recall"], iou=loc["iou"],
-        kept_outside=float((edited[outside] == source[outside]).float().mean()) if outside.any() else 1.0,
-        edit_accuracy=float((edited[changed] == target[changed]).float().mean()) if changed.any() else 1.0,
-        token_accuracy=float((edited == target).float().mean()),
+        **{k: tok[f"tok_{k}"] for k in ("precision", "recall", "iou", "kept_outside", "edit_accuracy")},
+        token_accuracy=tok["tok_accuracy"],
     )
 
 
