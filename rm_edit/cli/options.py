@@ -140,9 +140,10 @@ def load_pipeline(model: str | None, device: str | None) -> ReflectiveMaskingEdi
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model and sampler")
     g.add_argument("--model", metavar="DIR", help="a saved pipeline folder (default: the model shipped with rm-edit)")
-    g.add_argument("--strategy", choices=("reflective", "regenerate"), default="reflective",
-                   help="reflective: re-generate only the tokens the model chooses (default); "
-                        "regenerate: re-generate the whole image from all-[MASK] (baseline)")
+    g.add_argument("--strategy", choices=("reflective", "regenerate"),
+                   help="reflective: re-generate only the tokens the model chooses; regenerate: re-generate the "
+                        "whole image from all-[MASK] (baseline). Default: the model's sampler (reflective for "
+                        "the shipped models; regenerate for a checkpoint that was not RM post-trained)")
     g.add_argument("--num-turns", type=positive_int, metavar="N", help="reflective: keep/re-mask/reveal turns")
     g.add_argument("--reveal-steps", type=positive_int, metavar="N", help="reflective: reveal steps per turn")
     g.add_argument("--remask-margin", type=float, metavar="F",
@@ -150,7 +151,8 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--held-code-bias", type=non_negative_float, metavar="F",
                    help="reflective: tilt each reveal toward the code the position held, by F nats (default: the "
                         "model's, 0): higher keeps more of the source, at some cost to the edit")
-    g.add_argument("--steps", type=positive_int, metavar="N", help="regenerate: sampling steps (default 16)")
+    g.add_argument("--steps", type=positive_int, metavar="N",
+                   help="regenerate: sampling steps (default: the model's; 16 when --strategy swaps it in)")
     g.add_argument("--guidance-scale", type=float, metavar="F", help="instruction guidance (default: the model's)")
     g.add_argument("--image-guidance-scale", type=float, metavar="F", help="source-image guidance (default: the model's)")
     g.add_argument("--history", action=argparse.BooleanOptionalAction, default=False,
