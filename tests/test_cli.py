@@ -239,3 +239,23 @@ def test_data_shapes_confusable_from_a_start(tmp_path, capsys):
     capsys.readouterr()
     assert main(["data", "shapes", "--out", str(data), "--n", "3", "--start", "-1"]) == 2
     assert "--start: must be >= 0, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [(77, 93), (150, 61)])  # resized up; resized down and centre-cropped
+@pytest.mark.parametrize("strategy", ["reflective", "regenerate"])
+def test_paste_back_outside_the_saved_mask_is_the_source_bit_for_bit(tmp_path, examples, model_dir, size, strategy):
+    src_path, out, mask = tmp_path / "odd.png", tmp_path / "out.png", tmp_path / "mask.png"
+    PIL.Image.fromarray(examples[1].source).resize(size, PIL.Image.Resampling.BICUBIC).save(src_path)
+    allowed = tmp_path / "allowed.png"
+    region = PIL.Image.new("L", size, 0)
+    region.paste(255, (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
+    region.save(allowed)
+    steps = ["--steps", "3"] if strategy == "regenerate" else ["--num-turns", "1"]
+    assert main(["edit", str(src_path), "make the circle blue", "-o", str(out), "--model", model_dir,
+                 "--strategy", strategy, *steps, "--mask", str(allowed), "--paste-back", "--save-mask", str(mask),
+                 "--device", "cpu", "--seed", "2"]) == 0
+    src, edited = np.asarray(PIL.Image.open(src_path).convert("RGB")), np.asarray(PIL.Image.open(out))
+    inside = np.asarray(PIL.Image.open(mask)) > 127
+    assert inside.shape == src.shape[:2] and inside.any() and (~inside).any()
+    np.testing.assert_array_equal(edited[~inside], src[~inside])
+    assert (edited[inside] != src[inside]).any()
