@@ -42,9 +42,11 @@ class Shard:
         """From the launcher's environment through ``accelerate.PartialState`` (gloo on CPU, nccl on GPUs)."""
         if launched_world_size() == 1:
             return cls()
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        # accelerate picks gloo only when told it runs on CPU; without GPUs that is the only choice.
+        state = PartialState(cpu=not torch.cuda.is_available())
         return cls(state.process_index, state.num_processes, state)
 
     @property

@@ -60,3 +60,16 @@ def test_pie_bench_side_by_side_prediction_scored_as_its_script(tmp_path: Path):
     assert row["pie_mse_x1e4"] == pytest.approx(0.390625, rel=1e-5)
     assert row["pie_psnr"] == pytest.approx(10 * math.log10(25600), abs=1e-3)
     assert row["resized_from"] == "64x32 (PIE-Bench: bottom-right 32x32 crop)"
+
+
+def test_structure_distance_preprocessing_is_pie_benchs():
+    from rm_edit.metrics.structure import StructureDistance
+
+    sd = StructureDistance(model_name="vit_tiny_patch16_224", layer=-1, image_size=16, allow_random_weights=True)
+    x = sd._prepare(Image.new("RGB", (64, 32), (255, 0, 0)))
+    assert tuple(x.shape) == (3, 16, 32)  # short side 32 -> 16, aspect kept (Resize(224, max_size=480) scaled)
+    # 0-255 values, not [0, 1], through ImageNet mean/std: (255 - 0.485) / 0.229 = 1111.419; (0 - 0.456) / 0.224
+    assert float(x[0].mean()) == pytest.approx(1111.419, abs=1e-2)
+    assert float(x[1].mean()) == pytest.approx(-2.0357, abs=1e-3)
+    a = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8))
+    assert sd.distance(a, a) == pytest.approx(0.0, abs=1e-9)

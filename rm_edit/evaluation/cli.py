@@ -145,7 +145,7 @@ def run_eval(args: argparse.Namespace) -> int:
                     predictions_dir=args.predictions, report=not args.no_report, **common)
     else:
         options = sampler_kwargs(args)
-        if args.turns_sweep and args.strategy != "reflective":
+        if args.turns_sweep and args.strategy == "regenerate":  # None: the model's sampler (checked by the sweep)
             raise CliError("--turns-sweep needs --strategy reflective")
         if args.turns_sweep and args.num_turns is not None:
             raise CliError("--turns-sweep sets the number of turns; drop --num-turns")
@@ -159,7 +159,7 @@ def run_eval(args: argparse.Namespace) -> int:
             return 0
         run_sharded(lambda b, o, **kw: run_model(pipe, b, o, options, **kw), benchmark, args.out, shard=shard,
                     batch_size=args.batch_size, seed=args.seed, use_benchmark_masks=args.use_benchmark_masks,
-                    report=not args.no_report, model=model, label=f"{Path(model).name} ({args.strategy})", **common)
+                    report=not args.no_report, model=model, label=f"{Path(model).name} ({args.strategy or 'its sampler'})", **common)
     if not shard.is_main:
         return 0
     if args.export_dataset is not None:

@@ -19,7 +19,8 @@ from typing import Any
 
 from ..distributed import Shard
 from .benchmarks import Benchmark, SampleRef
-from .runner import SampleLog, _check_run_config, finalize, output_relpath
+from .run_files import ErrorList, SampleLog, check_run_config, output_relpath
+from .runner import finalize
 
 SHARDS = ".shards"
 
@@ -87,11 +88,9 @@ def run_sharded(run: Callable[..., dict], benchmark: Benchmark, out_dir: str | o
     if shard.is_main:
         config = json.loads((part_dir / "run.json").read_text(encoding="utf-8"))
         config["n"] = len(benchmark)
-        _check_run_config(out_dir, config)
+        check_run_config(out_dir, config)
         _merge_leftovers(benchmark, out_dir)
-        from .runner import _Errors
-
-        _Errors(out_dir / "errors.jsonl", benchmark).write()
+        ErrorList(out_dir / "errors.jsonl", benchmark).write()
         images = out_dir / "images" if model_mode else predictions_dir
         label = config.get("label") or config.get("model") or (predictions_dir.name if predictions_dir else "model")
         summary = finalize(benchmark, out_dir, SampleLog(out_dir / "samples.jsonl"), config, images,
