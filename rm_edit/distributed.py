@@ -11,7 +11,6 @@ Without a launcher (``WORLD_SIZE`` unset or 1) nothing is initialised and :class
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,22 +90,28 @@ def interleave(parts: Sequence[Sequence[T]]) -> list[T]:
     return out
 
 
-def merge_jsonl_parts(dest: Path, world_size: int, *, sort_key: str | None = None, append: bool = False) -> int:
-    """Main process: concatenate ``dest``'s per-process parts into ``dest`` (optionally sorted by a key of
-    each JSON row), delete the parts; returns the number of rows merged."""
-    rows: list[str] = []
-    for rank in range(world_size):
-        part = dest.with_name(f"{dest.stem}.rank{rank}{dest.suffix}")
-        if part.is_file():
-            rows += [line for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if sort_key is not None:
-        rows.sort(key=lambda line: str(json.loads(line).get(sort_key)))
-    text = "".join(line + "\n" for line in rows)
-    if append and dest.is_file():
-        text = dest.read_text(encoding="utf-8") + text
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, dest)
-    for rank in range(world_size):
-        dest.with_name(f"{dest.stem}.rank{rank}{dest.suffix}").unlink(missing_ok=True)
+def merge_jsonl_parts(dest: Path, world_size: int) -> int:
+    """Main process: concatenate ``dest``'s per-process parts (rank order) into ``dest`` and delete them;
+    like one process, no file when no process wrote a row. Returns the number of rows."""
+    parts = [dest.with_name(f"{dest.stem}.rank{rank}{dest.suffix}") for rank in range(world_size)]
+    rows = [line for p in parts if p.is_file() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if rows:
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.write_text("".join(line + "\n" for line in rows), encoding="utf-8")
+        os.replace(tmp, dest)
+    for p in parts:
+        p.unlink(missing_ok=True)
     return len(rows)
+
+
+def finish(shard: Shard, errors_path: Path, done: int, failed: int) -> tuple[int, int]:
+    """After every process's items: the totals over all processes (on every process), and on the main one
+    the per-process error parts merged into ``errors_path`` (rank order)."""
+    if not shard.active:
+        return done, failed
+    shard.wait()
+    totals = shard.gather((done, failed))
+    if shard.is_main:
+        merge_jsonl_parts(errors_path, shard.world_size)
+    shard.wait()
+    return sum(d for d, _ in totals), sum(f for _, f in totals)

@@ -32,6 +32,8 @@ OUT/errors.jsonl and the rest go on. Exit status: 0 all done, 1 some items faile
 examples:
   rm-edit batch data/test/manifest.jsonl --out results/rm
   rm-edit batch manifest.jsonl --out results/baseline --strategy regenerate --steps 16 --batch-size 16
+  accelerate launch --num_processes 8 -m rm_edit.cli batch manifest.jsonl --out results/rm   (items sharded;
+      the same files as one process)
 """
 
 
@@ -52,6 +54,10 @@ def add_batch_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"skip images with more pixels (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--export-dataset", type=Path, metavar="DIR",
+                   help="also write the results as a datasets dataset (source, instruction, edit, region, target)")
+    p.add_argument("--export-format", choices=("disk", "parquet"), default="disk",
+                   help="save_to_disk folder (default) or DIR/data.parquet")
     add_sampler_options(p)
     return p
 
@@ -102,6 +108,8 @@ class _ErrorLog:
 def run_batch(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from rm_edit.distributed import Shard, finish
+
     from rm_edit.data.manifest import read_manifest
 
     kwargs = sampler_kwargs(args)
@@ -109,21 +117,26 @@ def run_batch(args: argparse.Namespace) -> int:
         raise CliError(f"manifest not found: {args.manifest}")
     records, bad_lines = read_manifest(args.manifest)
     args.out.mkdir(parents=True, exist_ok=True)
-    errors = _ErrorLog(args.out / "errors.jsonl")
-    for bad in bad_lines:
+    shard = Shard.from_env()  # under accelerate launch / torchrun: this process's share of the items
+    if shard.active and shard.is_main:
+        (args.out / "errors.jsonl").unlink(missing_ok=True)
+    errors = _ErrorLog(shard.part(args.out / "errors.jsonl"))  # one writer per file
+    for bad in bad_lines if shard.is_main else ():
         errors.add(bad.reason, line=bad.line_no)
 
     start = time.perf_counter()
     pending, skipped = [], 0
     for rec in records:
         if not _safe_id(rec.id):
-            errors.add(f"id {rec.id!r} cannot be a file name", item_id=rec.id)
+            if shard.is_main:
+                errors.add(f"id {rec.id!r} cannot be a file name", item_id=rec.id)
         elif (args.out / f"{rec.id}.png").exists():
             skipped += 1
         else:
             pending.append(rec)
-    if skipped:
+    if skipped and shard.is_main:
         print(f"{PROG}: skipping {skipped} item(s) already in {args.out}", file=sys.stderr)
+    pending = shard.take(pending)  # positions rank, rank + W, ...: every item in exactly one process
 
     done = 0
     if pending:
@@ -146,12 +159,19 @@ def run_batch(args: argparse.Namespace) -> int:
                     done += _edit_chunk(pipe, chunk, args, kwargs, errors)
                     bar.update(len(chunk))
 
+    done, failed = finish(shard, args.out / "errors.jsonl", done, errors.count)  # totals; errors merged
     seconds = time.perf_counter() - start
     rate = done / seconds if seconds > 0 else 0.0
-    print(f"done {done}, skipped {skipped}, failed {errors.count} in {seconds:.1f}s ({rate:.2f} edits/s)")
-    if errors.count:
-        print(f"failures are listed in {errors.path}")
-    return 1 if errors.count else 0
+    if not shard.is_main:
+        return 1 if failed else 0
+    print(f"done {done}, skipped {skipped}, failed {failed} in {seconds:.1f}s ({rate:.2f} edits/s)")
+    if failed:
+        print(f"failures are listed in {args.out / 'errors.jsonl'}")
+    if args.export_dataset is not None:
+        from rm_edit.data.hf_export import export_batch
+
+        print(f"wrote {export_batch(records, args.out, args.export_dataset, args.export_format)}")
+    return 1 if failed else 0
 
 
 def _edit_chunk(pipe: ReflectiveMaskingEditPipeline, chunk: list, args: argparse.Namespace,

@@ -25,6 +25,9 @@ _DATA_EPILOG = """\
 examples:
   rm-edit data shapes --out data/shapes_train --n 20000 --split train
   rm-edit data pretokenize data/shapes_train/manifest.jsonl --vq runs/vq/final --out data/train_codes.safetensors
+  rm-edit data pretokenize data/magicbrush_train --preset magicbrush --vq runs/vq/final --out data/mb.safetensors
+  accelerate launch --num_processes 8 -m rm_edit.cli data pretokenize hf:osunlp/MagicBrush --split train \
+      --vq runs/vq/final --out data/mb.safetensors   (streamed; rows sharded; the same file as one process)
 """
 
 
@@ -47,11 +50,15 @@ def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     t = sub.add_parser("pretokenize", help="encode a manifest's images to VQ codes for training",
                        description="Encode every source/target image of MANIFEST with the VQ model in DIR "
                                    "into FILE.safetensors (plus FILE.json with ids and instructions).")
-    t.add_argument("manifest", metavar="MANIFEST.jsonl", type=Path)
+    t.add_argument("manifest", metavar="MANIFEST.jsonl|DATASET", type=Path,
+                   help="a manifest, or a Hugging Face dataset (save_to_disk / parquet folder; hf:NAME when online)")
     t.add_argument("--vq", type=Path, required=True, metavar="DIR", help="a saved diffusers VQModel folder")
     t.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors")
     t.add_argument("--cell-local", action="store_true",
                    help="encode each VQ cell on its own (local codes; the shapes tokenizer is used this way)")
+    from rm_edit.data.hf_cli import add_dataset_options
+
+    add_dataset_options(t)
     return p
 
 
@@ -67,9 +74,12 @@ def run_data(args: argparse.Namespace) -> int:
     from rm_edit.data.pretokenize import pretokenize_manifest
     from rm_edit.vq import as_vq_tokenizer
 
+    from rm_edit.data.hf_cli import is_dataset, pretokenize_from_args
+
     if args.out.suffix != ".safetensors":
         raise CliError(f"--out {args.out}: expected a .safetensors file")
-    if not args.manifest.is_file():
+    dataset = is_dataset(args.manifest, args)
+    if not dataset and not args.manifest.is_file():
         raise CliError(f"manifest not found: {args.manifest}")
     if not (args.vq / "config.json").is_file():
         raise CliError(f"--vq {args.vq}: not a saved VQModel folder (no config.json)")
@@ -79,6 +89,8 @@ def run_data(args: argparse.Namespace) -> int:
         raise CliError(f"cannot load VQ model from {args.vq}: {one_line(exc)}") from None
     # The folder's own mode (VQTokenizer config); --cell-local sets it for a folder saved without one.
     vq = as_vq_tokenizer(vq, True if args.cell_local else None)
+    if dataset:
+        return pretokenize_from_args(args, vq)
     print(pretokenize_manifest(args.manifest, vq, args.out))
     return 0
 
