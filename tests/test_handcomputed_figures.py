@@ -149,3 +149,21 @@ def test_summarize_conventions():
     s = summarize(rows)
     assert s["micro_precision"] == 1.0 and s["micro_recall"] == 1.0 and s["precision"] == 0.5
     assert "by_edit_type" not in s
+
+
+def test_aggregate_counts_every_infinite_and_missing_value():
+    from rm_edit.metrics import aggregate
+
+    samples = [
+        {"reasons": {"psnr": "why"}, "psnr": math.inf, "l1": 0.5},  # reasons first: the row's values still count
+        {"psnr": math.inf, "l1": None},
+        {"psnr": None, "l1": math.nan},
+        {"psnr": 30.0, "l1": 0.25},
+        {"psnr": 20.0, "l1": math.inf},
+    ]
+    # psnr: finite 30, 20 -> mean 25, count 2; inf twice; missing once
+    # l1: finite 0.5, 0.25 -> mean 0.375, count 2; inf once; None and nan -> missing twice
+    assert aggregate(samples) == {
+        "psnr": {"mean": 25.0, "count": 2, "n_inf": 2, "n_missing": 1},
+        "l1": {"mean": 0.375, "count": 2, "n_inf": 1, "n_missing": 2},
+    }

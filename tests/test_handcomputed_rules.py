@@ -253,3 +253,73 @@ def test_scatter_offsets_place_rows_at_their_sequence_positions():
     ref = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
     out = scatter_offsets(ref, torch.tensor([[3, 1]]), seq_len=5)
     assert out.tolist() == [[[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [1.0, 2.0], [0.0, 0.0]]]
+
+
+# ---- what the mutation run (README "Developing") showed was not pinned ------------------------------------------
+def test_lumina_clamp_keeps_one_masked_until_the_last_step():
+    # 2 tokens / 4 steps: 2 * 0.92388 = 1.85 -> 1; 2 * 0.70711 = 1.41 -> 1; 2 * 0.38268 = 0.77 -> 0; last -> 0.
+    assert [int(masked_after_step(torch.tensor(2), s, 4)) for s in range(4)] == [1, 1, 0, 0]
+    # min_masked=1 (Lumina-DiMOO): the 0 before the last step becomes 1; the last step still reveals all.
+    assert [int(masked_after_step(torch.tensor(2), s, 4, min_masked=1)) for s in range(4)] == [1, 1, 1, 0]
+    # reveal_count passes it on: 1 masked at step 2 -> reveal 1 - 0 = 1 by default, 1 - 1 = 0 with the clamp
+    assert int(reveal_count(torch.tensor(2), torch.tensor(1), 2, 4)) == 1
+    assert int(reveal_count(torch.tensor(2), torch.tensor(1), 2, 4, min_masked=1)) == 0
+
+
+def test_rule_keeps_the_inputs_device():
+    """Nothing is created on the CPU behind the caller's back (the 'meta' device stands for a GPU here)."""
+    lp, state = _scored(HELD, SCORES)
+    lp, state = lp.to("meta"), state.to("meta")
+    d = reflective_step(lp, state, num_to_reveal=1, margin=0.5, max_remask_fraction=0.35, frozen=FROZEN.to("meta"),
+                        region=REGION.to("meta"), temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert {t.device.type for t in (d.state, d.remasked, d.revealed, d.kept)} == {"meta"}
+    assert gumbel_noise((2, 3), device="meta").device.type == "meta"
+    assert gumbel_noise((2, 3), torch.Generator(), device="meta").device.type == "meta"
+    assert sample_mask_ratio(3, device="meta").device.type == "meta"
+
+
+def test_gumbel_noise_stays_finite_at_the_ends_of_the_uniform(monkeypatch):
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.tensor([0.0, 1.0]))
+    g = gumbel_noise((2,))
+    # u = 0 is clamped to 1e-20: -log(-log(1e-20)) = -log(46.0517) = -3.8298;
+    # u = 1 to 1 - 1e-7, which float32 rounds to 1 - 2^-23 = 0.99999988: -log(1.1921e-7) = 15.9424
+    torch.testing.assert_close(g, torch.tensor([-3.8298, 15.9424]), atol=1e-3, rtol=0)
+
+
+def test_per_row_generators_give_each_row_its_own_stream():
+    both = gumbel_noise((2, 3), [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)])
+    rows = [torch.rand(3, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    torch.testing.assert_close(both, -torch.log(-torch.log(torch.stack(rows))))
+
+
+def test_temperature_sampling_is_the_gumbel_max_of_the_tempered_distribution():
+    lp = torch.log_softmax(torch.randn(2, 5, K + 1, generator=torch.Generator().manual_seed(0)), -1)
+    state = torch.full((2, 5), K)
+    temperature = 0.5
+    reveal, codes = choose_reveal(lp, state, num_to_reveal=2, temperature=temperature,
+                                  generator=torch.Generator().manual_seed(9))
+    # The same draws, in the documented order: Gumbel noise for the codes, then for the confidences.
+    g = torch.Generator().manual_seed(9)
+    g_codes = -torch.log(-torch.log(torch.rand(2, 5, K, generator=g)))
+    g_conf = -torch.log(-torch.log(torch.rand(2, 5, generator=g)))
+    expected_codes = (lp[..., :K] / temperature + g_codes).argmax(-1)
+    confidence = lp[..., :K].gather(-1, expected_codes[..., None])[..., 0] + temperature * g_conf
+    top2 = confidence.topk(2, dim=-1).indices
+    expected_reveal = torch.zeros(2, 5, dtype=torch.bool).scatter(1, top2, True)
+    assert torch.equal(codes, expected_codes) and torch.equal(reveal, expected_reveal)
+    # reflective_step hands temperature and generator through unchanged
+    d = reflective_step(lp, state, num_to_reveal=2, temperature=temperature, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(d.revealed, expected_reveal) and torch.equal(d.state[d.revealed], expected_codes[expected_reveal])
+
+
+def test_reflective_step_default_margin_is_zero():
+    lp, state = _scored([0, 1], [0.25, 0.0])  # 0.25 > 0 re-masks, a tie keeps
+    assert reflective_step(lp, state).remasked.tolist() == [[True, False]]
+
+
+def test_cap_ties_are_broken_by_position_even_in_long_rows():
+    # 64 equal scores (long enough for an unstable sort to reorder ties): cap 0.25 -> the first 16 positions
+    lp, state = _scored([0] * 64, [1.0] * 64)
+    assert choose_remask(lp, state, max_fraction=0.25)[0].nonzero().flatten().tolist() == list(range(16))
+    reveal, _ = choose_reveal(torch.zeros(1, 64, K + 1), torch.full((1, 64), K), num_to_reveal=16)
+    assert reveal[0].nonzero().flatten().tolist() == list(range(16))
