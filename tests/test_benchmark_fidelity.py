@@ -60,6 +60,8 @@ def test_pie_bench_side_by_side_prediction_scored_as_its_script(tmp_path: Path):
     assert row["pie_mse_x1e4"] == pytest.approx(0.390625, rel=1e-5)
     assert row["pie_psnr"] == pytest.approx(10 * math.log10(25600), abs=1e-3)
     assert row["resized_from"] == "64x32 (PIE-Bench: bottom-right 32x32 crop)"
+    page = (out / "report.html").read_text()
+    assert "<h2>Glossary</h2>" in page and "cropped to their bottom-right corner" in page  # the convention stated
 
 
 def test_structure_distance_preprocessing_is_pie_benchs():

@@ -62,9 +62,10 @@ def setup(tmp_path_factory):
 def _commands(root: Path, model: Path, tag: str) -> list[list[str]]:
     common = ["--model", str(model), "--device", "cpu", "--no-progress", "--batch-size", "2"]
     return [
-        ["batch", str(root / "manifest.jsonl"), "--out", str(root / f"batch_{tag}"), *common],
+        ["batch", str(root / "manifest.jsonl"), "--out", str(root / f"batch_{tag}"), *common,
+         "--export-dataset", str(root / f"batch_ds_{tag}")],
         ["eval", "--benchmark", str(root / "manifest.jsonl"), "--out", str(root / f"eval_{tag}"), "--no-report",
-         *common],
+         *common, "--export-dataset", str(root / f"eval_ds_{tag}")],
         ["data", "pretokenize", str(root / "mb"), "--vq", str(model / "vqvae"), "--out",
          str(root / f"codes_{tag}.safetensors")],
     ]
@@ -104,6 +105,12 @@ def test_two_processes_write_what_one_process_writes(setup, capsys):
     assert {k: v for k, v in s1["means"].items() if k != "edit_seconds"} == \
         {k: v for k, v in s2["means"].items() if k != "edit_seconds"}
     assert s1["n_skipped"] == s2["n_skipped"] == 2  # the bad line and the missing image
+
+    for kind in ("batch", "eval"):  # the exported datasets: one row per finished item, the same in both runs
+        d1, d2 = (datasets.load_from_disk(str(root / f"{kind}_ds_{t}")) for t in ("one", "two"))
+        assert d1["id"] == d2["id"] == [f"item{i}" for i in range(7)]
+        assert [np.asarray(x).tolist() for x in d1["edit"]] == [np.asarray(x).tolist() for x in d2["edit"]]
+    assert d1.column_names[7] == "edit_success" and d1["edit_success"] == d2["edit_success"]
 
     c1, c2 = load_file(str(root / "codes_one.safetensors")), load_file(str(root / "codes_two.safetensors"))
     assert all((c1[k] == c2[k]).all() for k in ("source", "target")) and c1["source"].shape[0] == 5

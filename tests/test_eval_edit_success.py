@@ -61,6 +61,7 @@ def test_eval_rows_summary_and_report_lead_with_edit_success(tmp_path):
     assert "Edit success by edit type" in page and "<td>0.5 (1/2)</td>" in page
     assert ">yes</td>" in page and ">no</td>" in page  # the per-sample verdicts
     assert "Changed err ratio" in page and "Far changed" in page
+    assert "<dt>target_l1</dt>" in page and "MagicBrush&#x27;s convention" in page  # the glossary
 
 
 def test_success_table_for_the_comparison():

@@ -82,6 +82,44 @@ def _esc(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
+# What each column means and which script's convention it follows (shown for the columns a report has).
+GLOSSARY: dict[str, str] = {
+    "edit_success": SUCCESS_DEFINITION,
+    "structure_x1e3": "PIE-Bench structure distance x1e3: MSE between DINO ViT-B/8 key self-similarity matrices "
+                      "(block 11, CLS included) of source and edit; images as 0-255 values, short side resized to "
+                      "224 (aspect kept), ImageNet mean/std - as PIE-Bench's script.",
+    "pie_psnr": "PIE-Bench background PSNR: both images zeroed inside the mask (its 1-px border included), PSNR "
+                "of the whole images. Predictions wider than high are first cropped to their bottom-right corner "
+                "([source | edit] side by side), as PIE-Bench's evaluate.py does for every metric.",
+    "pie_lpips_x1e3": "PIE-Bench background LPIPS (SqueezeNet) x1e3 on the mask-zeroed images.",
+    "pie_mse_x1e4": "PIE-Bench background MSE x1e4 on the mask-zeroed images (0-1 scale).",
+    "pie_ssim_x1e2": "PIE-Bench background SSIM x1e2 on the mask-zeroed images.",
+    "clip_score": "CLIP score: 100 x max(cosine, 0), CLIP ViT-L/14, edit vs the target caption (else the "
+                  "instruction) - torchmetrics / PIE-Bench units.",
+    "clip_score_edit_region": "CLIP score of the edit multiplied by the mask (PIE-Bench's 'edited' CLIP).",
+    "target_l1": "L1 to the target: mean |edit - target| over pixels and channels on 0-1 images; the prediction "
+                 "resized (bicubic) to the target's size first - MagicBrush's convention.",
+    "target_l2": "L2 to the target: mean squared error on 0-1 images (MagicBrush's L2 is this MSE).",
+    "target_psnr": "PSNR of the edit against the target (0-1 range).",
+    "clip_i": "MagicBrush CLIP-I: cosine of OpenAI CLIP ViT-B/32 image embeddings (CLIP's own preprocessing) of "
+              "edit and target.",
+    "dino": "MagicBrush DINO: cosine of DINO ViT-S/16 CLS features (bicubic resize 256, centre crop 224, ImageNet "
+            "mean/std) of edit and target.",
+    "clip_t": "MagicBrush CLIP-T: raw cosine (not x100) between the edit's CLIP ViT-B/32 embedding and the "
+              "target caption. Scores are per turn from the turn's given input (MagicBrush's single-turn setting).",
+    "loc_iou": "Pixel localization: |edit - source| > 0.1 (max over channels) against the mask.",
+    "tok_precision": "Token localization: the re-masked tokens against the tokens that truly change.",
+    "tok_edit_accuracy": "Share of the truly changed tokens the edit got exactly right.",
+}
+
+
+def glossary_html(keys: Sequence[str]) -> str:
+    items = [(k, GLOSSARY[k]) for k in keys if k in GLOSSARY]
+    if not items:
+        return ""
+    return "<dl class='glossary'>" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in items) + "</dl>"
+
+
 # ---- pictures ------------------------------------------------------------------------------------------
 def _thumb(image: Image.Image) -> Image.Image:
     if max(image.size) > THUMB_MAX:
@@ -183,6 +221,9 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
     success = success_by_type_html(summary_rows)
     if success:
         parts += ["<h2>Edit success by edit type</h2>", success, f"<p class='legend'>{_esc(SUCCESS_DEFINITION)}</p>"]
+    glossary = glossary_html([k for k, _ in columns])
+    if glossary:
+        parts += ["<h2>Glossary</h2>", glossary]
     if notes:
         parts.append("<ul class='notes'>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")
     if plots:
