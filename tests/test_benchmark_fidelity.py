@@ -75,3 +75,17 @@ def test_structure_distance_preprocessing_is_pie_benchs():
     assert float(x[1].mean()) == pytest.approx(-2.0357, abs=1e-3)
     a = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8))
     assert sd.distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_magicbrush_clip_t_is_the_raw_vit_b32_cosine_with_the_target_caption():
+    from rm_edit.metrics.quality import ClipScorer
+
+    clip_i = ClipScorer("ViT-S-32", allow_random_weights=True, image_size=32, context_length=16)
+    source = np.full((32, 32, 3), 90, np.uint8)
+    edit = source.copy()
+    edit[8:16, 8:16] = (200, 10, 10)
+    values = EditMetrics(clip_i=clip_i).compute(source, edit, target=edit, target_caption="a red square")
+    raw = clip_i.text_similarity(edit, "a red square")
+    assert values["clip_t"] == pytest.approx(raw, abs=1e-6)  # raw cosine: may be negative, not x100
+    assert -1.0 <= values["clip_t"] <= 1.0 and values["clip_i"] == pytest.approx(1.0, abs=1e-5)
+    assert "needs" not in (values["reasons"].get("clip_t") or "")
