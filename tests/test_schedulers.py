@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
-from rm_edit.schedules import masked_after_step
 
 K = 8
 
@@ -48,13 +47,13 @@ def test_regenerate_follows_cosine_schedule_and_never_remasks():
     n = 16
     state = torch.full((1, n), K)
     g = torch.Generator().manual_seed(0)
-    for t in sched.timesteps:
+    # floor(16 cos(pi/2 (s+1)/4)): 16 * 0.92388 = 14.78 -> 14, 16 * 0.70711 = 11.31 -> 11, 16 * 0.38268 = 6.12 -> 6, 0
+    for t, expected_masked in zip(sched.timesteps, [14, 11, 6, 0]):
         logits = torch.randn(1, n, K + 1, generator=torch.Generator().manual_seed(int(t)))
         prev = state
         out = sched.step(logits, t, state, generator=g)
         state = out.prev_sample
         assert (state[prev != K] == prev[prev != K]).all()  # revealed tokens stay
-        expected_masked = masked_after_step(torch.tensor([n]), int(t), 4).item()
         assert (state == K).sum().item() == expected_masked
     assert out.converged.item() and (state < K).all()
 
