@@ -10,7 +10,15 @@ import math
 import pytest
 import torch
 
-from rm_edit.history import HistoryState, code_embeddings, history_embedding, scatter_offsets, update_history
+from rm_edit.history import (
+    HistoryReference,
+    HistoryState,
+    code_embeddings,
+    history_embedding,
+    history_of_states,
+    scatter_offsets,
+    update_history,
+)
 from rm_edit.layout import TokenLayout
 from rm_edit.reflective import choose_remask, choose_reveal, gumbel_noise, reflective_step, remask_scores
 from rm_edit.schedules import cosine_mask_ratio, masked_after_step, reveal_count, sample_mask_ratio
@@ -247,6 +255,30 @@ def test_history_default_gamma_is_a_plain_mean():
 def test_history_rejects_a_decay_outside_0_1(gamma):
     with pytest.raises(ValueError, match=f"gamma must be in \\(0, 1\\], got {gamma}"):
         update_history(HistoryState.empty(1, 1, 2), torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool), gamma)
+    with pytest.raises(ValueError, match=f"gamma must be in \\(0, 1\\], got {gamma}"):
+        HistoryReference(_embedding(), TINY, 1, 1, gamma=gamma)
+
+
+# The sequence of states of test_history_skips_mask_states_whose_embedding_is_not_zero, as (B, N, T), and
+# its hand-worked means at gamma 0.5: (0.8, 4.0), zero, (10, 10).
+STATES = torch.tensor([[[0, MASK, 1], [MASK, MASK, MASK], [2, MASK, MASK]]])
+MEANS = torch.tensor([[[0.8, 4.0], [0.0, 0.0], [10.0, 10.0]]])
+
+
+def test_history_of_states_is_the_recorded_history():
+    hist = history_of_states(_embedding(), TINY, STATES, gamma=0.5)
+    torch.testing.assert_close(hist.weight[0, :, 0], torch.tensor([1.25, 0.0, 0.25]))
+    torch.testing.assert_close(history_embedding(hist), MEANS)
+
+
+def test_history_reference_records_each_sample_and_gives_the_rows_asked_for():
+    ref = HistoryReference(_embedding(), TINY, batch=2, positions=3, alpha=0.5, gamma=0.5)
+    for t in range(3):  # row 1 holds code 1 at every position, every step: its mean is (0, 5)
+        ref.record(torch.cat([STATES[..., t], torch.ones(1, 3, dtype=torch.long)]))
+    torch.testing.assert_close(ref.reference(torch.tensor([0])), 0.5 * MEANS)
+    torch.testing.assert_close(ref.reference(torch.tensor([1, 0])),
+                               torch.cat([torch.tensor([[[0.0, 2.5]] * 3]), 0.5 * MEANS]))
+    assert HistoryReference(_embedding(), TINY, 1, 3, alpha=0.0).reference(torch.tensor([0])) is None
 
 
 def test_scatter_offsets_place_rows_at_their_sequence_positions():
