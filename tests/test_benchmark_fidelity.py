@@ -89,3 +89,16 @@ def test_magicbrush_clip_t_is_the_raw_vit_b32_cosine_with_the_target_caption():
     assert values["clip_t"] == pytest.approx(raw, abs=1e-6)  # raw cosine: may be negative, not x100
     assert -1.0 <= values["clip_t"] <= 1.0 and values["clip_i"] == pytest.approx(1.0, abs=1e-5)
     assert "needs" not in (values["reasons"].get("clip_t") or "")
+
+
+def test_magicbrush_release_local_captions_are_the_clip_t_text(tmp_path: Path):
+    root = tmp_path / "test"
+    d = root / "images" / "30"
+    d.mkdir(parents=True)
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(d / "30-input.png")
+    Image.new("RGB", (16, 16), (99, 9, 9)).save(d / "30-output1.png")
+    (root / "edit_sessions.json").write_text(json.dumps({"30": [
+        {"input": "30-input.png", "output": "30-output1.png", "instruction": "make it red"}]}))
+    (root / "local_descriptions.json").write_text(json.dumps({"30": {"30-output1.png": "a dark red square"}}))
+    sample = list(load_benchmark(root))[0]
+    assert sample.captions == (None, "a dark red square") and sample.instruction == "make it red"

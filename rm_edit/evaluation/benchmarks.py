@@ -20,7 +20,9 @@ MagicBrush-style folders, either layout:
     * the MagicBrush release: ``edit_sessions.json`` (``{img_id: [{"input", "mask", "output",
       "instruction"}, ...]}``) next to ``images/<img_id>/<file>`` (the folder may also be the parent of
       ``test/``). Every turn is one sample (id ``<img_id>_<turn>``, single-turn setting: the turn's
-      given input); image path ``<img_id>/<output file>``.
+      given input); image path ``<img_id>/<output file>``. ``local_descriptions.json`` (or
+      ``local_captions.json``: ``{img_id: {output file: caption}}``) next to it gives each turn's target
+      caption, the text of MagicBrush's CLIP-T.
     * one sub-folder per sample: ``<root>/<sample_id>/`` holding ``source.png`` (or ``input.*``),
       ``instruction.txt``, ``target.png`` (or ``output.*``, optional), ``mask.png`` (optional; white =
       edit) and optionally ``captions.json`` (``{"source": ..., "target": ...}``). Image path
@@ -283,6 +285,7 @@ def _magicbrush_sessions(root: Path, sessions_file: Path) -> Benchmark:
     if not isinstance(sessions, dict):
         raise ValueError(f"MagicBrush: {sessions_file} must map image ids to lists of turns")
     bench = Benchmark("magicbrush", "magicbrush", [], root=root)
+    local = _local_captions(root)
     for img_id, turns in sessions.items():
         if not isinstance(turns, list):
             bench.skip(str(img_id), "session is not a list of turns")
@@ -303,15 +306,33 @@ def _magicbrush_sessions(root: Path, sessions_file: Path) -> Benchmark:
                 bench.skip(sid, str(exc))
                 continue
 
-            def load(sid=sid, files=files, rel=rel, instruction=turn["instruction"]) -> BenchmarkSample:
+            caption = (local.get(str(img_id)) or {}).get(turn["output"])
+            captions = (None, caption) if isinstance(caption, str) else None  # CLIP-T: the target's local caption
+
+            def load(sid=sid, files=files, rel=rel, instruction=turn["instruction"], captions=captions) -> BenchmarkSample:
                 source = load_image(root / files["input"])
                 target = load_image(root / files["output"])
                 _check_target(source, target)
                 mask = load_mask(root / files["mask"], source.size) if "mask" in files else None
-                return BenchmarkSample(sid, source, instruction, target, mask, None, rel)
+                return BenchmarkSample(sid, source, instruction, target, mask, captions, rel)
 
             bench.refs.append(SampleRef(sid, rel, load))
     return bench
+
+
+LOCAL_CAPTION_FILES = ("local_descriptions.json", "local_captions.json")
+
+
+def _local_captions(root: Path) -> dict:
+    """MagicBrush's local descriptions ``{img_id: {output file: caption}}`` (its CLIP-T text), if shipped."""
+    for name in LOCAL_CAPTION_FILES:
+        path = root / name
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"MagicBrush: {path} must map image ids to {{output file: caption}}")
+            return data
+    return {}
 
 
 def _sample_folders(root: Path) -> Benchmark:
