@@ -6,13 +6,22 @@ diffusers ``VQModel`` in ``vqvae/``. Nothing here runs remote code or unpickles 
 
     from rm_edit.pipelines.lumina_dimoo import load_lumina_dimoo
     pipe = load_lumina_dimoo("Lumina-DiMOO", device="cuda")   # bf16 on CUDA, fp32 on CPU
-    out = pipe(image, "make the sky red", strategy="regenerate", num_inference_steps=64)
+    out = pipe(image, "make the sky red")                     # the released model: Lumina's own sampler
+    pipe = load_lumina_dimoo("Lumina-DiMOO", device="cuda", rm_adapter="runs/dimoo_rm/adapter")
+    out = pipe(image, "make the sky red")                     # RM post-trained: reflective editing
 
     rm-edit convert lumina-dimoo SRC DST     # this project's pipeline format (model_index.json + subfolders)
     python -m rm_edit.pipelines.lumina_dimoo convert lumina-dimoo SRC DST   # the same
 
-Editing resolution is Lumina's rule: centre-crop to multiples of 32 px with at most 256 cells of 32x32 and
-aspect <= 4. The VQ downsamples 16x, so each cell is 2x2 codes (at most 1024 codes).
+As released, Lumina-DiMOO never learned to predict [MASK], so reflective editing would return the source
+unchanged: its pipeline samples with Lumina's own sampler (64 steps, temperature 1, one code left masked until
+the last step) and refuses reflective editing with a message naming the fix, until an RM adapter is loaded
+(``rm_adapter=``; train one with ``python -m rm_edit.training.lora_rm``).
+
+Editing resolution is Lumina's rule: every input is resized (up or down) and centre-cropped onto its crop-size
+frontier, multiples of 32 px with about 256 cells of 32x32 and aspect <= 4 (a 256x256 input too: 1024
+codes, the VQ downsamples 16x); the edit comes back at the input's size. Weights load one tensor at a time
+straight into the target device and dtype.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import torch
 from diffusers import VQModel
 
 from rm_edit.layout import LUMINA_DIMOO, TokenLayout
-from rm_edit.schedulers import ReflectiveMaskingScheduler
+from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
 from rm_edit.transformer import LLaDATransformer
 from rm_edit.vq import codebook_size, vq_downsample_factor
 
@@ -41,13 +50,16 @@ __all__ = [
     "default_dtype",
     "load_lumina_dimoo",
     "load_lumina_tokenizer",
+    "lumina_regenerate_scheduler",
     "lumina_scheduler",
     "run_convert",
 ]
 
-# Pipeline config of a Lumina-DiMOO editor (REFERENCE.md section 1).
+# Pipeline config of a Lumina-DiMOO editor (REFERENCE.md section 1): its crop-size frontier of 256 cells of
+# 32 px (crop_fill_budget: inputs are resized up or down onto it) and its guidance scales.
 LUMINA_PIPELINE_CONFIG = dict(
-    layout=LUMINA_DIMOO.name, crop_multiple=32, max_crop_cells=256, guidance_scale=2.5, image_guidance_scale=4.0
+    layout=LUMINA_DIMOO.name, crop_multiple=32, max_crop_cells=256, crop_fill_budget=True, guidance_scale=2.5,
+    image_guidance_scale=4.0,
 )
 
 # Special tokens of a word-level stand-in for LLaDA's tokenizer at the ids the layout uses. The names of
@@ -79,17 +91,27 @@ def default_dtype() -> torch.dtype:
 
 
 def lumina_scheduler(**overrides) -> ReflectiveMaskingScheduler:
-    """The reflective scheduler over Lumina-DiMOO's 8192 codes (turns of 1 reflect + 4 reveal steps)."""
+    """The reflective scheduler over Lumina-DiMOO's 8192 codes (turns of 1 reflect + 4 reveal steps), for a
+    checkpoint with RM post-training."""
     return ReflectiveMaskingScheduler(**{"codebook_size": LUMINA_DIMOO.codebook_size, "num_turns": 3,
                                          "reveal_steps": 4, **overrides})
 
 
+def lumina_regenerate_scheduler(**overrides) -> LuminaRegenerateScheduler:
+    """Lumina-DiMOO's own sampler with its inference code's defaults: 64 steps, temperature 1.0, and at least
+    one code left masked until the last step."""
+    return LuminaRegenerateScheduler(**{"codebook_size": LUMINA_DIMOO.codebook_size, "num_inference_steps": 64,
+                                        "temperature": 1.0, "min_masked_until_last": 1, **overrides})
+
+
 # ---- tokenizer ---------------------------------------------------------------------------------------------
-def build_stand_in_tokenizer(extra_words: tuple[str, ...] | list[str] = ()):
+def build_stand_in_tokenizer(extra_words: tuple[str, ...] | list[str] = (), special_tokens: dict[str, int] | None = None):
     """A word-level fast tokenizer whose special tokens sit at Lumina-DiMOO's ids (tests and GPU checks only).
 
     Ordinary words get ids 1.. (0 is ``<unk>``); the vocabulary is sparse, which WordLevel allows.
+    ``special_tokens`` replaces :data:`LUMINA_STAND_IN_SPECIAL_TOKENS` (tests of other tokenizers).
     """
+    specials = LUMINA_STAND_IN_SPECIAL_TOKENS if special_tokens is None else special_tokens
     from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
@@ -100,15 +122,15 @@ def build_stand_in_tokenizer(extra_words: tuple[str, ...] | list[str] = ()):
     vocab = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(sorted(words))}}
     if len(vocab) >= 126000:
         raise ValueError("too many stand-in words")
-    vocab.update(LUMINA_STAND_IN_SPECIAL_TOKENS)
+    vocab.update(specials)
     backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     backend.pre_tokenizer = split
     # Already in the vocabulary, so they keep their ids; normalized=False matches the tags verbatim.
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in LUMINA_STAND_IN_SPECIAL_TOKENS])
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="<unk>", pad_token="<|pad|>", mask_token="<|mdm_mask|>",
-        additional_special_tokens=[t for t in LUMINA_STAND_IN_SPECIAL_TOKENS if t not in ("<|pad|>", "<|mdm_mask|>")],
+        additional_special_tokens=[t for t in specials if t not in ("<|pad|>", "<|mdm_mask|>")],
     )
     check_tokenizer_layout(tokenizer, LUMINA_DIMOO)
     return tokenizer
@@ -153,11 +175,11 @@ def load_lumina_tokenizer(folder: str | Path):
 
 
 def check_tokenizer_layout(tokenizer, layout: TokenLayout = LUMINA_DIMOO) -> None:
-    """Refuse a tokenizer whose tags do not tokenise to the layout's ids (guidance and templates would break)."""
-    expected = {
-        "<IMAGE>": layout.image_begin_id, "</IMAGE>": layout.image_end_id, "<uncondition>": layout.uncondition_id,
-        "<answer>": layout.answer_begin_id, "</answer>": layout.answer_end_id,
-    }
+    """Refuse a tokenizer that is not the model's: ``<uncondition>``, the one tag with a known id that
+    Lumina-DiMOO's inference code runs through the tokenizer (the no-instruction guidance prompt), must be that
+    single id. The image and answer tags are never tokenised (their ids are spliced in), so their spelling in a
+    tokenizer is not checked; the system / user tags may tokenise to anything (they are used as tokenised)."""
+    expected = {"<uncondition>": layout.uncondition_id}
     wrong = {}
     for text, token_id in expected.items():
         got = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -201,24 +223,35 @@ def load_lumina_dimoo(
     torch_dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
     vq_dtype: torch.dtype = torch.float32,
-    scheduler: ReflectiveMaskingScheduler | None = None,
+    scheduler: ReflectiveMaskingScheduler | LuminaRegenerateScheduler | None = None,
+    rm_adapter: str | Path | None = None,
     **pipeline_config,
 ) -> ReflectiveMaskingEditPipeline:
     """A Lumina-DiMOO checkpoint folder as it ships -> :class:`ReflectiveMaskingEditPipeline`.
 
-    torch_dtype: the transformer's dtype (default :func:`default_dtype`); the VQ stays in ``vq_dtype`` (fp32:
-    it is small and decodes better). ``pipeline_config`` overrides :data:`LUMINA_PIPELINE_CONFIG`.
+    torch_dtype: the transformer's dtype (default :func:`default_dtype`); its weights load one tensor at a time
+    straight onto ``device`` (default CPU) in that dtype. The VQ stays in ``vq_dtype`` (fp32: it is small and
+    decodes better). rm_adapter: an RM adapter folder (:func:`rm_edit.training.lora_rm.save_rm_adapter`) to
+    load; with it (or a checkpoint whose config records ``rm_post_trained``) the default sampler is reflective
+    (:func:`lumina_scheduler`), else Lumina's own (:func:`lumina_regenerate_scheduler`). ``pipeline_config``
+    overrides :data:`LUMINA_PIPELINE_CONFIG`.
     """
     folder = Path(folder)
     _check_folder(folder)
     dtype = torch_dtype or default_dtype()
     layout = LUMINA_DIMOO
-    transformer = LLaDATransformer.from_llada_checkpoint(folder, torch_dtype=dtype)
+    transformer = LLaDATransformer.from_llada_checkpoint(folder, torch_dtype=dtype, device=device)
     rows = transformer.config.embedding_size or transformer.config.vocab_size
     if rows < layout.vocab_size:
         raise ValueError(f"{folder}: the model has {rows} output classes; Lumina-DiMOO's layout needs {layout.vocab_size}")
     if transformer.config.mask_token_id != layout.mask_token_id:
         raise ValueError(f"{folder}: mask_token_id {transformer.config.mask_token_id} != {layout.mask_token_id}")
+    if transformer.config.rm_post_trained is None:  # as released: [MASK] was never a training target
+        transformer.register_to_config(rm_post_trained=False)
+    if rm_adapter is not None:
+        from rm_edit.training.lora_rm import load_rm_adapter
+
+        load_rm_adapter(transformer, rm_adapter)
     vqvae = VQModel.from_pretrained(str(folder / "vqvae"), torch_dtype=vq_dtype).eval()
     if not vqvae.config.lookup_from_codebook:
         raise ValueError(f"{folder}/vqvae: the image tokenizer needs lookup_from_codebook=True")
@@ -230,9 +263,10 @@ def load_lumina_dimoo(
                          f"{vq_downsample_factor(vqvae)}x downsampling")
     tokenizer = load_lumina_tokenizer(folder)
     check_tokenizer_layout(tokenizer, layout)
+    if scheduler is None:
+        scheduler = lumina_scheduler() if transformer.config.rm_post_trained else lumina_regenerate_scheduler()
     pipe = ReflectiveMaskingEditPipeline(
-        vqvae=vqvae, transformer=transformer.eval(), tokenizer=tokenizer,
-        scheduler=scheduler or lumina_scheduler(), **config,
+        vqvae=vqvae, transformer=transformer.eval(), tokenizer=tokenizer, scheduler=scheduler, **config,
     )
     if device is not None:
         pipe.to(device)

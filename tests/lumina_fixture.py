@@ -42,13 +42,13 @@ def make_tiny_lumina_transformer(seed: int = 0, **overrides) -> LLaDATransformer
 
 
 def make_tiny_lumina_checkpoint(folder: str | Path, seed: int = 0, dtype: torch.dtype = torch.bfloat16,
-                                max_shard_bytes: int = 3_000_000) -> Path:
-    """Write the checkpoint folder; returns it."""
+                                max_shard_bytes: int = 3_000_000, tokenizer=None) -> Path:
+    """Write the checkpoint folder (``tokenizer``: default the stand-in); returns it."""
     folder = Path(folder)
     model = make_tiny_lumina_transformer(seed).to(dtype)
     save_llada_checkpoint(model, folder, max_shard_bytes=max_shard_bytes)  # config.json, shards, index
 
-    tokenizer = build_stand_in_tokenizer()
+    tokenizer = tokenizer or build_stand_in_tokenizer()
     tokenizer.save_pretrained(str(folder))
     # As a release ships it: a plain fast-tokenizer class and a special_tokens_map.json next to it.
     config_path = folder / "tokenizer_config.json"
@@ -63,3 +63,23 @@ def make_tiny_lumina_checkpoint(folder: str | Path, seed: int = 0, dtype: torch.
     vq = build_vq(tiny_lumina_vq_config(), seed=seed).eval()
     vq.save_pretrained(str(folder / "vqvae"), safe_serialization=True)
     return folder
+
+
+# LLaDA's own BOS / EOS names, at ids of this stand-in's choosing (below the image codes, off the layout's ids).
+BOS, EOS = ("<|startoftext|>", 126080), ("<|endoftext|>", 126081)
+
+
+def tokenizer_adding_bos_eos():
+    """The stand-in with a post-processor that wraps every encoding in BOS ... EOS (as many LLM tokenizers do)."""
+    from tokenizers.processors import TemplateProcessing
+
+    tok = build_stand_in_tokenizer(special_tokens={**LUMINA_STAND_IN_SPECIAL_TOKENS, BOS[0]: BOS[1], EOS[0]: EOS[1]})
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single=f"{BOS[0]} $A {EOS[0]}", special_tokens=[BOS, EOS])
+    return tok
+
+
+def tokenizer_splitting_user_close():
+    """The stand-in where ``</user>`` is not one token: it splits into ``<`` ``/`` ``user`` ``>``; ``<IMAGE>``
+    and ``</IMAGE>`` are not tokens either (the reference never tokenises them)."""
+    specials = {k: v for k, v in LUMINA_STAND_IN_SPECIAL_TOKENS.items() if k not in ("</user>", "<IMAGE>", "</IMAGE>")}
+    return build_stand_in_tokenizer(extra_words=("<", "/", "user", ">"), special_tokens=specials)

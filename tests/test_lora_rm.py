@@ -126,11 +126,17 @@ def test_adapter_save_load_merge_round_trip(trained, checkpoint, fixed_batch, tm
 
     loaded = load_rm_adapter(_base(checkpoint).eval(), folder)
     assert torch.equal(logits(loaded), reference)  # unmerged: bit-identical
+    assert loaded.config.rm_post_trained is True  # recorded for the reflective sampler's check
     plain = logits(_base(checkpoint).eval())
-    assert torch.equal(logits(unload_rm_adapter(load_rm_adapter(_base(checkpoint).eval(), folder))), plain)
+    unloaded = unload_rm_adapter(load_rm_adapter(_base(checkpoint).eval(), folder))
+    assert torch.equal(logits(unloaded), plain) and unloaded.config.rm_post_trained is None  # as before loading
 
     merged = merge_rm_adapter(loaded)
     assert not hasattr(merged, "rm_mask_row") and not getattr(merged, "peft_config", None)
+    assert merged.config.rm_post_trained is True
+    merged.save_pretrained(str(tmp_path / "merged"), safe_serialization=True)
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["rm_post_trained"] is True
+    assert LLaDATransformer.from_pretrained(tmp_path / "merged").config.rm_post_trained is True
     torch.testing.assert_close(logits(merged), reference, atol=1e-4, rtol=1e-4)
     state = merged.state_dict()
     assert set(state) == set(base_state)
@@ -140,16 +146,18 @@ def test_adapter_save_load_merge_round_trip(trained, checkpoint, fixed_batch, tm
     head_rows = (state["transformer.ff_out.weight"] != base_state["transformer.ff_out.weight"]).any(-1)
     assert head_rows.nonzero().flatten().tolist() == [L.mask_token_id]
 
-    # into a pipeline's transformer, then an edit runs with it
-    pipe = load_lumina_dimoo(checkpoint)
-    pipe.set_progress_bar_config(disable=True)
-    load_rm_adapter(pipe.transformer, folder)
-    assert torch.equal(logits(pipe.transformer), reference)
+    # into a pipeline's transformer, then a reflective edit runs with it (refused before: not RM post-trained)
     import numpy as np
     import PIL.Image
 
+    pipe = load_lumina_dimoo(checkpoint, max_crop_cells=4)  # a 64x64 crop: 4x4 codes
+    pipe.set_progress_bar_config(disable=True)
     image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    out = pipe(image, "make the sky red", num_turns=1, reveal_steps=1)
+    with pytest.raises(ValueError, match="RM adapter"):
+        pipe(image, "make the sky red", strategy="reflective", num_turns=1)
+    load_rm_adapter(pipe.transformer, folder)
+    assert torch.equal(logits(pipe.transformer), reference)
+    out = pipe(image, "make the sky red", strategy="reflective", num_turns=1, reveal_steps=1)
     assert out.images[0].size == (64, 64)
 
 

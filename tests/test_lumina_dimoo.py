@@ -10,9 +10,15 @@ import torch
 from safetensors import safe_open
 
 from rm_edit.layout import LUMINA_DIMOO as L
-from rm_edit.pipelines.lumina_dimoo import load_lumina_dimoo, load_lumina_tokenizer, main as lumina_main
+from rm_edit.pipelines.lumina_dimoo import load_lumina_dimoo, load_lumina_tokenizer, lumina_scheduler, main as lumina_main
 from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
-from tests.lumina_fixture import make_tiny_lumina_checkpoint
+from rm_edit.schedulers import LuminaRegenerateScheduler
+from tests.lumina_fixture import (
+    BOS, EOS, make_tiny_lumina_checkpoint, tokenizer_adding_bos_eos, tokenizer_splitting_user_close,
+)
+
+# A 4-cell crop budget keeps the CPU tests small (the 256-cell frontier: test_cli_edit_on_the_frontier).
+SMALL = dict(max_crop_cells=4)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,7 +37,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipe(checkpoint):
-    p = load_lumina_dimoo(checkpoint)
+    p = load_lumina_dimoo(checkpoint, **SMALL)
     p.set_progress_bar_config(disable=True)
     return p
 
@@ -53,6 +59,7 @@ def test_fixture_has_the_release_layout(checkpoint):
     cfg = json.loads((checkpoint / "config.json").read_text())
     assert cfg["vocab_size"] == cfg["embedding_size"] == 134548 == L.vocab_size
     assert cfg["mask_token_id"] == 126336 and cfg["block_type"] == "llama" and cfg["weight_tying"] is False
+    assert "rm_post_trained" not in cfg  # as released
     vq = json.loads((checkpoint / "vqvae" / "config.json").read_text())
     assert vq["num_vq_embeddings"] == 8192 and len(vq["block_out_channels"]) == 5 and vq["lookup_from_codebook"]
     assert sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file()) < 15e6
@@ -70,19 +77,64 @@ def _capture_inputs(pipe):
     return seen, handle
 
 
+# ---- 1. the released checkpoint: its own sampler, and reflective editing refused -------------------------------
+def test_released_checkpoint_defaults_to_lumina_sampler_with_its_settings(pipe):
+    assert pipe.transformer.config.rm_post_trained is False
+    assert isinstance(pipe.scheduler, LuminaRegenerateScheduler)
+    c = pipe.scheduler.config  # Lumina-DiMOO's inference code: 64 steps, temperature 1.0, clamp to >= 1 masked
+    assert (c.num_inference_steps, c.temperature, c.min_masked_until_last, c.codebook_size) == (64, 1.0, 1, 8192)
+
+
+@pytest.mark.parametrize("how", ["strategy", "scheduler"])
+def test_reflective_on_released_checkpoint_raises_one_line_naming_the_fix(pipe, image, how):
+    kwargs = {"strategy": "reflective"} if how == "strategy" else {}
+    saved = pipe.scheduler
+    if how == "scheduler":
+        pipe.scheduler = lumina_scheduler()
+    try:
+        with pytest.raises(ValueError) as err:
+            pipe(image, "make the sky red", num_turns=1, output_type="latent", **kwargs)
+    finally:
+        pipe.scheduler = saved
+    message = str(err.value)
+    assert "\n" not in message and "RM adapter" in message
+    assert "load_rm_adapter" in message and "python -m rm_edit.training.lora_rm" in message
+
+
+def test_rm_adapter_enables_reflective(checkpoint, image, tmp_path):
+    from rm_edit.training.lora_rm import prepare_lora_model, save_rm_adapter
+
+    donor = load_lumina_dimoo(checkpoint, torch_dtype=torch.float32, **SMALL).transformer
+    prepare_lora_model(donor, rank=2)
+    adapter = save_rm_adapter(donor, tmp_path / "adapter")
+    pipe = load_lumina_dimoo(checkpoint, torch_dtype=torch.float32, rm_adapter=adapter, **SMALL)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.transformer.config.rm_post_trained is True
+    assert pipe.scheduler.__class__.__name__ == "ReflectiveMaskingScheduler"
+    out = pipe(image, "make the sky red", num_turns=1, output_type="latent")
+    assert out.images.shape == (1, 4, 4) and out.num_forward_passes >= 1
+
+
+# ---- 2-3. what the model reads: the reference's crop, prompt and image splice ----------------------------------
 @pytest.mark.parametrize("strategy", ["reflective", "regenerate"])
 def test_edit_end_to_end_with_real_ids(pipe, image, strategy):
+    if strategy == "reflective":  # the reflective path itself, as with an RM adapter
+        pipe.transformer.register_to_config(rm_post_trained=None)
     seen, handle = _capture_inputs(pipe)
     try:
         out = pipe(image, "make the sky red", strategy=strategy, num_turns=2, reveal_steps=2, num_inference_steps=3,
                    generator=torch.Generator().manual_seed(0))
     finally:
         handle.remove()
+        pipe.transformer.register_to_config(rm_post_trained=False)
     assert out.images[0].size == image.size and out.edit_masks[0].shape == (64, 80)
-    assert out.edit_region_tokens.shape == (1, 4, 4)  # 64x64 crop: 2x2 cells of 32 px = 4x4 codes (16x VQ)
+    # 80x64 onto the 4-cell frontier (4,1) (3,1) (2,1) (2,2) (1,2) (1,3) (1,4): (2,2) keeps min(64/80, 64/64) /
+    # max(...) = 0.8 of the cover, (2,1) 0.625; so a 64x64 crop, scale max(64/80, 64/64) = 1: 2x2 cells of 32 px =
+    # 4x4 codes (16x VQ), centred at columns 8..71.
+    assert out.edit_region_tokens.shape == (1, 4, 4)
     assert 0 < out.num_forward_passes == len(seen)
     ids = seen[0]
-    assert ids.shape[0] == 3  # conditional, no-instruction, no-image branches
+    assert ids.shape[0] == 3  # conditional, no-instruction, no-image branches (fp32: one padded batch)
     cond, uncond, noimg = ids
     for row, images in ((cond, 2), (uncond, 2), (noimg, 1)):
         assert (row == L.image_begin_id).sum() == images and (row == L.image_end_id).sum() == images
@@ -92,26 +144,134 @@ def test_edit_end_to_end_with_real_ids(pipe, image, strategy):
     assert (noimg == L.pad_token_id).sum() > 0  # the shorter branch is padded
     codes = ids[(ids >= L.image_code_offset)]
     assert codes.numel() and int(codes.max()) < L.vocab_size
-    # the target block: after <answer><IMAGE>
-    start = int((cond == L.answer_begin_id).nonzero()) + 1
+    start = int((cond == L.answer_begin_id).nonzero()) + 1  # the target block: after <answer><IMAGE>
     target = cond[L.image_positions(start, 4, 4)]
     if strategy == "regenerate":
         assert (target == L.mask_token_id).all()
     else:  # reflective starts from the source's codes
         source = cond[L.image_positions(int((cond == L.image_begin_id).nonzero()[0]), 4, 4)]
         assert torch.equal(target, source)
-    # token region -> pixels: 16 px per code inside the centred 64x64 crop (columns 8..71)
-    tokens = out.edit_region_tokens[0]
+    tokens = out.edit_region_tokens[0]  # token region -> pixels: 16 px per code inside the centred crop
     expected = tokens.repeat_interleave(16, 0).repeat_interleave(16, 1).numpy()
     assert np.array_equal(out.edit_masks[0][:, 8:72], expected)
     assert not out.edit_masks[0][:, :8].any() and not out.edit_masks[0][:, 72:].any()
 
 
+def _conditional_row(pipe, image, tokenizer):
+    saved = pipe.tokenizer
+    pipe.tokenizer = tokenizer
+    seen, handle = _capture_inputs(pipe)
+    try:
+        pipe(image, "make it red", num_inference_steps=1, output_type="latent", guidance_scale=0,
+             image_guidance_scale=0)
+    finally:
+        handle.remove()
+        pipe.tokenizer = saved
+    return seen[0][0].tolist()
+
+
+def test_prompt_with_bos_eos_splices_the_image_before_eos(pipe, image):
+    tok = tokenizer_adding_bos_eos()
+    row = _conditional_row(pipe, image, tok)
+    prompt = tok(f"<system>{L.system_prompt}</system><user>make it red</user>")["input_ids"]
+    assert prompt[0] == BOS[1] and prompt[-2:] == [126343, EOS[1]]  # ... </user> EOS
+    begin, end = row.index(L.image_begin_id), row.index(L.image_end_id)
+    assert row[:begin] == prompt[:-1]  # BOS ... </user>, then the source image
+    assert row[end + 1] == EOS[1] and row[end + 2:end + 4] == [L.answer_begin_id, L.image_begin_id]
+    assert end - begin - 1 == 4 * (4 + 1)  # 4 rows of 4 codes + end-of-row
+
+
+def test_prompt_with_split_user_close_splices_before_its_last_piece(pipe, image):
+    tok = tokenizer_splitting_user_close()
+    row = _conditional_row(pipe, image, tok)
+    pieces = tok.convert_tokens_to_ids(["<", "/", "user", ">"])
+    begin, end = row.index(L.image_begin_id), row.index(L.image_end_id)
+    assert row[begin - 3:begin] == pieces[:3] and row[end + 1] == pieces[3]  # "< / user" image ">"
+    assert row[end + 2] == L.answer_begin_id
+
+
+def test_tokenizer_check_reads_only_the_tag_the_reference_tokenises(checkpoint, tmp_path):
+    from rm_edit.pipelines.lumina_dimoo import build_stand_in_tokenizer, check_tokenizer_layout
+
+    check_tokenizer_layout(tokenizer_splitting_user_close())  # no <IMAGE> / </user> tokens: still accepted
+    check_tokenizer_layout(tokenizer_adding_bos_eos())
+    with pytest.raises(ValueError, match="<uncondition>"):  # the builder runs the check
+        build_stand_in_tokenizer(special_tokens={"<uncondition>": 126300, "<|pad|>": 126339, "<|mdm_mask|>": 126336})
+
+
+# ---- 4. the sampler's clamp ---------------------------------------------------------------------------------------
+def test_regenerate_leaves_one_code_masked_until_the_last_step():
+    from rm_edit.pipelines.lumina_dimoo import lumina_regenerate_scheduler
+
+    # 4 masked codes, 8 steps: after step 6 floor(4 cos(pi/2 * 7/8)) = floor(4 * 0.195) = 0, clamped to 1;
+    # after step 7 (the last) 0. Unclamped, step 6 would already reveal the last code.
+    masked_after = []
+    for clamp in (1, 0):
+        s = lumina_regenerate_scheduler(num_inference_steps=8, min_masked_until_last=clamp)
+        state = torch.full((1, 4), 8192)
+        counts = []
+        for t in s.timesteps:
+            state = s.step(torch.randn(1, 4, 8193, generator=torch.Generator().manual_seed(int(t))), t, state,
+                           generator=torch.Generator().manual_seed(0)).prev_sample
+            counts.append(int((state == 8192).sum()))
+        masked_after.append(counts)
+    # floor(4 cos(pi/2 (s+1)/8)) for s = 0..5: 3.92->3, 3.70->3, 3.33->3, 2.83->2, 2.22->2, 1.53->1
+    assert masked_after[0] == [3, 3, 3, 2, 2, 1, 1, 0]
+    assert masked_after[1] == [3, 3, 3, 2, 2, 1, 0, 0]
+
+
+# ---- 5. loading straight into the target dtype, one tensor at a time ---------------------------------------------
+def test_loader_assigns_one_tensor_at_a_time_in_the_target_dtype(checkpoint, monkeypatch):
+    from rm_edit.transformer import LLaDATransformer
+
+    calls = []
+    original = LLaDATransformer.load_state_dict
+
+    def spy(self, state, *args, **kwargs):
+        calls.append({k: (v.dtype, v.device.type) for k, v in state.items()})
+        return original(self, state, *args, **kwargs)
+
+    monkeypatch.setattr(LLaDATransformer, "load_state_dict", spy)
+    model = LLaDATransformer.from_llada_checkpoint(checkpoint, torch_dtype=torch.float32)
+    n_params = len(model.state_dict())
+    assert len(calls) == n_params and all(len(c) == 1 for c in calls)  # never a whole state dict
+    assert {v for c in calls for v in c.values()} == {(torch.float32, "cpu")}  # cast before assignment
+    with safe_open(str(next(checkpoint.glob("model-*.safetensors"))), framework="pt") as f:
+        name = next(iter(f.keys()))
+        stored = f.get_tensor(name)
+    assert stored.dtype == torch.bfloat16
+    assert torch.equal(model.state_dict()[name[len("model."):]], stored.float())
+
+
+# ---- 6. bf16 guidance branches run unpadded ---------------------------------------------------------------------
+def test_bf16_branches_equal_each_branch_run_alone(checkpoint, pipe):
+    from rm_edit.layout import build_edit_sequence, encode_edit_prompts, pad_sequences
+    from rm_edit.pipelines.guidance_branches import forward_branches
+    from rm_edit.transformer import LLaDATransformer
+
+    model = LLaDATransformer.from_llada_checkpoint(checkpoint, torch_dtype=torch.bfloat16)
+    heads, uncond, tail = encode_edit_prompts(pipe.tokenizer, L, ["make the sky red"])
+    source = torch.randint(0, 8192, (4, 4), generator=torch.Generator().manual_seed(0))
+    seqs = [build_edit_sequence(L, heads[0], source, None, tail), build_edit_sequence(L, uncond, source, None, tail),
+            build_edit_sequence(L, heads[0], None, None, tail, grid_size=(4, 4))]
+    batch = pad_sequences(seqs, L.pad_token_id)
+    assert batch.attention_mask[2].sum() < batch.attention_mask[0].sum()  # the no-image branch is padded
+    with torch.no_grad():
+        got = forward_branches(model, batch)
+        alone = torch.cat([model(s.input_ids[None], output_positions=s.target_positions[None]).logits for s in seqs])
+    assert got.dtype == torch.bfloat16 and torch.equal(got, alone)
+
+
+# ---- the converted folder ---------------------------------------------------------------------------------------
 def test_kv_cache_edit_with_lumina_layout(pipe, image):
     """Reveal steps reuse cached keys/values of the system prompt, instruction and source image (padded guidance
     branches of different lengths included) and recompute only the masked and changed target codes."""
-    kwargs = dict(strategy="reflective", num_turns=2, reveal_steps=3, generator=torch.Generator().manual_seed(0))
-    out = pipe(image, "make the sky red", use_kv_cache=True, output_type="latent", **kwargs)
+    pipe.transformer.register_to_config(rm_post_trained=None)
+    try:
+        kwargs = dict(strategy="reflective", num_turns=2, reveal_steps=3, generator=torch.Generator().manual_seed(0))
+        out = pipe(image, "make the sky red", use_kv_cache=True, output_type="latent", **kwargs)
+    finally:
+        pipe.transformer.register_to_config(rm_post_trained=False)
     stats = pipe._kv_cache
     assert stats.full_passes >= 1 and stats.full_passes + stats.cached_passes == out.num_forward_passes
     seq_len = stats.input_ids.shape[1]
@@ -119,7 +279,7 @@ def test_kv_cache_edit_with_lumina_layout(pipe, image):
     assert out.images.shape == (1, 4, 4) and int(out.images.max()) < L.codebook_size
 
 
-def test_convert_then_reload_gives_identical_edits(pipe, checkpoint, image, tmp_path):
+def test_convert_then_reload_gives_identical_edits(checkpoint, image, tmp_path):
     from rm_edit.cli import COMMANDS
 
     assert "convert" in COMMANDS  # `rm-edit convert lumina-dimoo SRC DST` runs the same parser
@@ -130,16 +290,51 @@ def test_convert_then_reload_gives_identical_edits(pipe, checkpoint, image, tmp_
     shard = next((dst / "transformer").glob("*.safetensors"))
     with safe_open(str(shard), framework="pt") as f:  # stored dtype kept (the release is bf16)
         assert f.get_slice(next(iter(f.keys()))).get_dtype() == "BF16"
+    assert json.loads((dst / "transformer" / "config.json").read_text())["rm_post_trained"] is False
+    sched = json.loads((dst / "scheduler" / "scheduler_config.json").read_text())
+    assert sched["_class_name"] == "LuminaRegenerateScheduler"
+    assert (sched["num_inference_steps"], sched["temperature"], sched["min_masked_until_last"]) == (64, 1.0, 1)
     again = ReflectiveMaskingEditPipeline.from_pretrained(dst, torch_dtype=torch.float32)
     again.set_progress_bar_config(disable=True)
     assert again.layout == L and again.config.crop_multiple == 32 and again.config.max_crop_cells == 256
+    assert again.config.crop_fill_budget is True and again.image_processor.config.fill_budget is True
     assert again.config.guidance_scale == 2.5 and again.config.image_guidance_scale == 4.0
-    assert again.scheduler.config.codebook_size == 8192
-    for strategy in ("reflective", "regenerate"):
-        kw = dict(strategy=strategy, num_turns=2, num_inference_steps=3, output_type="latent")
-        a = pipe(image, "make the sky red", generator=torch.Generator().manual_seed(1), **kw)
-        b = again(image, "make the sky red", generator=torch.Generator().manual_seed(1), **kw)
-        assert torch.equal(a.images, b.images) and torch.equal(a.edit_region_tokens, b.edit_region_tokens)
+    assert again.transformer.config.rm_post_trained is False
+    with pytest.raises(ValueError, match="RM adapter"):
+        again(image, "make the sky red", strategy="reflective", output_type="latent")
+    pipe = load_lumina_dimoo(checkpoint, torch_dtype=torch.float32, **SMALL)
+    again = ReflectiveMaskingEditPipeline.from_pretrained(dst, torch_dtype=torch.float32, **SMALL)
+    for p in (pipe, again):
+        p.set_progress_bar_config(disable=True)
+    kw = dict(num_inference_steps=2, output_type="latent")
+    a = pipe(image, "make the sky red", generator=torch.Generator().manual_seed(1), **kw)
+    b = again(image, "make the sky red", generator=torch.Generator().manual_seed(1), **kw)
+    assert a.images.shape == (1, 4, 4)
+    assert torch.equal(a.images, b.images) and torch.equal(a.edit_region_tokens, b.edit_region_tokens)
+
+
+def test_cli_edit_on_the_frontier(checkpoint, tmp_path, capsys):
+    """`rm-edit edit --model <converted folder>` at 300x200 and 512x384: the output and mask at the input's size,
+    the code grid on Lumina-DiMOO's crop-size frontier."""
+    from rm_edit.cli import main
+
+    dst = tmp_path / "converted"
+    assert lumina_main(["convert", "lumina-dimoo", str(checkpoint), str(dst)]) == 0
+    rng = np.random.default_rng(0)
+    # 300x200 (aspect 1.5): of the frontier's grids (19,13) keeps min(608/300, 416/200) / max(...) = 2.0267/2.08 =
+    # 0.974 of the cover, (20,12) 1.92/2.1333 = 0.9, (18,14) 1.92/2.24 = 0.857: 608x416 px = 38x26 codes = 988.
+    # 512x384 (aspect 1.333): (18,14) keeps 1.125/1.1667 = 0.9643, (18,13) 1.0833/1.125 = 0.9630: 576x448 px =
+    # 36x28 codes = 1008.
+    for (w, h), codes in (((300, 200), 988), ((512, 384), 1008)):
+        src = tmp_path / f"in_{w}x{h}.png"
+        PIL.Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src)
+        out, mask = tmp_path / f"out_{w}x{h}.png", tmp_path / f"mask_{w}x{h}.png"
+        capsys.readouterr()
+        assert main(["edit", str(src), "make the sky red", "-o", str(out), "--model", str(dst), "--steps", "2",
+                     "--save-mask", str(mask), "--device", "cpu"]) == 0
+        printed = capsys.readouterr().out
+        assert f"of {codes} tokens" in printed and "2 forward passes" in printed
+        assert PIL.Image.open(out).size == (w, h) and PIL.Image.open(mask).size == (w, h)
 
 
 def test_tokenizer_needing_remote_code_falls_back_to_tokenizer_json(checkpoint, tmp_path):
@@ -173,3 +368,17 @@ def test_gpu_check_tiny_runs_on_cpu(tmp_path):
     assert all(e["forward_passes"] > 0 and e["s_per_pass"] > 0 for e in results["edits"])
     assert results["lora"][0]["s_per_step"] > 0 and set(results["lora"][0]["losses"]) == {"reveal", "mask", "keep"}
     assert results["model"]["vocab_size"] == 134548
+
+
+def test_prompt_tokenisation_unchanged_for_a_tokenizer_that_adds_nothing():
+    """The stand-in adds no BOS / EOS and keeps </user> whole: the reference's whole-prompt tokenisation then
+    equals the two pieces this project tokenised before (so models trained that way read the same ids)."""
+    from rm_edit.layout import edit_prompt_text, encode_edit_prompts
+    from rm_edit.pipelines.lumina_dimoo import build_stand_in_tokenizer
+
+    tok = build_stand_in_tokenizer()
+    heads, uncond, tail = encode_edit_prompts(tok, L, ["make the sky red", "add a hat"])
+    pieces = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert heads == [pieces(edit_prompt_text(L, t)[0]) for t in ("make the sky red", "add a hat")]
+    assert uncond == pieces(edit_prompt_text(L, None)[0]) and uncond[-1] == L.uncondition_id
+    assert tail == [126343]  # </user>

@@ -34,12 +34,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rm_edit.layout import SequenceBatch, TokenLayout, get_layout
+from rm_edit.layout import SequenceBatch, TokenLayout, encode_edit_prompts, get_layout
 from rm_edit.losses import rm_losses as per_kind_losses, weighted_loss
 from rm_edit.transformer import LLaDATransformer
 
@@ -53,8 +52,9 @@ MASK_ROW_WEIGHTS = "mask_row_delta.safetensors"
 ADAPTER_INFO = "rm_adapter.json"
 
 __all__ = [
-    "LORA_TARGET_MODULES", "LoraRMConfig", "MaskRowDelta", "load_rm_adapter", "make_rm_batch", "merge_rm_adapter",
-    "prepare_lora_model", "rm_losses", "save_rm_adapter", "train_lora_rm", "trainable_parameters", "unload_rm_adapter",
+    "LORA_TARGET_MODULES", "LoraRMConfig", "MaskRowDelta", "ReferencePromptBank", "load_rm_adapter", "make_rm_batch",
+    "merge_rm_adapter", "prepare_lora_model", "rm_losses", "save_rm_adapter", "train_lora_rm", "trainable_parameters",
+    "unload_rm_adapter",
 ]
 
 
@@ -263,16 +263,22 @@ def load_rm_adapter(transformer: LLaDATransformer, folder: str | Path, adapter_n
             delta = f.get_tensor("delta")
         _attach_mask_row(transformer, delta)
     transformer.requires_grad_(False)
+    # Record RM post-training in the config (what the reflective sampler checks); unload puts the old value back.
+    transformer._rm_post_trained_before_adapter = transformer.config.get("rm_post_trained")
+    transformer.register_to_config(rm_post_trained=True)
     if merge:
         merge_rm_adapter(transformer)
     return transformer
 
 
 def merge_rm_adapter(transformer: LLaDATransformer) -> LLaDATransformer:
-    """Fold the LoRA adapter(s) and the [MASK]-row delta into the base weights and remove them."""
+    """Fold the LoRA adapter(s) and the [MASK]-row delta into the base weights and remove them; the config
+    then records ``rm_post_trained=True`` (saved with the merged model)."""
     if getattr(transformer, "peft_config", None):
         transformer.fuse_lora()
         transformer.unload_lora()
+    transformer.register_to_config(rm_post_trained=True)
+    transformer.__dict__.pop("_rm_post_trained_before_adapter", None)
     delta = _detach_mask_row(transformer)
     if delta is not None:
         if transformer.config.tie_word_embeddings:
@@ -285,14 +291,31 @@ def merge_rm_adapter(transformer: LLaDATransformer) -> LLaDATransformer:
 
 
 def unload_rm_adapter(transformer: LLaDATransformer) -> LLaDATransformer:
-    """Remove the adapter without merging: the base model as it was."""
+    """Remove the adapter without merging: the base model as it was (its ``rm_post_trained`` flag too)."""
     if getattr(transformer, "peft_config", None):
         transformer.unload_lora()
     _detach_mask_row(transformer)
+    if "_rm_post_trained_before_adapter" in transformer.__dict__:
+        transformer.register_to_config(rm_post_trained=transformer.__dict__.pop("_rm_post_trained_before_adapter"))
     return transformer
 
 
 # ---- the objective ------------------------------------------------------------------------------------------
+@dataclass
+class ReferencePromptBank:
+    """Prompt ids of every instruction, tokenised as Lumina-DiMOO's inference code does
+    (:func:`rm_edit.layout.encode_edit_prompts`), so post-training sees the sequences the model will edit with;
+    the fields of ``train_mdm.PromptBank``, which ``build_batch`` reads."""
+
+    prompts: list[list[int]]
+    unconditional: list[int]
+    close: list[int]
+
+    @classmethod
+    def build(cls, tokenizer, layout: TokenLayout, instructions: list[str]) -> "ReferencePromptBank":
+        return cls(*encode_edit_prompts(tokenizer, layout, instructions))
+
+
 def rm_losses(model, layout: TokenLayout, batch: SequenceBatch, corrupted: CorruptedTargets,
               embedding_offset: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The reveal / mask / keep cross-entropies over the image codes and [MASK] (code-space labels)."""
@@ -383,7 +406,7 @@ def train_lora_rm(cfg: LoraRMConfig, progress: bool = True) -> Path:
     from rm_edit.data.pretokenize import load_code_cache, pretokenize_manifest
     from rm_edit.pipelines.lumina_dimoo import check_tokenizer_layout, load_lumina_tokenizer
 
-    from .train_mdm import MDMTrainConfig, PromptBank, history_offsets, sample_native
+    from .train_mdm import MDMTrainConfig, history_offsets, sample_native
 
     if not cfg.base or not cfg.train_codes:
         raise ValueError("base and train_codes are required")
@@ -417,7 +440,7 @@ def train_lora_rm(cfg: LoraRMConfig, progress: bool = True) -> Path:
     cache = load_code_cache(codes_path)
     if int(cache.target.max()) >= layout.codebook_size or int(cache.source.max()) >= layout.codebook_size:
         raise ValueError(f"{codes_path}: codes beyond the {layout.name!r} codebook ({layout.codebook_size})")
-    bank = PromptBank(tokenizer, layout, cache.instructions)
+    bank = ReferencePromptBank.build(tokenizer, layout, cache.instructions)
     n_pos = cache.target[0].numel()
 
     prepare_lora_model(model, cfg.rank, cfg.alpha, cfg.train_mask_row, cfg.lora_dropout,
