@@ -127,3 +127,38 @@ def test_two_processes_write_what_one_process_writes(setup, capsys):
                           cwd=Path(__file__).parent.parent, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "done 2, skipped 5" in proc.stdout and _files(root / "batch_two") == one
+
+
+def test_an_interrupted_sharded_eval_resumes_exactly(tmp_path):
+    """A killed multi-process run leaves .shards/rank<r>/; the next run (any number of processes) folds
+    them in first and does only the rest: the same rows as one uninterrupted process."""
+    from rm_edit.evaluation.benchmarks import Benchmark, load_benchmark
+    from rm_edit.evaluation.runner import score
+    from rm_edit.evaluation.sharded import run_sharded
+    from rm_edit.metrics import EditMetrics
+
+    lines = []
+    for i in range(5):
+        _picture(i).save(tmp_path / f"s{i}.png")
+        _picture(100 + i).save(tmp_path / f"t{i}.png")
+        lines.append({"id": f"item{i}", "source": f"s{i}.png", "instruction": "x", "target": f"t{i}.png"})
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for i in range(5):
+        _picture(200 + i).save(preds / f"item{i}.png")
+    bench = load_benchmark(tmp_path / "manifest.jsonl")
+    run = lambda b, o, **kw: score(b, preds, o, EditMetrics(), **kw)  # noqa: E731
+    reference = tmp_path / "ref"
+    run(bench, reference, report=False, progress=False)
+
+    out = tmp_path / "out"
+    killed = Benchmark(bench.name, bench.kind, bench.refs[1::2], [], bench.root)  # rank 1 of 2 got this far
+    run(killed, out / ".shards" / "rank1", report=False, progress=False)
+    run_sharded(run, load_benchmark(tmp_path / "manifest.jsonl"), out, shard=Shard(0, 2), predictions_dir=preds,
+                report=False, progress=False)  # the main process alone: folds rank 1's rows in, does its own
+    assert not (out / ".shards").exists()
+    done = {r["id"] for r in json.loads((out / "per_sample.json").read_text())}
+    assert done == {"item0", "item1", "item3", "item4"}  # 1, 3 from the leftover; 0, 4 = pending[0::2]
+    run_sharded(run, load_benchmark(tmp_path / "manifest.jsonl"), out, report=False, progress=False)  # 1 process
+    assert json.loads((out / "per_sample.json").read_text()) == json.loads((reference / "per_sample.json").read_text())

@@ -108,6 +108,10 @@ def run_eval(args: argparse.Namespace) -> int:
             raise CliError("eval compare needs --models DIR and --n N")
         if args.benchmark or args.predictions or args.model:
             raise CliError("eval compare takes --models, not --benchmark / --predictions / --model")
+        from ..distributed import launched_world_size
+
+        if launched_world_size() > 1:
+            raise CliError("eval compare runs in one process; drop accelerate launch")
         from .compare import compare_shapes
 
         result = compare_shapes(args.models, args.n, args.out, batch_size=args.batch_size, seed=args.seed,
