@@ -382,3 +382,25 @@ def test_prompt_tokenisation_unchanged_for_a_tokenizer_that_adds_nothing():
     assert heads == [pieces(edit_prompt_text(L, t)[0]) for t in ("make the sky red", "add a hat")]
     assert uncond == pieces(edit_prompt_text(L, None)[0]) and uncond[-1] == L.uncondition_id
     assert tail == [126343]  # </user>
+
+
+def test_frontier_crop_hand_worked():
+    from rm_edit.vq import crop_for_vq, crop_size_frontier
+
+    # 4 cells: the walk (4,1) (3,1) (2,1) -> add a row: (2,2) -> (1,2) (1,3) (1,4); aspect <= 4 keeps them all.
+    assert crop_size_frontier(4, 32) == [(128, 32), (96, 32), (64, 32), (64, 64), (32, 64), (32, 96), (32, 128)]
+    full = crop_size_frontier(256, 32)
+    assert (512, 512) in full and (512, 480) in full and (1024, 256) in full and (1056, 224) not in full  # 33/7 > 4
+    c = crop_for_vq(300, 200, 32, 256, fill_budget=True)
+    # (19,13): scale max(608/300, 416/200) = 2.08 -> 624x416, centred: left (624 - 608) // 2 = 8
+    assert (c.grid, c.resized_size, c.box, c.halvings) == ((19, 13), (624, 416), (8, 0, 616, 416), 0)
+    c = crop_for_vq(512, 384, 32, 256, fill_budget=True)
+    # (18,14): scale max(576/512, 448/384) = 1.1667 -> round(597.3) x 448 = 597x448, left (597 - 576) // 2 = 10
+    assert (c.grid, c.resized_size, c.box) == ((18, 14), (597, 448), (10, 0, 586, 448))
+    c = crop_for_vq(2000, 1500, 32, 256, fill_budget=True)
+    # same aspect as 512x384: (18,14); 2000x1500 >= 2 x 576x448, halved once to 1000x750 (not again: 1000 < 1152);
+    # scale max(0.576, 0.5973) -> round(597.3) x 448
+    assert (c.grid, c.halvings, c.resized_size, c.box) == ((18, 14), 1, (597, 448), (10, 0, 586, 448))
+    c = crop_for_vq(64, 64, 32, 256, fill_budget=True)  # up, not only down: 16x16 cells = 1024 codes
+    assert (c.grid, c.resized_size) == ((16, 16), (512, 512))
+    assert crop_for_vq(64, 64, 32, 256).grid == (2, 2)  # the default rule only downsizes
