@@ -149,8 +149,10 @@ def run_eval(args: argparse.Namespace) -> int:
                     predictions_dir=args.predictions, report=not args.no_report, **common)
     else:
         options = sampler_kwargs(args)
-        if args.turns_sweep and args.strategy == "regenerate":  # None: the model's sampler (checked by the sweep)
+        if args.turns_sweep and args.strategy == "regenerate":
             raise CliError("--turns-sweep needs --strategy reflective")
+        if args.turns_sweep:  # a sweep of reflective turns (the pipeline refuses a model not RM post-trained)
+            options["strategy"] = "reflective"
         if args.turns_sweep and args.num_turns is not None:
             raise CliError("--turns-sweep sets the number of turns; drop --num-turns")
         pipe = load_pipeline(args.model, args.device)
