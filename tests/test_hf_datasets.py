@@ -131,3 +131,27 @@ def test_eval_on_a_dataset_and_export_results_as_a_dataset(tmp_path):
     assert again["target_l1"] == [0.0, 0.0]
     rows = json.loads((out / "per_sample.json").read_text())
     assert [r["id"] for r in rows] == ["100_1", "100_2"]
+
+
+def test_pretokenize_streams_a_parquet_dataset(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from rm_edit.data.pretokenize import load_code_cache, pretokenize_dataset
+    from rm_edit.vq import build_vq, encode_to_codes, image_to_tensor
+
+    sources = [_img(40 + i) for i in range(3)]
+    targets = [_img(40 + i, box=(0, 0, 8, 8)) for i in range(3)]
+    ip2p = datasets.Dataset.from_dict({"original_prompt": ["p"] * 3, "original_image": sources,
+                                       "edit_prompt": ["a", "b", "c"], "edited_prompt": ["q"] * 3,
+                                       "edited_image": targets})
+    data = _save(ip2p, tmp_path / "ip2p", "parquet")
+    vq = build_vq(seed=0).eval()
+    out = pretokenize_dataset(data, vq, tmp_path / "codes.safetensors", batch_size=2, progress=False)
+    cache = load_code_cache(out)
+    assert cache.ids == ["00000000", "00000001", "00000002"] and cache.instructions == ["a", "b", "c"]
+    expected = encode_to_codes(vq, torch.cat([image_to_tensor(t) for t in targets]))
+    assert (cache.target == expected).all() and load_file(str(out))["source"].dtype == torch.int16
+    no_target = datasets.Dataset.from_dict({"original_image": sources, "edit_prompt": ["a", "b", "c"]})
+    with pytest.raises(ValueError, match="no target column"):
+        pretokenize_dataset(_save(no_target, tmp_path / "nt", "disk"), vq, tmp_path / "x.safetensors", progress=False)
