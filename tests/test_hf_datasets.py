@@ -60,6 +60,14 @@ def test_magicbrush_schema_from_disk_and_parquet(tmp_path, fmt):
     assert np.asarray(s.source)[0, 0].tolist() == [92, 92, 92]
     assert np.asarray(s.target)[5, 5].tolist() == [255, 0, 0]
     assert s.mask.sum() == 16 and s.mask[4:8, 4:8].all()  # the 4x4 white box of the mask image
+    assert s.captions is None
+
+
+def test_magicbrush_local_captions_when_present(tmp_path):
+    rows = magicbrush_rows(1)
+    rows["target_local_caption"] = ["a red box"]
+    s = list(load_benchmark(_save(datasets.Dataset.from_dict(rows), tmp_path / "mb", "disk")))[0]
+    assert s.captions == (None, "a red box")  # the target's local caption: MagicBrush's CLIP-T text
 
 
 def test_instructpix2pix_and_ultraedit_presets_and_columns(tmp_path):

@@ -7,13 +7,14 @@ name (only when online), and :func:`resolve_columns` maps its columns to an edit
 ==================  =========================================================================================
 preset              columns (source, instruction, target, mask, id, edit type, captions)
 ==================  =========================================================================================
-``magicbrush``      source_img, instruction, target_img, mask_img, img_id + turn_index (id ``<img>_<turn>``)
+``magicbrush``      source_img, instruction, target_img, mask_img, img_id + turn_index (id ``<img>_<turn>``);
+                    target_local_caption / source_global_caption when present (ImagenHub's release)
 ``instructpix2pix`` original_image, edit_prompt, edited_image; captions original_prompt / edited_prompt
 ``ultraedit``       source_image, edit_prompt, edited_image (or target_image), mask_image when present, idx;
                     captions source_caption / target_caption
 ==================  =========================================================================================
 
-Masks are read as the manifest's: grey level > 127 marks the edit region (RGBA masks: their grey level).
+Masks are read as the manifest's: grey level > 127 marks the edit region (MagicBrush: "the white region").
 Rows are read one at a time (``streaming=True`` or a memory-mapped Arrow table), so a large dataset is
 never loaded whole into memory.
 
@@ -40,7 +41,9 @@ REQUIRED_ROLES = ("source", "instruction")
 
 PRESETS: dict[str, dict[str, str]] = {
     "magicbrush": {"source": "source_img", "instruction": "instruction", "target": "target_img",
-                   "mask": "mask_img", "id": "img_id", "turn": "turn_index"},
+                   "mask": "mask_img", "id": "img_id", "turn": "turn_index",
+                   # ImagenHub's MagicBrush adds captions; the local one is the text of MagicBrush's CLIP-T
+                   "source_caption": "source_global_caption", "target_caption": "target_local_caption"},
     "instructpix2pix": {"source": "original_image", "instruction": "edit_prompt", "target": "edited_image",
                         "source_caption": "original_prompt", "target_caption": "edited_prompt"},
     "ultraedit": {"source": "source_image", "instruction": "edit_prompt", "target": "edited_image",
@@ -242,9 +245,10 @@ def to_example(row: Mapping[str, Any], cols: ColumnMap, index: int) -> EditExamp
     if cols.mask and row.get(cols.mask) is not None:
         mask = to_mask(row[cols.mask], source.size, f"row {sid} column {cols.mask!r}")
     captions = None
-    if cols.source_caption and cols.target_caption:
-        s, t = row.get(cols.source_caption), row.get(cols.target_caption)
-        captions = (s, t) if isinstance(s, str) and isinstance(t, str) else None
+    t = row.get(cols.target_caption) if cols.target_caption else None
+    if isinstance(t, str):  # (source caption or None, target caption)
+        s = row.get(cols.source_caption) if cols.source_caption else None
+        captions = (s if isinstance(s, str) else None, t)
     edit_type = row.get(cols.edit_type) if cols.edit_type else None
     return EditExample(sid, source, instruction, target, mask, None if edit_type is None else str(edit_type), captions)
 
