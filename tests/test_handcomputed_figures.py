@@ -5,11 +5,11 @@ precision != recall, edit accuracy != kept-outside, so swapped arguments or a wr
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from rm_edit.evaluation.runner import token_metrics
-from rm_edit.evaluation.token_eval import count_replays, image_token_scores, summarize
+from rm_edit.evaluation.token_eval import count_replays, image_token_scores, summarize, token_metrics
 from rm_edit.metrics import kept_outside_fraction, token_localization
 
 M = 9  # [MASK] in code space for the trajectories below
@@ -167,3 +167,35 @@ def test_aggregate_counts_every_infinite_and_missing_value():
         "psnr": {"mean": 25.0, "count": 2, "n_inf": 2, "n_missing": 1},
         "l1": {"mean": 0.375, "count": 2, "n_inf": 1, "n_missing": 2},
     }
+
+
+# ---- evaluate_tokens' wiring: which codes are the source's and the target's, which seed each edit gets -------
+def test_evaluate_tokens_scores_each_edit_against_its_own_target(tiny_pipeline):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from rm_edit.evaluation.token_eval import evaluate_tokens
+    from rm_edit.vq import encode_to_codes, image_to_tensor
+
+    rng = np.random.default_rng(5)
+    a, b = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2))
+    examples = [SimpleNamespace(source=a, target=a, instruction="keep it", edit_type="none"),
+                SimpleNamespace(source=a, target=b, instruction="make it b", edit_type="swap")]
+    kw = dict(strategy="reflective", num_turns=1, reveal_steps=1, temperature=1.0)
+    rows = evaluate_tokens(tiny_pipeline, examples, batch_size=2, seed=3, progress=False, **kw)["rows"]
+    # The same call by hand: seeds 3 + 0 and 3 + 1, codes of a and b straight from the VQ.
+    out = tiny_pipeline([Image.fromarray(a)] * 2, ["keep it", "make it b"], output_type="latent",
+                        generator=[torch.Generator().manual_seed(s) for s in (3, 4)], **kw)
+    code_a, code_b = (encode_to_codes(tiny_pipeline.vqvae, image_to_tensor(x))[0] for x in (a, b))
+    # no change to find: edit accuracy 1 by convention, nothing missed, every chosen token a false alarm
+    region0 = out.edit_region_tokens[0]
+    assert rows[0]["edit_accuracy"] == 1.0 and rows[0]["recall"] == 1.0 and rows[0]["fn"] == 0
+    assert rows[0]["fp"] == int(region0.sum()) and rows[0]["edit_type"] == "none"
+    assert rows[0]["kept_outside"] == pytest.approx(float((out.images[0] == code_a).float().mean()))
+    changed = code_a != code_b
+    assert changed.any()
+    assert rows[1]["edit_accuracy"] == pytest.approx(float((out.images[1][changed] == code_b[changed]).float().mean()))
+    assert rows[1]["token_accuracy"] == pytest.approx(float((out.images[1] == code_b).float().mean()))
+    assert rows[1]["tp"] == int((out.edit_region_tokens[1] & changed).sum())
+    assert rows[1]["forward_passes"] == out.num_forward_passes
