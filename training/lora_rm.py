@@ -404,7 +404,7 @@ def train_lora_rm(cfg: LoraRMConfig, progress: bool = True) -> Path:
     from tqdm.auto import tqdm
 
     from rm_edit.data.pretokenize import load_code_cache, pretokenize_manifest
-    from rm_edit.pipelines.lumina_dimoo import check_tokenizer_layout, load_lumina_tokenizer
+    from rm_edit.pipelines.lumina_tokenizer import check_tokenizer_layout, load_lumina_tokenizer
 
     from .train_mdm import MDMTrainConfig, history_offsets, sample_native
 
