@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import importlib
 
-from .layout import LUMINA_DIMOO, SHAPES, EditSequence, TokenLayout, build_edit_sequence, get_layout
-from .transformer import LLaDATransformer
-
 __version__ = "0.1.0"
 
-# Consumers of the core (pipelines, training) load on first use, so `import rm_edit` stays light and the
-# core modules never import them.
+# Everything loads on first use, so `import rm_edit` (and `rm-edit --help`) does not import torch, and the
+# core modules never import their consumers (pipelines, training).
 _LAZY = {
+    **{name: "rm_edit.layout" for name in ("LUMINA_DIMOO", "SHAPES", "EditSequence", "TokenLayout",
+                                           "build_edit_sequence", "get_layout")},
+    "LLaDATransformer": "rm_edit.transformer",
     "ReflectiveMaskingEditPipeline": "rm_edit.pipelines.pipeline_reflective_edit",
     "ReflectiveEditOutput": "rm_edit.pipelines.pipeline_reflective_edit",
     "load_default_pipeline": "rm_edit.pipelines.pipeline_reflective_edit",
@@ -26,7 +26,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'rm_edit' has no attribute {name!r}")
 
 
-__all__ = [
-    "LLaDATransformer", "TokenLayout", "EditSequence", "build_edit_sequence", "get_layout", "LUMINA_DIMOO",
-    "SHAPES", *_LAZY,
-]
+__all__ = [*_LAZY]

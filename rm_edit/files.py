@@ -14,6 +14,8 @@ from typing import IO, Any
 
 from PIL import Image
 
+DEFAULT_MAX_PIXELS = 4096 * 4096  # larger inputs are refused before decoding (PIL's bomb check is 89 Mpx)
+
 
 def write_atomic(path: Path, write: Callable[[IO], None], mode: str = "wb", **open_kwargs: Any) -> None:
     """Call ``write(file)`` on a temp file next to ``path``, then rename it to ``path``."""

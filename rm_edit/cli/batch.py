@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from rm_edit.files import item_seed, one_line, save_image
+from rm_edit.files import DEFAULT_MAX_PIXELS, item_seed, one_line, save_image
 
 from .options import PROG, CliError, SubParsers, add_sampler_options, load_pipeline, mask_image, positive_int, sampler_kwargs
 
@@ -38,8 +38,6 @@ examples:
 
 
 def add_batch_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
-    from rm_edit.data.manifest import DEFAULT_MAX_PIXELS
-
     p = subparsers.add_parser(
         "batch", help="edit every item of a JSONL manifest (resumable)",
         description="Edit every item of MANIFEST, a few images per model call.",

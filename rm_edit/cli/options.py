@@ -5,6 +5,7 @@ keywords, loading a pipeline, and image output checks."""
 from __future__ import annotations
 
 import argparse
+import math
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from rm_edit.files import one_line
 
 PROG = "rm-edit"
 USAGE_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 SubParsers = Any  # argparse._SubParsersAction is private
 
 
@@ -60,10 +62,14 @@ def non_negative_int(text: str) -> int:
 
 
 def number(text: str) -> float:
+    """A finite float: nan / inf would flow into the sampler and silently give garbage (or nothing)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def unit_float(text: str) -> float:
@@ -146,15 +152,15 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                         "the shipped models; regenerate for a checkpoint that was not RM post-trained)")
     g.add_argument("--num-turns", type=positive_int, metavar="N", help="reflective: keep/re-mask/reveal turns")
     g.add_argument("--reveal-steps", type=positive_int, metavar="N", help="reflective: reveal steps per turn")
-    g.add_argument("--remask-margin", type=float, metavar="F",
+    g.add_argument("--remask-margin", type=number, metavar="F",
                    help="reflective: re-mask only where log p(MASK) - log p(code) > F (default: the model's)")
     g.add_argument("--held-code-bias", type=non_negative_float, metavar="F",
                    help="reflective: tilt each reveal toward the code the position held, by F nats (default: the "
                         "model's, 0): higher keeps more of the source, at some cost to the edit")
     g.add_argument("--steps", type=positive_int, metavar="N",
                    help="regenerate: sampling steps (default: the model's; 16 when --strategy swaps it in)")
-    g.add_argument("--guidance-scale", type=float, metavar="F", help="instruction guidance (default: the model's)")
-    g.add_argument("--image-guidance-scale", type=float, metavar="F", help="source-image guidance (default: the model's)")
+    g.add_argument("--guidance-scale", type=number, metavar="F", help="instruction guidance (default: the model's)")
+    g.add_argument("--image-guidance-scale", type=number, metavar="F", help="source-image guidance (default: the model's)")
     g.add_argument("--history", action=argparse.BooleanOptionalAction, default=False,
                    help="History Reference: condition each turn on the codes seen before (default: off)")
     g.add_argument("--history-decay", type=unit_float, default=1.0, metavar="F",
