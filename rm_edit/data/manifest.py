@@ -24,9 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from rm_edit.files import one_line, write_text
-
-DEFAULT_MAX_PIXELS = 4096 * 4096
+from rm_edit.files import DEFAULT_MAX_PIXELS, one_line, write_text
 
 _REQUIRED_FIELDS = ("id", "source", "instruction")
 _OPTIONAL_FIELDS = ("target", "mask", "edit_type")
