@@ -199,7 +199,10 @@ SHAPES = TokenLayout(
 # keep a shape's colour apart need more entries than 256 (measured purity 0.88 at 256, 0.96 at 1,024).
 SHAPES_1K = replace(SHAPES, name="shapes-1k", codebook_size=1024)
 
-PRESETS: dict[str, TokenLayout] = {p.name: p for p in (LUMINA_DIMOO, SHAPES, SHAPES_1K)}
+# The grid-aligned shapes world's exact tokenizer: one code per (background, colour, kind, part) cell.
+SHAPES_GRID = replace(SHAPES, name="shapes-grid", codebook_size=605)
+
+PRESETS: dict[str, TokenLayout] = {p.name: p for p in (LUMINA_DIMOO, SHAPES, SHAPES_1K, SHAPES_GRID)}
 
 
 def get_layout(name_or_dict: str | dict | TokenLayout) -> TokenLayout:

@@ -45,6 +45,7 @@ class MDMTrainConfig:
     model: dict = field(default_factory=lambda: dict(d_model=192, n_layers=4, n_heads=4, mlp_hidden_size=384))
     init_from: str | None = None  # a LLaDATransformer folder to start from
     code_embedding_init: str | None = None  # fresh models: a VQModel folder whose codebook seeds the code rows
+    attribute_rows: bool = False  # shapes-grid: code rows = free row + sum of the cell's attribute vectors
     tokenizer: str | None = None  # a tokenizer folder; None = build the shapes tokenizer
     train_codes: str = "data/shapes/train/codes.safetensors"
     extra_codes: list | None = None  # more code caches trained on with train_codes (e.g. confusable edits)
@@ -84,7 +85,8 @@ class PromptBank:
 
     def __init__(self, tokenizer, layout: TokenLayout, instructions: list[str]):
         encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        self.prompts = [encode(edit_prompt_text(layout, text)[0]) for text in instructions]
+        unique = {text: encode(edit_prompt_text(layout, text)[0]) for text in dict.fromkeys(instructions)}
+        self.prompts = [unique[text] for text in instructions]  # few distinct instructions, many examples
         unconditional, close = edit_prompt_text(layout, None)
         self.unconditional = encode(unconditional)
         self.close = encode(close)
@@ -183,6 +185,10 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
 
             codebook = VQModel.from_pretrained(cfg.code_embedding_init).quantize.embedding.weight
             init_code_rows_from_codebook(model, layout, codebook, cfg.seed)
+    if cfg.attribute_rows:
+        from .code_embeddings import attach_attribute_rows
+
+        attach_attribute_rows(model, layout, fresh=not cfg.init_from)
     if cfg.lora_rank:
         from peft import LoraConfig
 
@@ -252,6 +258,10 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
             save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1)
 
     final = out / "final"
+    if cfg.attribute_rows:
+        from .code_embeddings import detach_attribute_rows
+
+        detach_attribute_rows(raw_model)
     if cfg.lora_rank:  # ship plain weights: fold the adapters in
         raw_model.fuse_lora()
         raw_model.unload_lora()

@@ -26,6 +26,9 @@ class TrajectoryConfig:
     p_random_wrong: float = 0.02  # uniform-noise codes, for robustness
     max_mask_unchanged: float = 0.3  # unchanged positions are masked with at most this probability
     p_history: float = 0.8  # P(a position's simulated history is recorded)
+    # Exact sampler states (the grid world's sampler meets these, so train on them as they are):
+    p_reveal_exact: float = 0.0  # P(state = target with exactly the changed positions masked): the reveal step
+    p_target_exact: float = 0.0  # P(state = the finished target): the converging reflect step (all keep)
 
 
 @dataclass
@@ -92,6 +95,12 @@ def reflective_trajectory(
     # The first reflect step of an edit: exactly the source, nothing masked.
     source_start = u(b, 1) < config.p_source_start
     state = torch.where(source_start, source, torch.where(masked, torch.full_like(state, K), state))
+    # Rows that are exactly the reveal step's input, or exactly the finished edit (not already a source start).
+    pick = u(b, 1)
+    reveal_exact = ~source_start & (pick < config.p_reveal_exact)
+    target_exact = ~source_start & ~reveal_exact & (pick < config.p_reveal_exact + config.p_target_exact)
+    state = torch.where(reveal_exact, torch.where(changed, torch.full_like(state, K), target), state)
+    state = torch.where(target_exact, target, state)
 
     is_mask = state == K
     wrong = ~is_mask & (state != target)

@@ -1,15 +1,21 @@
-"""The "shapes world": seeded synthetic editing triples with exact ground truth.
+"""The "shapes world": seeded synthetic editing triples with exact ground truth, on a token grid.
 
-Each example is a small RGB image of 1-3 flat-coloured shapes on a solid
-background, an instruction naming one edit, the edited image and the exact
-edit mask. Shapes sit on a 3x3 grid of named anchors (at most one shape per
-anchor) and are drawn without anti-aliasing, so every pixel is known exactly.
+Each example is a small RGB image of 1-3 flat-coloured shapes on a solid background, an instruction naming
+one edit, the edited image and the exact edit mask. The world is *well posed*: the target is fully
+determined by the source and the instruction, every edit type included (an added or moved shape goes to the
+named anchor at the named size, with no random jitter).
 
-Determinism: example ``i`` of split ``s`` is generated from
-``numpy.random.default_rng([SPLIT_SEEDS[s], i])`` and depends only on
-(split, i, config). The split seeds are fixed forever:
+Geometry: the image is an 8x8 grid of cells (8 px each at 64 px). Shapes are snapped to the grid and sized
+in whole cells: ``small`` = one cell, ``large`` = 2x2 cells. The nine anchors are the 2x2 blocks with
+top-left cells at rows/columns 0, 3 and 6 (a small shape sits in its block's top-left cell), so shapes never
+overlap or touch. Every cell is therefore one of :data:`NUM_CELL_CODES` exact patterns, identified by
+(background, colour, kind, size, part): :meth:`ShapesWorld.codes` gives a scene's cell ids, which are the
+image tokenizer's code ids (``rm_edit.training.exact_vq``). Shapes are drawn without anti-aliasing.
 
-    train: 20_251_001    val: 20_251_002    test: 20_251_003
+Determinism: example ``i`` of split ``s`` is generated from ``numpy.random.default_rng([SPLIT_SEEDS[s], i])``
+and depends only on (split, i, config). The split seeds are fixed forever:
+
+    train: 20_261_201    val: 20_261_202    test: 20_261_203
 
 Changing them (or the templates/palettes below) changes every dataset.
 """
@@ -30,7 +36,7 @@ from rm_edit.data.manifest import EditRecord, write_manifest
 
 RGB = tuple[int, int, int]
 
-SPLIT_SEEDS: dict[str, int] = {"train": 20_251_001, "val": 20_251_002, "test": 20_251_003}
+SPLIT_SEEDS: dict[str, int] = {"train": 20_261_201, "val": 20_261_202, "test": 20_261_203}
 
 BACKGROUNDS: dict[str, RGB] = {
     "light gray": (200, 200, 200),
@@ -48,9 +54,7 @@ COLOURS: dict[str, RGB] = {
     "orange": (245, 125, 20),
 }
 KINDS: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
-# Half-sizes at 64 px. Smaller than a 21 px grid cell allows with jitter
-# (2 * 8 < 21 - 2 * 2), which is what guarantees shapes never overlap.
-SIZES: dict[str, int] = {"small": 4, "medium": 6, "large": 8}
+SIZES: dict[str, int] = {"small": 1, "large": 2}  # side in grid cells
 ANCHORS: tuple[str, ...] = (
     "top left", "top", "top right",
     "left", "center", "right",
@@ -58,8 +62,13 @@ ANCHORS: tuple[str, ...] = (
 )  # fmt: skip
 EDIT_TYPES: tuple[str, ...] = ("recolour", "remove", "add", "replace", "move")
 
-_BASE_SIZE = 64
-_BASE_JITTER = 2
+GRID = 8  # cells per image side
+ANCHOR_CELLS = (0, 3, 6)  # top-left cell row/column of the three anchor blocks per axis
+# Cell ids: the backgrounds first, then one id per (background, colour, kind, part); part 0 is a small
+# shape's only cell, parts 1-4 a large shape's top-left, top-right, bottom-left, bottom-right cells.
+PARTS = 5
+NUM_CELL_CODES = len(BACKGROUNDS) * (1 + len(COLOURS) * len(KINDS) * PARTS)
+
 _MAX_SCAN = 10_000  # write_shapes_dataset: indices tried per example before select is deemed impossible
 
 # Placeholders: {colour} {kind} of the edited shape, {new_colour}, {new_kind},
@@ -111,14 +120,22 @@ _SLOT_VALUES: dict[str, tuple[str, ...]] = {
 class Shape:
     kind: str
     colour: str
-    size: str
+    size: str  # a key of SIZES
     anchor: str
-    x: int  # centre column, px
-    y: int  # centre row, px
 
     @property
     def name(self) -> str:
         return f"{self.colour} {self.kind}"
+
+    @property
+    def cell(self) -> tuple[int, int]:
+        """(row, column) of the shape's top-left grid cell."""
+        row, col = divmod(ANCHORS.index(self.anchor), 3)
+        return ANCHOR_CELLS[row], ANCHOR_CELLS[col]
+
+    @property
+    def span(self) -> int:
+        return SIZES[self.size]
 
 
 @dataclass(frozen=True)
@@ -135,40 +152,6 @@ class Scene:
 
 
 @dataclass(frozen=True)
-class _Geometry:
-    """Pixel layout for one image size (anchor centres, half-sizes, jitter)."""
-
-    image_size: int
-    centres: tuple[int, int, int]
-    half: dict[str, int]
-    jitter: int
-
-    @staticmethod
-    def for_size(image_size: int) -> _Geometry:
-        if image_size < 32:  # below this small/medium/large become indistinguishable
-            raise ValueError(f"image_size must be >= 32, got {image_size}")
-        scale = image_size / _BASE_SIZE
-        # Pixel centres of the three grid cells; the -0.5 makes them mirror-symmetric.
-        centres = tuple(round(image_size * (2 * k + 1) / 6 - 0.5) for k in range(3))
-        half = {name: max(1, round(h * scale)) for name, h in SIZES.items()}
-        h = max(half.values())
-        # Largest jitter that keeps neighbours disjoint and shapes inside the image.
-        fit = min(
-            (min(centres[1] - centres[0], centres[2] - centres[1]) - 2 * h - 1) // 2,
-            centres[0] - h,
-            image_size - 1 - centres[2] - h,
-        )
-        if fit < 0:
-            raise ValueError(f"image_size {image_size} is too small for non-overlapping shapes")
-        jitter = min(round(_BASE_JITTER * scale), fit)
-        return _Geometry(image_size, centres, half, jitter)  # type: ignore[arg-type]
-
-    def anchor_centre(self, anchor: str) -> tuple[int, int]:
-        row, col = divmod(ANCHORS.index(anchor), 3)
-        return self.centres[col], self.centres[row]
-
-
-@dataclass(frozen=True)
 class ShapesWorldConfig:
     image_size: int = 64
     min_shapes: int = 1
@@ -176,31 +159,19 @@ class ShapesWorldConfig:
     edit_types: tuple[str, ...] = EDIT_TYPES
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_shapes <= self.max_shapes <= len(ANCHORS):
-            raise ValueError(f"need 0 <= min_shapes <= max_shapes <= {len(ANCHORS)}")
+        if not 1 <= self.min_shapes <= self.max_shapes <= len(ANCHORS) - 1:
+            raise ValueError(f"need 1 <= min_shapes <= max_shapes <= {len(ANCHORS) - 1}")
         if not self.edit_types:
             raise ValueError("edit_types is empty")
         for edit_type in self.edit_types:
             if edit_type not in EDIT_TYPES:
                 raise ValueError(f"unknown edit type '{edit_type}' (known: {', '.join(EDIT_TYPES)})")
-            lo, hi = _source_count_range(self, edit_type)
-            if lo > hi:
-                raise ValueError(
-                    f"edit type '{edit_type}' impossible with {self.min_shapes}-{self.max_shapes} shapes"
-                )
-        _Geometry.for_size(self.image_size)
+        if self.image_size < 64 or self.image_size % (8 * GRID):
+            raise ValueError(f"image_size must be a multiple of {8 * GRID} (whole cells of >= 8 px), got {self.image_size}")
 
-
-def _source_count_range(config: ShapesWorldConfig, edit_type: str) -> tuple[int, int]:
-    """Allowed shape counts in the source so the target also stays in range."""
-    lo, hi = config.min_shapes, config.max_shapes
-    if edit_type == "add":
-        return lo, hi - 1
-    if edit_type == "remove":
-        return lo + 1, hi
-    if edit_type == "move":  # needs a shape and a free anchor
-        return max(lo, 1), min(hi, len(ANCHORS) - 1)
-    return max(lo, 1), hi
+    @property
+    def cell_px(self) -> int:
+        return self.image_size // GRID
 
 
 @dataclass
@@ -216,21 +187,44 @@ class EditExample:
     target_scene: Scene | None = field(default=None, repr=False)
 
 
+def cell_code(background: str, colour: str | None = None, kind: str | None = None, part: int = 0) -> int:
+    """The id of one grid cell: a plain background cell, or one part of a shape on that background."""
+    b = list(BACKGROUNDS).index(background)
+    if colour is None:
+        return b
+    c, k = list(COLOURS).index(colour), KINDS.index(kind)
+    return len(BACKGROUNDS) + ((b * len(COLOURS) + c) * len(KINDS) + k) * PARTS + part
+
+
+def cell_attributes(code: int) -> dict[str, str | int | None]:
+    """The inverse of :func:`cell_code`: background, colour, kind, size and part of a cell id."""
+    if not 0 <= code < NUM_CELL_CODES:
+        raise ValueError(f"cell id {code} out of range [0, {NUM_CELL_CODES})")
+    if code < len(BACKGROUNDS):
+        return {"background": list(BACKGROUNDS)[code], "colour": None, "kind": None, "size": None, "part": None}
+    j, part = divmod(code - len(BACKGROUNDS), PARTS)
+    j, k = divmod(j, len(KINDS))
+    b, c = divmod(j, len(COLOURS))
+    return {"background": list(BACKGROUNDS)[b], "colour": list(COLOURS)[c], "kind": KINDS[k],
+            "size": "small" if part == 0 else "large", "part": part}
+
+
 @lru_cache(maxsize=None)
-def _stencil(kind: str, half: int) -> np.ndarray:
-    """Bool (2h+1, 2h+1) footprint, drawn once with aliased PIL primitives."""
-    side = 2 * half + 1
+def _stencil(kind: str, side: int) -> np.ndarray:
+    """Bool (side, side) footprint with a margin, drawn once with aliased PIL primitives."""
     img = Image.new("L", (side, side), 0)
     draw = ImageDraw.Draw(img)
-    e = side - 1
+    m = max(1, side // 16)
+    lo, hi = m, side - 1 - m
+    mid = (lo + hi) / 2
     if kind == "circle":
-        draw.ellipse((0, 0, e, e), fill=255)
+        draw.ellipse((lo, lo, hi, hi), fill=255)
     elif kind == "square":
-        draw.rectangle((0, 0, e, e), fill=255)
+        draw.rectangle((lo + m, lo + m, hi - m, hi - m), fill=255)
     elif kind == "triangle":
-        draw.polygon([(half, 0), (e, e), (0, e)], fill=255)
+        draw.polygon([(mid, lo), (hi, hi), (lo, hi)], fill=255)
     elif kind == "diamond":
-        draw.polygon([(half, 0), (e, half), (half, e), (0, half)], fill=255)
+        draw.polygon([(mid, lo), (hi, mid), (mid, hi), (lo, mid)], fill=255)
     else:
         raise ValueError(f"unknown shape kind '{kind}'")
     stencil = np.asarray(img) > 0
@@ -238,26 +232,32 @@ def _stencil(kind: str, half: int) -> np.ndarray:
     return stencil
 
 
+def canonical_cells(cell_px: int = 8) -> np.ndarray:
+    """Every cell pattern, indexed by cell id: uint8 (NUM_CELL_CODES, cell_px, cell_px, 3)."""
+    cells = np.empty((NUM_CELL_CODES, cell_px, cell_px, 3), dtype=np.uint8)
+    for code in range(NUM_CELL_CODES):
+        a = cell_attributes(code)
+        cells[code] = BACKGROUNDS[a["background"]]
+        if a["colour"] is not None:
+            span = 1 if a["part"] == 0 else 2
+            row, col = (0, 0) if a["part"] == 0 else divmod(a["part"] - 1, 2)
+            stencil = _stencil(a["kind"], span * cell_px)[row * cell_px : (row + 1) * cell_px, col * cell_px : (col + 1) * cell_px]
+            cells[code][stencil] = COLOURS[a["colour"]]
+    return cells
+
+
 class ShapesWorld:
     """Indexable, deterministic generator of `EditExample`s.
 
-    The world is unbounded; pass ``length`` to give it a ``len`` (e.g. for a
-    torch DataLoader).
+    The world is unbounded; pass ``length`` to give it a ``len`` (e.g. for a torch DataLoader).
     """
 
-    def __init__(
-        self,
-        config: ShapesWorldConfig | None = None,
-        split: str = "train",
-        *,
-        length: int | None = None,
-    ) -> None:
+    def __init__(self, config: ShapesWorldConfig | None = None, split: str = "train", *, length: int | None = None) -> None:
         if split not in SPLIT_SEEDS:
             raise ValueError(f"unknown split '{split}' (known: {', '.join(SPLIT_SEEDS)})")
         self.config = config or ShapesWorldConfig()
         self.split = split
         self.length = length
-        self._geom = _Geometry.for_size(self.config.image_size)
 
     def __len__(self) -> int:
         if self.length is None:
@@ -265,37 +265,33 @@ class ShapesWorld:
         return self.length
 
     def __getitem__(self, index: int) -> EditExample:
+        source, target, instruction, edit_type, affected = self.symbolic(index)
+        mask = np.zeros((self.config.image_size,) * 2, dtype=bool)
+        for shape in affected:
+            mask |= self.footprint(shape)
+        return EditExample(
+            source=self.render(source), target=self.render(target), mask=mask, instruction=instruction,
+            edit_type=edit_type, id=f"{self.split}_{int(index):06d}", source_scene=source, target_scene=target,
+        )
+
+    def symbolic(self, index: int) -> tuple[Scene, Scene, str, str, list[Shape]]:
+        """Example ``index`` without pixels: (source scene, target scene, instruction, edit type, affected shapes)."""
         index = int(index)
         if index < 0 or (self.length is not None and index >= self.length):
             raise IndexError(f"index {index} out of range")
         rng = np.random.default_rng([SPLIT_SEEDS[self.split], index])
         edit_type = self.config.edit_types[rng.integers(len(self.config.edit_types))]
-        lo, hi = _source_count_range(self.config, edit_type)
-        # Some scenes admit no edit of this type (e.g. all colours of a kind
-        # present); redraw the scene from the same stream, still deterministic.
+        # Some scenes admit no edit of this type (e.g. no free anchor); redraw from the same stream.
         for _ in range(1000):
-            scene = self._random_scene(rng, int(rng.integers(lo, hi + 1)))
-            edit = self._random_edit(rng, scene, edit_type)
+            scene = self._random_scene(rng, int(rng.integers(self.config.min_shapes, self.config.max_shapes + 1)))
+            edit = _random_edit(rng, scene, edit_type)
             if edit is not None:
                 break
         else:  # pragma: no cover - needs a pathological config
             raise RuntimeError(f"could not generate a '{edit_type}' edit for index {index}")
-        target_scene, affected, slots = edit
+        target, affected, slots = edit
         template = TEMPLATES[edit_type][rng.integers(len(TEMPLATES[edit_type]))]
-
-        mask = np.zeros((self._geom.image_size,) * 2, dtype=bool)
-        for shape in affected:
-            mask |= self.footprint(shape)
-        return EditExample(
-            source=self.render(scene),
-            target=self.render(target_scene),
-            mask=mask,
-            instruction=template.format(**slots),
-            edit_type=edit_type,
-            id=f"{self.split}_{index:06d}",
-            source_scene=scene,
-            target_scene=target_scene,
-        )
+        return scene, target, template.format(**slots), edit_type, affected
 
     @staticmethod
     def vocabulary() -> list[str]:
@@ -311,9 +307,22 @@ class ShapesWorld:
                         words.update(piece.split())
         return sorted(words)
 
+    @staticmethod
+    def codes(scene: Scene) -> np.ndarray:
+        """The scene's cell ids, an int64 (GRID, GRID) array (the exact tokenizer's codes)."""
+        grid = np.full((GRID, GRID), cell_code(scene.background), dtype=np.int64)
+        for shape in scene.shapes:
+            row, col = shape.cell
+            if shape.span == 1:
+                grid[row, col] = cell_code(scene.background, shape.colour, shape.kind, 0)
+            else:
+                for part, (dr, dc) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1)), start=1):
+                    grid[row + dr, col + dc] = cell_code(scene.background, shape.colour, shape.kind, part)
+        return grid
+
     def render(self, scene: Scene) -> np.ndarray:
         """Rasterise a scene to a uint8 (H, W, 3) array."""
-        size = self._geom.image_size
+        size = self.config.image_size
         img = np.empty((size, size, 3), dtype=np.uint8)
         img[:] = BACKGROUNDS[scene.background]
         for shape in scene.shapes:
@@ -322,94 +331,83 @@ class ShapesWorld:
 
     def footprint(self, shape: Shape) -> np.ndarray:
         """The pixels ``shape`` covers, a bool (H, W) array."""
-        mask = np.zeros((self._geom.image_size,) * 2, dtype=bool)
+        mask = np.zeros((self.config.image_size,) * 2, dtype=bool)
         self._paint(mask, shape, True)
         return mask
 
     def _paint(self, canvas: np.ndarray, shape: Shape, value: object) -> None:
-        half = self._geom.half[shape.size]
-        stencil = _stencil(shape.kind, half)
-        window = canvas[shape.y - half : shape.y + half + 1, shape.x - half : shape.x + half + 1]
-        window[stencil] = value
-
-    def _place(self, rng: np.random.Generator, anchor: str) -> tuple[int, int]:
-        cx, cy = self._geom.anchor_centre(anchor)
-        j = self._geom.jitter
-        dx, dy = rng.integers(-j, j + 1, size=2)
-        return cx + int(dx), cy + int(dy)
-
-    def _new_shape(self, rng: np.random.Generator, colour: str, kind: str, anchor: str) -> Shape:
-        size = tuple(SIZES)[rng.integers(len(SIZES))]
-        x, y = self._place(rng, anchor)
-        return Shape(kind=kind, colour=colour, size=size, anchor=anchor, x=x, y=y)
+        px = self.config.cell_px
+        side = shape.span * px
+        row, col = shape.cell
+        window = canvas[row * px : row * px + side, col * px : col * px + side]
+        window[_stencil(shape.kind, side)] = value
 
     def _random_scene(self, rng: np.random.Generator, n: int) -> Scene:
-        colours = tuple(COLOURS)
+        """``n`` shapes with unique names; the first is the likely edit focus and the others are often
+        distractors sharing its colour or its kind (so both words of a name matter)."""
         background = tuple(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
         anchors = rng.choice(len(ANCHORS), size=n, replace=False)
-        # Sampling (colour, kind) pairs without replacement keeps names unique.
-        names = rng.choice(len(colours) * len(KINDS), size=n, replace=False)
-        shapes = tuple(
-            self._new_shape(rng, colours[k // len(KINDS)], KINDS[k % len(KINDS)], ANCHORS[a])
-            for a, k in zip(anchors, names)
-        )
-        return Scene(background, shapes)
+        colour, kind = int(rng.integers(len(COLOURS))), int(rng.integers(len(KINDS)))
+        names = [(colour, kind)]
+        while len(names) < n:
+            names.append(_related_name(rng, colour, kind, set(names)))
+        shapes = [
+            Shape(KINDS[k], tuple(COLOURS)[c], tuple(SIZES)[rng.integers(len(SIZES))], ANCHORS[a])
+            for (c, k), a in zip(names, anchors)
+        ]
+        return Scene(background, tuple(shapes))
 
-    def _random_edit(
-        self, rng: np.random.Generator, scene: Scene, edit_type: str
-    ) -> tuple[Scene, list[Shape], dict[str, str]] | None:
-        """Return (target scene, affected shapes in source+target, template slots)."""
-        names = scene.names()
-        shapes = scene.shapes
-        free = scene.free_anchors()
 
-        def swap(old: Shape, new: Shape) -> Scene:
-            return Scene(scene.background, tuple(new if s is old else s for s in shapes))
+def _related_name(rng: np.random.Generator, colour: int, kind: int, used: set[tuple[int, int]]) -> tuple[int, int]:
+    """A (colour, kind) not in ``used``: same colour 35%, same kind 35%, anything 30%."""
+    while True:
+        u = rng.random()
+        if u < 0.35:
+            name = (colour, int(rng.integers(len(KINDS))))
+        elif u < 0.7:
+            name = (int(rng.integers(len(COLOURS))), kind)
+        else:
+            name = (int(rng.integers(len(COLOURS))), int(rng.integers(len(KINDS))))
+        if name not in used:
+            return name
 
-        if edit_type == "add":
-            options = [(c, k) for c in COLOURS for k in KINDS if f"{c} {k}" not in names]
-            if not free or not options:
-                return None
-            colour, kind = options[rng.integers(len(options))]
-            new = self._new_shape(rng, colour, kind, free[rng.integers(len(free))])
-            slots = {"size": new.size, "colour": colour, "kind": kind, "anchor": new.anchor}
-            return Scene(scene.background, shapes + (new,)), [new], slots
 
-        if not shapes:
+def _random_edit(rng: np.random.Generator, scene: Scene, edit_type: str) -> tuple[Scene, list[Shape], dict[str, str]] | None:
+    """(target scene, affected shapes in source + target, template slots); the first shape is the focus."""
+    shapes, free = scene.shapes, scene.free_anchors()
+    focus = shapes[0]
+    used = {(list(COLOURS).index(s.colour), KINDS.index(s.kind)) for s in shapes}
+
+    def swap(new: Shape) -> Scene:
+        return Scene(scene.background, tuple(new if s is focus else s for s in shapes))
+
+    if edit_type == "add":
+        if not free:
             return None
-        if edit_type == "remove":
-            old = shapes[rng.integers(len(shapes))]
-            target = Scene(scene.background, tuple(s for s in shapes if s is not old))
-            return target, [old], {"colour": old.colour, "kind": old.kind}
-
-        if edit_type == "move":
-            if not free:
-                return None
-            old = shapes[rng.integers(len(shapes))]
-            anchor = free[rng.integers(len(free))]
-            x, y = self._place(rng, anchor)
-            new = replace(old, anchor=anchor, x=x, y=y)
-            return swap(old, new), [old, new], {"colour": old.colour, "kind": old.kind, "anchor": anchor}
-
-        if edit_type == "recolour":
-            pairs = [(s, c) for s in shapes for c in COLOURS if f"{c} {s.kind}" not in names]
-            if not pairs:
-                return None
-            old, colour = pairs[rng.integers(len(pairs))]
-            new = replace(old, colour=colour)
-            slots = {"colour": old.colour, "kind": old.kind, "new_colour": colour}
-            return swap(old, new), [old], slots
-
-        if edit_type == "replace":
-            pairs = [(s, k) for s in shapes for k in KINDS if f"{s.colour} {k}" not in names]
-            if not pairs:
-                return None
-            old, kind = pairs[rng.integers(len(pairs))]
-            new = replace(old, kind=kind)
-            slots = {"colour": old.colour, "kind": old.kind, "new_kind": kind}
-            return swap(old, new), [old, new], slots
-
-        raise ValueError(f"unknown edit type '{edit_type}'")
+        c, k = _related_name(rng, list(COLOURS).index(focus.colour), KINDS.index(focus.kind), used)
+        new = Shape(KINDS[k], tuple(COLOURS)[c], tuple(SIZES)[rng.integers(len(SIZES))], free[rng.integers(len(free))])
+        slots = {"size": new.size, "colour": new.colour, "kind": new.kind, "anchor": new.anchor}
+        return Scene(scene.background, shapes + (new,)), [new], slots
+    if edit_type == "remove":
+        return Scene(scene.background, shapes[1:]), [focus], {"colour": focus.colour, "kind": focus.kind}
+    if edit_type == "move":
+        if not free:
+            return None
+        new = replace(focus, anchor=free[rng.integers(len(free))])
+        return swap(new), [focus, new], {"colour": focus.colour, "kind": focus.kind, "anchor": new.anchor}
+    if edit_type == "recolour":
+        options = [c for c in COLOURS if c != focus.colour and (list(COLOURS).index(c), KINDS.index(focus.kind)) not in used]
+        if not options:
+            return None
+        new = replace(focus, colour=options[rng.integers(len(options))])
+        return swap(new), [focus], {"colour": focus.colour, "kind": focus.kind, "new_colour": new.colour}
+    if edit_type == "replace":
+        options = [k for k in KINDS if k != focus.kind and (list(COLOURS).index(focus.colour), KINDS.index(k)) not in used]
+        if not options:
+            return None
+        new = replace(focus, kind=options[rng.integers(len(options))])
+        return swap(new), [focus, new], {"colour": focus.colour, "kind": focus.kind, "new_kind": new.kind}
+    raise ValueError(f"unknown edit type '{edit_type}'")
 
 
 def named_shape(ex: EditExample) -> Shape | None:
