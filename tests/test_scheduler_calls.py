@@ -1,0 +1,168 @@
+"""A whole sampling call through each scheduler (begin -> step per timestep -> finish) on hand-built logits,
+with every expected state worked out in the comments: the region, rows at their fixed point, the chosen
+positions, History Reference, a call stopped mid-turn, the budget and the cache-refresh schedule."""
+
+import pytest
+import torch
+
+from rm_edit.history import HistoryReference
+from rm_edit.layout import TokenLayout
+from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
+
+K = 8
+M = K  # [MASK] in code space
+
+
+def _logits(best, strength=5.0, mask=None):
+    """(1, N, K + 1) logits: ``best[i]`` at ``strength[i]`` (others -5); [MASK] at ``mask[i]`` (default -5)."""
+    n = len(best)
+    strength = strength if isinstance(strength, (list, tuple)) else [strength] * n
+    mask = mask if mask is not None else [-5.0] * n
+    out = torch.full((1, n, K + 1), -5.0)
+    for i, (c, s, m) in enumerate(zip(best, strength, mask)):
+        out[0, i, c] = s
+        out[0, i, K] = m
+    return out
+
+
+SOURCE = torch.tensor([[1, 1, 1, 1, 1, 1]])
+REGION = torch.tensor([[True, True, True, True, True, False]])
+# reflect: [MASK] (8.0) beats the held code 1 (5.0) at 2, 3 and 5; 5 is outside the region
+REFLECT = _logits([1] * 6, mask=[-5.0, -5.0, 8.0, 8.0, -5.0, 8.0])
+# reveal: position 2 -> code 4 (logit 5), position 3 -> code 6 (logit 3): 2 is the more confident
+REVEAL = _logits([1, 1, 4, 6, 1, 1], strength=[5.0, 5.0, 5.0, 3.0, 5.0, 5.0])
+KEEP = _logits([1, 1, 4, 6, 1, 1])  # a reflect step that keeps every held code
+
+
+def test_reflective_call_by_hand():
+    sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=3, reveal_steps=2)
+    sched.set_timesteps()
+    sample = sched.begin(SOURCE, REGION)
+    assert sample.tolist() == SOURCE.tolist() and sample is not SOURCE
+    # t=0 reflect: re-mask 2 and 3 (5 is outside the region)
+    out = sched.step(REFLECT, 0, sample)
+    assert out.prev_sample.tolist() == [[1, 1, M, M, 1, 1]] and not out.converged.item()
+    # t=1 reveal 1 of 2: 2 masked -> floor(2 cos(pi/4)) = floor(1.41) = 1 left -> reveal the more confident, 2
+    out = sched.step(REVEAL, 1, out.prev_sample)
+    assert out.prev_sample.tolist() == [[1, 1, 4, M, 1, 1]]
+    # t=2 reveal the last one (the last reveal step leaves 0)
+    out = sched.step(REVEAL, 2, out.prev_sample)
+    assert out.prev_sample.tolist() == [[1, 1, 4, 6, 1, 1]] and not sched.finished
+    # t=3 reflect: nothing re-masked, nothing masked -> fixed point; the row leaves the forward pass
+    out = sched.step(KEEP, 3, out.prev_sample)
+    assert out.converged.item() and sched.finished and sched.active_rows.tolist() == []
+    final, region = sched.finish(out.prev_sample)
+    assert final.tolist() == [[1, 1, 4, 6, 1, 1]]
+    assert region.tolist() == [[False, False, True, True, False, False]]  # every position it re-masked
+
+
+def test_rows_at_their_fixed_point_are_frozen():
+    sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=2, reveal_steps=1)
+    sample = sched.begin(SOURCE.repeat(2, 1))
+    # row 0 keeps everything (fixed point at once), row 1 re-masks 2 and 3 (no region this time: 5 too)
+    out = sched.step(torch.cat([KEEP, REFLECT]), 0, sample)
+    assert out.converged.tolist() == [True, False] and sched.active_rows.tolist() == [1]
+    # t=1: the reveal step reveals all three of row 1; t=2 reflect: row 0 now "prefers" [MASK] everywhere, but
+    # it is done: frozen, nothing re-masked
+    out = sched.step(torch.cat([KEEP, REVEAL]), 1, out.prev_sample)
+    everywhere = _logits([1] * 6, mask=[9.0] * 6)
+    out = sched.step(torch.cat([everywhere, KEEP]), 2, out.prev_sample)
+    assert out.remasked[0].tolist() == [False] * 6 and out.prev_sample[0].tolist() == [1] * 6
+    _, region = sched.finish(out.prev_sample)
+    assert region.tolist() == [[False] * 6, [False, False, True, True, False, True]]
+
+
+def test_a_call_stopped_mid_turn_never_returns_mask():
+    sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=1, reveal_steps=2)
+    out = sched.step(REFLECT, 0, sched.begin(SOURCE, REGION))
+    # stopped after the reflect step: [MASK] at 2, 3 filled with the last pass's best codes (code 1)
+    final, region = sched.finish(out.prev_sample)
+    assert final.tolist() == [[1] * 6] and region.tolist() == [[False, False, True, True, False, False]]
+    # no pass at all: the source's codes
+    sched.begin(SOURCE)
+    final, region = sched.finish(torch.full_like(SOURCE, M))
+    assert final.tolist() == SOURCE.tolist() and not region.any()
+
+
+def test_history_reference_records_each_sample_the_scheduler_steps_from():
+    layout = TokenLayout(name="k8", text_vocab_size=10, mask_token_id=1, end_of_row_id=2, image_begin_id=3,
+                         image_end_id=4, uncondition_id=5, answer_begin_id=6, answer_end_id=7, pad_token_id=0,
+                         image_code_offset=10, codebook_size=K, system_prompt="")
+    emb = torch.nn.Embedding(18, 2)
+    with torch.no_grad():
+        emb.weight.zero_()
+        emb.weight[11] = torch.tensor([2.0, 0.0])  # code 1
+        emb.weight[14] = torch.tensor([0.0, 4.0])  # code 4
+    sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=1, reveal_steps=2)
+    sample = sched.begin(SOURCE, REGION, history=HistoryReference(emb, layout, 1, 6, alpha=0.5))
+    assert sched.history_reference(torch.tensor([0])).abs().sum() == 0  # nothing recorded yet
+    out = sched.step(REFLECT, 0, sample)  # records the source: code 1 everywhere
+    out = sched.step(REVEAL, 1, out.prev_sample)  # records [1 1 M M 1 1]
+    sched.step(REVEAL, 2, out.prev_sample)  # records [1 1 4 M 1 1]
+    # position 2: codes 1, 4 -> mean (1, 2), times alpha 0.5 -> (0.5, 1); position 3: code 1 once -> (1, 0);
+    # the others: code 1 three times -> (1, 0)
+    expected = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.5, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]])
+    torch.testing.assert_close(sched.history_reference(torch.tensor([0])), expected)
+    sched.finish(SOURCE)
+    assert ReflectiveMaskingScheduler(codebook_size=K).history_reference(torch.tensor([0])) is None
+
+
+def test_regenerate_call_with_a_region_by_hand():
+    sched = LuminaRegenerateScheduler(codebook_size=K, num_inference_steps=2, temperature=0.0)
+    source, region = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[False, True, True, False]])
+    sample = sched.begin(source, region)
+    assert sample.tolist() == [[1, M, M, 4]]  # [MASK] only inside the region
+    # [MASK] at 100 is ignored (the codes are normalised alone); 0 and 3 prefer code 7 but stay the source's
+    logits = _logits([7, 5, 6, 7], strength=[9.0, 5.0, 2.0, 9.0], mask=[100.0] * 4)
+    # t=0: 2 masked -> floor(2 cos(pi/4)) = 1 left: reveal the more confident, position 1 -> code 5
+    out = sched.step(logits, 0, sample)
+    assert out.prev_sample.tolist() == [[1, 5, M, 4]] and not out.converged.item()
+    out = sched.step(logits, 1, out.prev_sample)
+    assert out.prev_sample.tolist() == [[1, 5, 6, 4]] and out.converged.item()
+    final, edit_region = sched.finish(out.prev_sample)
+    assert final.tolist() == [[1, 5, 6, 4]] and edit_region.tolist() == region.tolist()
+    # without a region every position starts masked; the edit region is what changed (position 0 kept its 1)
+    sched = LuminaRegenerateScheduler(codebook_size=K, num_inference_steps=1, temperature=0.0)
+    sample = sched.begin(source)
+    assert sample.tolist() == [[M] * 4]
+    final, edit_region = sched.finish(sched.step(_logits([1, 5, 6, 7]), 0, sample).prev_sample)
+    assert final.tolist() == [[1, 5, 6, 7]] and edit_region.tolist() == [[False, True, True, True]]
+
+
+@pytest.mark.parametrize("clamp, reveals", [(0, [1, 0, 1, 0]), (1, [1, 0, 0, 1])])
+def test_regenerate_lumina_clamp(clamp, reveals):
+    # 2 masked over 4 steps: masked after each step floor(2 cos(pi/2 (s+1)/4)) = 1, 1, 0, 0 -> reveals 1, 0, 1, 0;
+    # with the clamp at 1 the third step keeps 1 masked: 1, 1, 1, 0 -> reveals 1, 0, 0, 1
+    sched = LuminaRegenerateScheduler(codebook_size=K, num_inference_steps=4, temperature=0.0,
+                                      min_masked_until_last=clamp)
+    sample, got = sched.begin(torch.tensor([[1, 2]])), []
+    for t in sched.timesteps:
+        out = sched.step(_logits([3, 4]), t, sample)
+        got.append(int(out.revealed.sum()))
+        sample = out.prev_sample
+    assert got == reveals
+
+
+def test_budget_and_cache_refresh_schedule():
+    sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=3, reveal_steps=2)
+    assert sched.num_inference_steps == 9  # 3 turns x (1 reflect + 2 reveal)
+    sched.set_timesteps(num_turns=5)
+    assert sched.num_turns == 5 and sched.timesteps.tolist() == list(range(15))
+    # the reflect steps (t % 3 == 0) decide at every position: they rebuild the cache
+    assert [sched.needs_full_forward(t) for t in range(7)] == [True, False, False, True, False, False, True]
+    regen = LuminaRegenerateScheduler(codebook_size=K, num_inference_steps=12)
+    regen.set_timesteps(7)
+    assert regen.num_inference_steps == 7 and regen.timesteps.tolist() == list(range(7))
+    regen.set_timesteps()
+    assert regen.num_inference_steps == 12
+    assert [regen.needs_full_forward(t) for t in range(9)] == [True, False, False, False, True, False, False, False, True]
+    assert [regen.needs_full_forward(t, refresh_every=3) for t in range(4)] == [True, False, False, True]
+
+
+def test_scheduler_errors_name_the_culprit():
+    with pytest.raises(ValueError, match="num_turns and reveal_steps must be >= 1, got 0, 2"):
+        ReflectiveMaskingScheduler(codebook_size=K, num_turns=0)
+    with pytest.raises(ValueError, match="num_turns and reveal_steps must be >= 1, got 3, 0"):
+        ReflectiveMaskingScheduler(codebook_size=K, reveal_steps=0)
+    with pytest.raises(ValueError, match=r"expected logits over 8 codes \+ \[MASK\], got last dim 5"):
+        ReflectiveMaskingScheduler(codebook_size=K).step(torch.zeros(1, 6, 5), 0, SOURCE)
