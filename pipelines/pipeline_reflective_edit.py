@@ -17,11 +17,14 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline, VQModel
-from diffusers.utils import BaseOutput
+from diffusers.pipelines import pipeline_utils as _diffusers_pipeline_utils
+from diffusers.utils import BaseOutput, logging
 from transformers import PreTrainedTokenizerBase
 
 from rm_edit.history import HistoryReference, scatter_offsets
+from rm_edit.image_inputs import as_pil_images
 from rm_edit.image_processor import EditImageProcessor
+from rm_edit.input_checks import InputChecks, check_sequence_length
 from rm_edit.kv_cache import KVCache
 from rm_edit.layout import build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
 from rm_edit.schedulers import CodeSpaceEditScheduler, LuminaRegenerateScheduler, ReflectiveMaskingScheduler
@@ -31,7 +34,11 @@ from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes
 from .guidance_branches import forward_branches
 from .rm_requirement import require_rm_post_training
 
-ImageInput = PIL.Image.Image | np.ndarray | list
+logger = logging.get_logger(__name__)
+# The loader keyword of the installed diffusers: "dtype" where it has replaced "torch_dtype" (which then warns).
+_DTYPE_KEY = "dtype" if hasattr(_diffusers_pipeline_utils, "_resolve_dtype") else "torch_dtype"
+
+ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor | list
 STRATEGIES = {"reflective": ReflectiveMaskingScheduler, "regenerate": LuminaRegenerateScheduler}
 REGENERATE_STEPS = 16  # the regenerate sampler's steps when ``strategy="regenerate"`` swaps it in
 # Per-call sampler settings: they override the scheduler's config of the same name, for one call.
@@ -73,6 +80,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         image_guidance_scale: float = 4.0,
         vq_cell_local: bool | None = None,
         crop_fill_budget: bool = False,
+        world: dict | None = None,
     ):
         super().__init__()
         # The VQ's encoding mode is its own config (rm_edit.vq.VQTokenizer); vq_cell_local only converts a plain
@@ -82,9 +90,11 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         self.register_to_config(
             layout=layout, crop_multiple=crop_multiple, max_crop_cells=max_crop_cells, guidance_scale=guidance_scale,
             image_guidance_scale=image_guidance_scale, vq_cell_local=bool(vqvae.config.cell_local),
-            crop_fill_budget=crop_fill_budget,
+            crop_fill_budget=crop_fill_budget, world=world,
         )
         self.layout = get_layout(layout)
+        # What the model knows (optional ``world`` config, the tokenizer's vocabulary): inputs outside it warn once.
+        self.input_checks = InputChecks(world, tokenizer)
         if scheduler.config.codebook_size != self.layout.codebook_size:
             raise ValueError(
                 f"scheduler codebook_size {scheduler.config.codebook_size} != layout's {self.layout.codebook_size}"
@@ -98,8 +108,13 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """diffusers' loader; without ``torch_dtype`` it loads fp32 on a CPU-only machine (the shipped folders
         store fp16 to stay small, and fp16 matmuls on CPU are slow)."""
-        if "torch_dtype" not in kwargs and not torch.cuda.is_available():
-            kwargs["torch_dtype"] = torch.float32
+        if _is_local_path(pretrained_model_name_or_path) and not Path(pretrained_model_name_or_path).expanduser().is_dir():
+            raise FileNotFoundError(f"folder not found: {pretrained_model_name_or_path}")
+        # diffusers renamed torch_dtype to dtype (the old name warns); either is accepted here, passed on quietly.
+        if _DTYPE_KEY == "dtype" and "torch_dtype" in kwargs:
+            kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
+        if "torch_dtype" not in kwargs and "dtype" not in kwargs and not torch.cuda.is_available():
+            kwargs[_DTYPE_KEY] = torch.float32
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @property
@@ -112,24 +127,77 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
 
     def encode(self, images: ImageInput) -> torch.Tensor:
         """(B, h, w) VQ codes of images cropped as an edit crops them (e.g. an evaluation's targets)."""
-        prepared = self.image_processor.preprocess(images if isinstance(images, list) else [images])
+        prepared = self.image_processor.preprocess(images)
         return encode_to_codes(self.vqvae, prepared.pixels.to(self._execution_device)).cpu()
 
     # ---- inputs -----------------------------------------------------------------------------------------
-    def check_inputs(self, images: list, prompts: list, output_type: str, callback_tensor_inputs) -> None:
+    def check_inputs(self, images: list, prompts: list, output_type: str, callback_tensor_inputs,
+                     negative_prompts: list | None = None, generator=None) -> None:
         if len(prompts) != len(images):
             raise ValueError(f"got {len(prompts)} prompts for {len(images)} images")
         for i, p in enumerate(prompts):
-            if not isinstance(p, str) or not p.strip():
+            if not isinstance(p, str):
+                raise TypeError(f"prompt {i}: expected a string, got {type(p).__name__}")
+            if not p.strip():
                 raise ValueError(f"prompt {i}: the editing instruction is empty")
+        for i, p in enumerate(negative_prompts or ()):
+            if not isinstance(p, str):
+                raise TypeError(f"negative_prompt {i}: expected a string, got {type(p).__name__}")
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != len(images):
+                raise ValueError(f"got {len(generator)} generators for {len(images)} edits (images x "
+                                 f"num_images_per_prompt); pass one torch.Generator or one per edit")
+            bad = [type(g).__name__ for g in generator if not isinstance(g, torch.Generator)]
+            if bad:
+                raise TypeError(f"generator: expected torch.Generator objects, got {bad[0]} in the list")
+        elif generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator: expected a torch.Generator or a list of them, got {type(generator).__name__}"
+                            " (for a seed: torch.Generator().manual_seed(seed))")
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
         for name in callback_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
 
-    def _encode_prompts(self, prompts: list[str]) -> tuple[list[list[int]], list[int], list[int]]:
-        return encode_edit_prompts(self.tokenizer, self.layout, prompts)  # tokenised as Lumina-DiMOO does
+    @staticmethod
+    def _expand_inputs(image, prompt, mask_image, negative_prompt, num_images_per_prompt: int):
+        """The call's rows: images (PIL), prompts, masks (or one mask for all, or None) and negative prompts,
+        paired (one image with several prompts: the image for each; one prompt: for every image), each row
+        ``num_images_per_prompt`` times in a row."""
+        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+            raise ValueError(f"num_images_per_prompt must be a whole number >= 1, got {num_images_per_prompt!r}")
+        if image is None or prompt is None:
+            raise TypeError("pass both image and prompt")
+        images = as_pil_images(image)
+        prompts = list(prompt) if isinstance(prompt, (list, tuple)) else [prompt]
+        if not prompts:
+            raise ValueError("prompt: the list is empty")
+        masks = list(mask_image) if isinstance(mask_image, (list, tuple)) else None
+        if masks is not None and len(masks) != len(images):
+            raise ValueError(f"got {len(masks)} masks for {len(images)} images")
+        n = max(len(images), len(prompts))
+        if len(images) not in (1, n) or len(prompts) not in (1, n):
+            raise ValueError(f"got {len(prompts)} prompts for {len(images)} images: pass one prompt, one per image, "
+                             "or several prompts for one image")
+        negatives = None
+        if negative_prompt is not None:
+            negatives = list(negative_prompt) if isinstance(negative_prompt, (list, tuple)) else [negative_prompt]
+            if len(negatives) not in (1, n):
+                raise ValueError(f"got {len(negatives)} negative prompts for {n} prompts")
+        k = num_images_per_prompt
+        rows = lambda xs: [x for x in (xs * n if len(xs) == 1 else xs) for _ in range(k)]  # noqa: E731
+        return (rows(images), rows(prompts), mask_image if masks is None else rows(masks),
+                None if negatives is None else rows(negatives))
+
+    def _encode_prompts(self, prompts: list[str], negative_prompts: list[str] | None = None):
+        """(per-row heads, per-row no-instruction heads, the shared tail), tokenised as Lumina-DiMOO does; a
+        negative prompt takes the place of the no-instruction text in its row's guidance branch."""
+        heads, uncond, close = encode_edit_prompts(self.tokenizer, self.layout, prompts)
+        if negative_prompts is None:
+            return heads, [uncond] * len(heads), close
+        texts = [p for p in negative_prompts if p.strip()]
+        neg_heads = iter(encode_edit_prompts(self.tokenizer, self.layout, texts)[0] if texts else ())
+        return heads, [next(neg_heads) if p.strip() else uncond for p in negative_prompts], close
 
     def _call_scheduler(self, strategy: str | None, overrides: dict[str, Any]) -> CodeSpaceEditScheduler:
         """``self.scheduler``, or for ``strategy`` the scheduler of that name, with this call's overrides."""
@@ -150,8 +218,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         """The sequences of one forward: every image's conditional branch, then the guidance branches."""
         b, h, w = source.shape
         seqs = [build_edit_sequence(self.layout, p, source[i], state[i].view(h, w), close) for i, p in enumerate(prompts)]
-        if use_text:
-            seqs += [build_edit_sequence(self.layout, uncond, source[i], state[i].view(h, w), close) for i in range(b)]
+        if use_text:  # ``uncond``: each row's no-instruction (or negative prompt) head
+            seqs += [build_edit_sequence(self.layout, uncond[i], source[i], state[i].view(h, w), close) for i in range(b)]
         if use_image:
             seqs += [build_edit_sequence(self.layout, p, None, state[i].view(h, w), close) for i, p in enumerate(prompts)]
         return pad_sequences(seqs, self.layout.pad_token_id)
@@ -165,8 +233,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         keys/values (and logits)."""
         conditional, uncond, close = prompts
         b, h, w = source.shape
-        batch = self._branches([conditional[j] for j in rows.tolist()], uncond, close, source[rows], state[rows],
-                               g_text != 0, g_image != 0).to(self._execution_device)
+        batch = self._branches([conditional[j] for j in rows.tolist()], [uncond[j] for j in rows.tolist()], close,
+                               source[rows], state[rows], g_text != 0, g_image != 0).to(self._execution_device)
         copies = batch.input_ids.shape[0] // len(rows)  # the conditional and guidance branches
         offset = None if reference is None else scatter_offsets(
             reference.to(self._execution_device).repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
@@ -209,6 +277,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         image_guidance_scale: float | None = None,
+        negative_prompt: str | list[str] | None = None,
+        num_images_per_prompt: int = 1,
         use_history: bool = False,
         history_alpha: float = 1.0,
         history_decay: float = 1.0,
@@ -230,12 +300,17 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         r"""Edit ``image`` as ``prompt`` says.
 
         Args:
-            image (`PIL.Image.Image`, `np.ndarray` or a list of them):
-                The image(s) to edit (RGB; uint8 arrays are read as RGB). Each is resized / centre-cropped to
-                the VQ grid (``crop_multiple``, at most ``max_crop_cells`` cells); the output has the input's
-                size. Images of one call must share a grid after cropping.
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
+                The image(s) to edit, as diffusers takes them: PIL (any mode), numpy (H, W[, C]) / (B, H, W, C)
+                uint8 0-255 or float [0, 1], torch (C, H, W) / (B, C, H, W) float [0, 1] or [-1, 1] (negative
+                values mean [-1, 1]). Edited in RGB; each edit comes back in its input's mode (grayscale stays
+                grayscale, alpha is carried through untouched). Each is resized / centre-cropped to the VQ grid
+                (``crop_multiple``, at most ``max_crop_cells`` cells); the output has the input's size. Images
+                of one call must share a grid after cropping.
             prompt (`str` or `list[str]`):
-                The editing instruction, one for all images or one per image. Must not be empty.
+                The editing instruction: one for all images, one per image, or several for one image (the
+                image is edited once per prompt). Must not be empty. ``image`` and ``prompt`` may be passed by
+                keyword in either order.
             strategy (`str`, *optional*):
                 ``"reflective"`` or ``"regenerate"``: use that sampler for this call instead of
                 ``self.scheduler`` (a convenience: a regenerate scheduler set as ``pipe.scheduler`` does the
@@ -247,15 +322,26 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 Reflective: reveal steps per turn (default: the scheduler's).
             num_inference_steps (`int`, *optional*):
                 Regenerate: sampling steps (default: the scheduler's; 16 when ``strategy`` swaps it in).
+                Reflective: a budget in steps instead of ``num_turns``: the most whole turns of
+                ``1 + reveal_steps`` steps that fit in it (at least one).
             guidance_scale (`float`, *optional*):
                 Instruction guidance, cond + g (cond - no instruction); default: the pipeline's config. 0 skips
                 that branch.
             image_guidance_scale (`float`, *optional*):
                 Source-image guidance, + g (cond - no source image); default: the pipeline's config.
+            negative_prompt (`str` or `list[str]`, *optional*):
+                Text for the instruction guidance's other branch instead of "no instruction": the edit is
+                pushed away from it, cond + g (cond - negative). Needs ``guidance_scale`` != 0. An empty
+                string means no instruction.
+            num_images_per_prompt (`int`, defaults to 1):
+                Edits per (image, prompt), consecutive in the output. Variations come from sampling
+                temperature > 0 with the generator (the regenerate sampler's default, 1); at temperature 0
+                (the reflective default: argmax, fully deterministic) the copies are identical and a warning
+                says so.
             use_history (`bool`, defaults to `False`):
                 History Reference: add ``history_alpha`` x the decayed mean of the embeddings of the codes each
                 position held at earlier steps to its input (no parameters). Models trained with it
-                (``shapes-rm-her``) want it on.
+                (``shapes-rm-her``) want it on; a model recorded as trained without it warns.
             history_alpha (`float`, defaults to 1.0):
                 The scale of History Reference; 0 leaves the model's input unchanged.
             history_decay (`float`, defaults to 1.0):
@@ -280,9 +366,10 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 codes. The scheduler says when to rebuild it (reflective: every reflect step).
             kv_cache_refresh_every (`int`, defaults to 4):
                 Regenerate with the cache: rebuild it every this many steps.
-            generator (`torch.Generator` or a list, one per image, *optional*):
-                Randomness of sampling at temperature > 0; one per image makes each row independent of what it
-                is batched with.
+            generator (`torch.Generator` or a list, one per edit, *optional*):
+                Randomness of sampling at temperature > 0 (nothing else is random: at temperature 0 a call is
+                deterministic and the generator unused); one per edit (images x ``num_images_per_prompt``)
+                makes each row independent of what it is batched with.
             output_type (`str`, defaults to `"pil"`):
                 ``"pil"``, ``"np"`` ((B, H, W, 3) float in [0, 1]), ``"pt"`` ((B, 3, H, W)) or ``"latent"``
                 (the (B, h, w) codes; nothing is decoded).
@@ -301,22 +388,36 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             :class:`ReflectiveEditOutput` (or a tuple): the edits, region masks at image size, the region in
             tokens, the number of forward passes, the trajectory (when asked), the final and source codes.
         """
-        images = image if isinstance(image, list) else [image]
-        prompts = prompt if isinstance(prompt, list) else [prompt] * len(images)
-        self.check_inputs(images, prompts, output_type, callback_on_step_end_tensor_inputs)
+        images, prompts, masks, negatives = self._expand_inputs(image, prompt, mask_image, negative_prompt,
+                                                                num_images_per_prompt)
+        self.check_inputs(images, prompts, output_type, callback_on_step_end_tensor_inputs, negatives, generator)
         g_text = self.config.guidance_scale if guidance_scale is None else guidance_scale
         g_image = self.config.image_guidance_scale if image_guidance_scale is None else image_guidance_scale
+        if negatives is not None and g_text == 0:
+            raise ValueError("negative_prompt replaces the no-instruction guidance branch: it needs guidance_scale != 0")
         scheduler = self._call_scheduler(strategy, dict(
             reveal_steps=reveal_steps, temperature=temperature, remask_margin=remask_margin,
             held_code_bias=held_code_bias, max_remask_fraction=max_remask_fraction))
         require_rm_post_training(scheduler, self.transformer)  # reflective needs a model that predicts [MASK]
         scheduler.set_timesteps(num_inference_steps, num_turns=num_turns)
+        if num_images_per_prompt > 1 and scheduler.config.temperature == 0:
+            logger.warning(f"num_images_per_prompt={num_images_per_prompt} at temperature 0 (argmax): the copies "
+                           "are identical; pass temperature > 0 for variations")
+        self.input_checks.check_images(images)
+        self.input_checks.check_prompts(prompts)
+        if use_history:
+            self.input_checks.check_history(self.transformer)
 
         prepared = self.image_processor.preprocess(images)
-        encoded_prompts = self._encode_prompts(prompts)
+        encoded_prompts = self._encode_prompts(prompts, negatives)
         source = encode_to_codes(self.vqvae, prepared.pixels.to(self._execution_device)).cpu()
         b, h, w = source.shape
-        region = self.image_processor.region_tokens(mask_image, prepared.crops, h, w)
+        heads, uncond, close = encoded_prompts
+        check_sequence_length(
+            [len(build_edit_sequence(self.layout, max(heads[i], uncond[i], key=len), source[i], source[i], close)
+                 .input_ids) for i in range(b)],
+            prompts, self.transformer.config.get("max_sequence_length"))
+        region = self.image_processor.region_tokens(masks, prepared.crops, h, w)
         history = HistoryReference(self.transformer.get_input_embeddings(), self.layout, b, h * w, history_alpha,
                                    history_decay, self._execution_device) if use_history else None
         state = scheduler.begin(source.reshape(b, h * w), region, history)
@@ -359,6 +460,15 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         device = self._execution_device
         decoded = torch.cat([decode_codes(self.vqvae, codes[i : i + 1].to(device)).cpu() for i in range(len(codes))])
         return self.image_processor.postprocess(decoded, prepared, region_tokens, paste_back, output_type)
+
+
+def _is_local_path(name) -> bool:
+    """A folder rather than a hub repo id ("owner/name"): a Path, absolute, ./ ~/ relative, or deeper."""
+    if isinstance(name, Path):
+        return True
+    name = str(name)
+    return (Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
+            or Path(name).exists())
 
 
 def load_default_pipeline(name: str = "shapes-rm", **kwargs) -> ReflectiveMaskingEditPipeline:

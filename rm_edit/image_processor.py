@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 
+from .image_inputs import InputMode, as_pil_images, restore_mode, split_mode
 from .vq import VQCrop, crop_for_vq, paste_back as restore_input_size, preprocess_image
 
 
@@ -24,6 +25,7 @@ class PreparedImages:
     pixels: torch.Tensor  # (B, 3, H, W) in [0, 1]: the crops the VQ encodes
     crops: list[VQCrop]
     originals: list[PIL.Image.Image]  # the inputs, RGB
+    modes: list[InputMode] | None = None  # each input's own mode / alpha, given back to its edit
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -62,14 +64,12 @@ class EditImageProcessor(ConfigMixin):
         c = self.config
         return crop_for_vq(width, height, c.crop_multiple, c.max_crop_cells, fill_budget=c.fill_budget)
 
-    def preprocess(self, images: list) -> PreparedImages:
-        tensors, crops, originals = [], [], []
-        for i, image in enumerate(images):
-            if isinstance(image, np.ndarray):
-                image = PIL.Image.fromarray(image)
-            if not isinstance(image, PIL.Image.Image):
-                raise TypeError(f"image {i}: expected a PIL image or uint8 array, got {type(image).__name__}")
-            image = image.convert("RGB")
+    def preprocess(self, images: Any) -> PreparedImages:
+        """Images in any form :func:`~rm_edit.image_inputs.as_pil_images` takes -> the crops to encode."""
+        tensors, crops, originals, modes = [], [], [], []
+        for image in as_pil_images(images):
+            image, mode = split_mode(image)
+            modes.append(mode)
             x, crop = preprocess_image(image, self.config.crop_multiple, self.config.max_crop_cells,
                                        fill_budget=self.config.fill_budget)
             tensors.append(x)
@@ -77,7 +77,7 @@ class EditImageProcessor(ConfigMixin):
             originals.append(image)
         if len({c.grid for c in crops}) != 1:
             raise ValueError(f"images of one call must share a size after cropping, got grids {sorted({c.grid for c in crops})}")
-        return PreparedImages(torch.cat(tensors), crops, originals)
+        return PreparedImages(torch.cat(tensors), crops, originals, modes)
 
     def region_tokens(self, mask_image: Any, crops: list[VQCrop], h: int, w: int) -> torch.Tensor | None:
         """A user mask (white = may change; one, or one per image) -> (B, h*w) token region: a token is
@@ -126,7 +126,9 @@ class EditImageProcessor(ConfigMixin):
         """Decoded crops (B, 3, h, w) -> (images at the inputs' sizes, region masks (H, W) bool).
 
         The masks are the token region at pixel size; with ``paste_back``, the composited region instead
-        (every pixel the edit touches), so outside it each pixel is the source's.
+        (every pixel the edit touches), so outside it each pixel is the source's. Each edit comes back in its
+        input's mode (grayscale, alpha untouched); "np" / "pt" arrays have the channels of that mode when
+        every input shares it (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA), else RGB.
         """
         results, masks = [], []
         for i, crop in enumerate(prepared.crops):
@@ -141,7 +143,11 @@ class EditImageProcessor(ConfigMixin):
             else:
                 masks.append(self.tokens_to_pixels(region_tokens[i], crop))
             results.append(edited)
+        modes = prepared.modes or [InputMode("RGB")] * len(results)
+        results = [restore_mode(r, m) for r, m in zip(results, modes)]
         if output_type == "pil":
             return results, masks
-        arrays = np.stack([np.asarray(r, dtype=np.float32) / 255.0 for r in results])
+        if len({r.mode for r in results}) > 1:
+            results = [r.convert("RGB") for r in results]
+        arrays = np.stack([np.asarray(r, dtype=np.float32).reshape(r.height, r.width, -1) / 255.0 for r in results])
         return (arrays if output_type == "np" else torch.from_numpy(arrays).permute(0, 3, 1, 2)), masks

@@ -130,7 +130,14 @@ class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
     def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
                       num_turns: int | None = None) -> None:
         """A budget of ``num_turns`` turns (default: the config's) of ``1 + reveal_steps`` steps; the loop may
-        stop earlier. The budget is counted in turns: ``num_inference_steps`` is the regenerate sampler's."""
+        stop earlier. ``num_inference_steps`` (when ``num_turns`` is not given) is a budget in steps: the most
+        whole turns that fit in it, at least one (e.g. 9 steps at 2 reveal steps: 9 // 3 = 3 turns)."""
+        if num_turns is not None and num_inference_steps is not None:
+            raise ValueError("pass num_turns or num_inference_steps (a step budget), not both")
+        if num_turns is None and num_inference_steps is not None:
+            if num_inference_steps < 1:
+                raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+            num_turns = max(1, num_inference_steps // self.steps_per_turn)
         self.num_turns = num_turns or self.config.num_turns
         self.num_inference_steps = self.num_turns * self.steps_per_turn
         self.timesteps = torch.arange(self.num_inference_steps, device=device)

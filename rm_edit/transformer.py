@@ -120,6 +120,7 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         mask_token_id: int = 2,
         tie_word_embeddings: bool = False,
         rm_post_trained: bool | None = None,  # taught to predict [MASK] (RM); None: not recorded (older folders)
+        history_reference: bool | None = None,  # trained with History Reference inputs; None: not recorded
     ):
         super().__init__()
         if d_model % n_heads:

@@ -1,0 +1,128 @@
+"""Is an input inside what the loaded model knows? Warn once per kind when it is not.
+
+Driven by what the model folder carries: the pipeline config's optional ``world`` entry, e.g.
+``{"name": "shapes", "image_size": 64}`` (optional keys: ``max_colours``, ``max_scale``), the tokenizer's
+vocabulary (words it can only read as its unknown token) and the transformer's ``history_reference`` flag.
+A model without a ``world`` entry gets no image checks. An instruction too long for the model's sequence
+length is an error (one line), not a warning.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+
+import rm_edit
+import rm_edit.pipelines  # its folder is apart from rm_edit's in an editable install
+
+# Known worlds' defaults, used when the ``world`` entry does not say. A shapes image holds a background and a
+# few flat shapes (tens of colours with resampling edges); a photo holds thousands.
+WORLD_DEFAULTS: dict[str, dict] = {"shapes": {"max_colours": 256}}
+DEFAULT_MAX_SCALE = 4  # an input this many times the world's image side (or more) is "far larger"
+_COLOUR_SAMPLE_SIDE = 128  # colours are counted on a nearest-neighbour thumbnail: cheap, and a photo stays a photo
+
+
+class InputOutsideWorldWarning(UserWarning):
+    """An input unlike anything the loaded model was trained on: the edit is likely poor."""
+
+
+_INTERNAL = tuple(str(Path(m.__file__).parent) for m in (rm_edit, rm_edit.pipelines, torch))
+
+
+def _warn(message: str) -> None:
+    """Warn at the caller's line: the first frame outside rm_edit (and torch's no_grad wrapper)."""
+    level, frame = 2, sys._getframe(1)  # stacklevel k warns at _getframe(k - 1)
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, InputOutsideWorldWarning, stacklevel=level)
+
+
+def distinct_colours(image: PIL.Image.Image) -> int:
+    """Distinct RGB colours of ``image`` (on a thumbnail of at most 128 px a side)."""
+    img = image.convert("RGB")
+    if max(img.size) > _COLOUR_SAMPLE_SIDE:
+        scale = _COLOUR_SAMPLE_SIDE / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         PIL.Image.Resampling.NEAREST)
+    return len(np.unique(np.asarray(img).reshape(-1, 3), axis=0))
+
+
+def unknown_words(tokenizer, text: str) -> list[str]:
+    """Words of ``text`` the tokenizer can only read as its unknown token (none for byte-level tokenizers)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return []
+    words = re.findall(r"[\w'-]+", text)
+    return [w for w in dict.fromkeys(words) if unk in tokenizer(w, add_special_tokens=False)["input_ids"]]
+
+
+class InputChecks:
+    """The checks of one pipeline; each kind of warning is given once per pipeline."""
+
+    def __init__(self, world: dict | None, tokenizer=None):
+        world = dict(world or {})
+        self.world = {**WORLD_DEFAULTS.get(world.get("name"), {}), **world}
+        self.tokenizer = tokenizer
+        self.warned: set[str] = set()
+
+    def _once(self, kind: str, message: str) -> None:
+        if kind not in self.warned:
+            self.warned.add(kind)
+            _warn(message)
+
+    @property
+    def _name(self) -> str:
+        return f"the {self.world['name']} model" if "name" in self.world else "this model"
+
+    def check_images(self, images: Sequence[PIL.Image.Image]) -> None:
+        side = self.world.get("image_size")
+        max_colours = self.world.get("max_colours")
+        for i, image in enumerate(images):
+            w, h = image.size
+            if side is not None:
+                if w != h:
+                    self._once("aspect", f"image {i} is {w}x{h}, not square: {self._name} was trained on "
+                                         f"{side}x{side} images, so edits of it are likely poor")
+                if max(w, h) >= self.world.get("max_scale", DEFAULT_MAX_SCALE) * side:
+                    self._once("size", f"image {i} is {w}x{h}, far larger than the {side}x{side} images "
+                                       f"{self._name} was trained on; it is resized down first")
+            if max_colours is not None:
+                n = distinct_colours(image)
+                if n > max_colours:
+                    self._once("colours", f"image {i} has {n} distinct colours (a photo?): {self._name} knows "
+                                          f"images of at most {max_colours}, so edits of it are likely poor")
+
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        if self.tokenizer is None:
+            return
+        for i, text in enumerate(dict.fromkeys(prompts)):
+            unknown = unknown_words(self.tokenizer, text)
+            if unknown:
+                shown = ", ".join(repr(w) for w in unknown[:5])
+                self._once("words", f"instruction {text[:60]!r}: {shown} not in the model's vocabulary; "
+                                    "it reads them as an unknown word")
+                return
+
+    def check_history(self, transformer) -> None:
+        """``use_history`` on a transformer recorded as trained without History Reference."""
+        if transformer.config.get("history_reference") is False:
+            self._once("history", "use_history=True on a model trained without History Reference "
+                                  "(transformer config history_reference: false); its edits may get worse")
+
+
+def check_sequence_length(lengths: Sequence[int], prompts: Sequence[str], max_length: int | None) -> None:
+    """One-line error when an instruction makes its editing sequence longer than the model can read."""
+    if max_length is None:
+        return
+    for i, (n, text) in enumerate(zip(lengths, prompts)):
+        if n > max_length:
+            raise ValueError(f"prompt {i}: the instruction is too long for this model at this image size "
+                             f"({n} tokens with the image, at most {max_length}); shorten it by "
+                             f"{n - max_length} token(s): {text[:60]!r}")
