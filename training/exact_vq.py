@@ -29,7 +29,7 @@ from diffusers import VQModel
 from tqdm.auto import tqdm
 
 from rm_edit.data.shapes import GRID, NUM_CELL_CODES, ShapesWorld, canonical_cells
-from rm_edit.vq import cell_latents
+from rm_edit.vq import as_vq_tokenizer, cell_latents
 
 from .vq_cell_encoder import build_cell_pixel_vq
 
@@ -40,7 +40,7 @@ def build_exact_vq(seed: int = 0) -> VQModel:
     vq = build_cell_pixel_vq(NUM_CELL_CODES, seed=seed)
     cells = torch.from_numpy(canonical_cells(8)).permute(0, 3, 1, 2).float().div(255.0)
     vq.quantize.embedding.weight.copy_(cell_latents(vq, cells).flatten(1))
-    return vq
+    return as_vq_tokenizer(vq, cell_local=True)  # codes are per cell: the folder records it
 
 
 def world_batch(world: ShapesWorld, rng: np.random.Generator, n_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,7 +87,7 @@ def train_decoder(out: str | Path, steps: int, batch_examples: int = 8, lr: floa
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
     start = json.loads(state_path.read_text())["step"] if state_path.exists() else 0
-    vq = VQModel.from_pretrained(out / "vq") if start else build_exact_vq(seed)
+    vq = as_vq_tokenizer(VQModel.from_pretrained(out / "vq"), cell_local=True) if start else build_exact_vq(seed)
     for p in vq.parameters():
         p.requires_grad_(False)
     trainable = list(vq.post_quant_conv.parameters()) + list(vq.decoder.parameters())

@@ -51,7 +51,8 @@ class MDMTrainConfig:
     extra_codes: list | None = None  # more code caches trained on with train_codes (e.g. confusable edits)
     edit_types: list | None = None  # train on these edit types only (a curriculum phase); None = all
     out: str = "runs/mdm"
-    steps: int = 1000
+    steps: int = 1000  # the length of the learning-rate schedule
+    stop_after: int | None = None  # end (and save) after this many steps, partway through the schedule
     batch_size: int = 32
     grad_accum: int = 1
     lr: float = 1e-3
@@ -212,7 +213,8 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     if start_step == 0 and log_path.exists():
         log_path.unlink()
 
-    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not progress, desc=cfg.objective)
+    end_step = min(cfg.steps, cfg.stop_after or cfg.steps)
+    bar = tqdm(range(start_step, end_step), initial=start_step, total=end_step, disable=not progress, desc=cfg.objective)
     t0, running = time.time(), {}
     for step in bar:
         with accelerator.accumulate(model):
@@ -248,13 +250,13 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
 
         for name, value in losses.items():
             running[name] = 0.9 * running.get(name, value.item()) + 0.1 * value.item()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+        if (step + 1) % cfg.log_every == 0 or step + 1 == end_step:
             record = {"step": step + 1, "time": round(time.time() - t0, 1), "lr": lr_schedule.get_last_lr()[0],
                       **{n: round(v.item(), 5) for n, v in losses.items()}}
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix({n: f"{v:.3f}" for n, v in running.items()})
-        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+        if (step + 1) % cfg.save_every == 0 and step + 1 < end_step:
             save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1)
 
     final = out / "final"

@@ -1,0 +1,150 @@
+"""Held-out figures of the shipped shapes models, the README's edit picture and the model cards.
+
+Every figure comes from one pass of the shipped pipeline over fresh test-split edits (indices no training
+touched; the training and validation splits have their own seeds), scored by the project's one scorer per
+figure: pixel edit success (``rm_edit.metrics.edit_success``) and the token scores
+(``rm_edit.evaluation.token_eval.image_token_scores``).
+
+    python -m rm_edit.training.grid_report --models rm_edit/models --n 500 --out runs/heldout.json
+    python -m rm_edit.training.grid_report --models rm_edit/models --grid assets/shapes_edits.png --start 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
+
+from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld
+from rm_edit.evaluation.token_eval import image_token_scores
+from rm_edit.metrics import edit_success
+
+MODEL_ORDER = ("shapes-base", "shapes-sft", "shapes-rm", "shapes-rm-her")
+
+
+def _load(folder: Path):
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+    return ReflectiveMaskingEditPipeline.from_pretrained(str(folder), torch_dtype=torch.float32)
+
+
+@torch.no_grad()
+def evaluate_pipeline(pipe, n: int, start: int = 0, split: str = "test", batch_size: int = 16, progress: bool = True,
+                      **call_kwargs) -> dict:
+    """Edit examples ``start .. start + n - 1`` of ``split``; per-edit rows and their summary."""
+    world = ShapesWorld(split=split)
+    examples = [world[i] for i in range(start, start + n)]
+    rows = []
+    for b in tqdm(range(0, n, batch_size), desc="held-out edits", disable=not progress):
+        chunk = examples[b : b + batch_size]
+        gens = [torch.Generator().manual_seed(start + b + i) for i in range(len(chunk))]
+        out = pipe([Image.fromarray(e.source) for e in chunk], [e.instruction for e in chunk], generator=gens,
+                   output_type="np", **call_kwargs)
+        for i, ex in enumerate(chunk):
+            target = torch.from_numpy(ShapesWorld.codes(ex.target_scene))
+            tok = image_token_scores(out.edit_region_tokens[i].cpu(), out.source_codes[i].cpu(), target, out.codes[i].cpu())
+            pix = edit_success(ex.source, out.images[i], ex.target)
+            rows.append({"id": ex.id, "edit_type": ex.edit_type, "success": bool(pix.success),
+                         "exact_codes": bool(torch.equal(out.codes[i].cpu(), target)),
+                         "source_codes_exact": bool(torch.equal(out.source_codes[i].cpu(),
+                                                                torch.from_numpy(ShapesWorld.codes(ex.source_scene)))),
+                         "forward_passes": out.num_forward_passes,
+                         **{k: tok[k] for k in ("tp", "fp", "fn", "kept_outside")}})
+    return summarize(rows) | {"rows": rows}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Rates overall and per edit type; token precision / recall pooled over images (micro)."""
+
+    def stats(rs: list[dict]) -> dict:
+        tp, fp, fn = (sum(r[k] for r in rs) for k in ("tp", "fp", "fn"))
+        return {"n": len(rs), "edit_success": float(np.mean([r["success"] for r in rs])),
+                "exact_codes": float(np.mean([r["exact_codes"] for r in rs])),
+                "token_precision": tp / (tp + fp) if tp + fp else 1.0, "token_recall": tp / (tp + fn) if tp + fn else 1.0,
+                "kept_outside": float(np.mean([r["kept_outside"] for r in rs])),
+                "forward_passes": float(np.mean([r["forward_passes"] for r in rs]))}
+
+    types = [t for t in EDIT_TYPES if any(r["edit_type"] == t for r in rows)]
+    return stats(rows) | {"by_edit_type": {t: stats([r for r in rows if r["edit_type"] == t]) for t in types}}
+
+
+def evaluate_models(models: Path, out: Path, n: int, progress: bool = True) -> dict:
+    """Every shipped folder with its own default sampler (what `rm-edit edit` runs)."""
+    results = {}
+    for name in MODEL_ORDER:
+        if (models / name).exists():
+            result = evaluate_pipeline(_load(models / name), n, progress=progress)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+            results[name] = {k: v for k, v in result.items() if k != "rows"}
+    return results
+
+
+@torch.no_grad()
+def render_edit_grid(model: Path, out: Path, start: int, n: int = 8, split: str = "test", scale: int = 3) -> Path:
+    """A PNG of ``n`` fresh edits, one per row: source | edit | region | target (captioned)."""
+    pipe = _load(model)
+    world = ShapesWorld(split=split)
+    examples = [world[i] for i in range(start, start + n)]
+    result = pipe([Image.fromarray(e.source) for e in examples], [e.instruction for e in examples],
+                  generator=[torch.Generator().manual_seed(start + i) for i in range(n)])
+    size, caption, gap = 64 * scale, 14, 4
+    sheet = Image.new("RGB", (4 * size + 5 * gap, n * (size + caption + gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, ex in enumerate(examples):
+        y = gap + r * (size + caption + gap)
+        region = Image.fromarray((np.asarray(result.edit_masks[r]) * 255).astype(np.uint8)).convert("RGB")
+        ok = edit_success(ex.source, np.asarray(result.images[r]), ex.target).success
+        draw.text((gap, y), f"{ex.id}: {ex.instruction}   [{'success' if ok else 'FAILED'}]", fill="black")
+        for c, im in enumerate((Image.fromarray(ex.source), result.images[r], region, Image.fromarray(ex.target))):
+            sheet.paste(im.resize((size, size), Image.Resampling.NEAREST), (gap + c * (size + gap), y + caption))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
+def figures_table(results: dict) -> str:
+    """Markdown: one row per model (overall), then per edit type edit success."""
+    head = "| model | edit success | exact codes | token precision | token recall | kept outside | forward passes |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    body = "".join(f"| {name} | {r['edit_success']:.3f} | {r['exact_codes']:.3f} | {r['token_precision']:.3f} | "
+                   f"{r['token_recall']:.3f} | {r['kept_outside']:.4f} | {r['forward_passes']:.1f} |\n"
+                   for name, r in results.items())
+    types = list(next(iter(results.values()))["by_edit_type"])
+    head2 = "\n| model | " + " | ".join(types) + " |\n|---|" + "---:|" * len(types) + "\n"
+    body2 = "".join(f"| {name} | " + " | ".join(f"{r['by_edit_type'][t]['edit_success']:.3f}" for t in types) + " |\n"
+                    for name, r in results.items())
+    return head + body + head2 + body2
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, default=Path(__file__).resolve().parent.parent / "rm_edit" / "models")
+    p.add_argument("--model", help="evaluate only this folder")
+    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", type=Path, help="write the figures (JSON) here")
+    p.add_argument("--grid", type=Path, help="render the edit picture of --model (default shapes-rm) here instead")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    if a.grid:
+        print(render_edit_grid(Path(a.model) if a.model else a.models / "shapes-rm", a.grid, a.start, split=a.split))
+        return
+    folders = [Path(a.model)] if a.model else [a.models / m for m in MODEL_ORDER if (a.models / m).exists()]
+    results = {}
+    for folder in folders:
+        r = evaluate_pipeline(_load(folder), a.n, a.start, a.split)
+        results[folder.name] = {k: v for k, v in r.items() if k != "rows"}
+        print(folder.name, json.dumps(results[folder.name]), flush=True)
+    print(figures_table(results))
+    if a.out:
+        a.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
