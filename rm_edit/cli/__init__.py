@@ -107,6 +107,8 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", category=category, module=r"(diffusers|transformers|torch|accelerate)\b")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    # Ours (e.g. an input outside the model's world, --history on a model trained without it): one line each.
+    warnings.showwarning = lambda message, *_args, **_kw: print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

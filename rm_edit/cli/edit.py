@@ -14,16 +14,19 @@ if TYPE_CHECKING:  # the pipeline drags in diffusers; only the command functions
 
     from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 
-from rm_edit.files import save_image
+import sys
 
-from .options import CliError, SubParsers, add_sampler_options, check_image_suffix, load_pipeline, mask_image, sampler_kwargs, wrap
+from rm_edit.files import DEFAULT_MAX_PIXELS, save_image
+
+from .options import (PROG, CliError, SubParsers, add_sampler_options, check_image_suffix, load_pipeline, mask_image,
+                      positive_int, sampler_kwargs, wrap)
 
 # ---- edit -----------------------------------------------------------------------------------------------
 _EDIT_EPILOG = """\
 examples:
   rm-edit edit cat.png "make the cat blue" -o blue.png
   rm-edit edit in.png "remove the red circle" -o out.png --save-mask region.png --save-trajectory steps.gif
-  rm-edit edit in.png "add a green square" -o out.png --mask allowed.png --paste-back --seed 3
+  rm-edit edit in.png "add a green square" -o out.png --mask allowed.png --no-paste-back
   rm-edit edit in.png "turn the square red" -o out.png --strategy regenerate --steps 16
 """
 
@@ -38,7 +41,11 @@ def add_edit_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE", type=Path, help="input image (png, jpg, ...)")
     p.add_argument("instruction", metavar="INSTRUCTION", help='what to change, e.g. "make the circle blue"')
     p.add_argument("-o", "--out", type=Path, required=True, metavar="OUT", help="where to write the edited image")
-    p.add_argument("--mask", type=Path, metavar="MASK.png", help="only this region (white) may change")
+    p.add_argument("--mask", type=Path, metavar="MASK.png",
+                   help="only this region (white) may change; a mask of another size but the image's shape is "
+                        "resized to it (with a notice), one of another shape is refused")
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse larger images before decoding them (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--save-mask", type=Path, metavar="MASK_OUT.png",
                    help="write the region the model chose (white on black)")
     p.add_argument("--save-trajectory", type=Path, metavar="OUT.png|OUT.gif",
@@ -50,7 +57,7 @@ def add_edit_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
 def run_edit(args: argparse.Namespace) -> int:
     import torch
 
-    from rm_edit.data.manifest import load_image, load_mask
+    from rm_edit.data.manifest import open_image
 
     kwargs = sampler_kwargs(args)
     check_image_suffix(args.out)
@@ -60,8 +67,8 @@ def run_edit(args: argparse.Namespace) -> int:
         check_image_suffix(args.save_trajectory, (".png", ".gif"))
     if not args.instruction.strip():
         raise CliError("INSTRUCTION is empty")
-    image = load_image(args.image)
-    region = None if args.mask is None else load_mask(args.mask, image.size)
+    image = open_image(args.image, max_pixels=args.max_pixels)  # its own mode: grey / alpha come back as given
+    region = None if args.mask is None else _load_mask_for(args.mask, image.size, args.max_pixels)
     pipe = load_pipeline(args.model, args.device)
     out = pipe(image, args.instruction, mask_image=region, generator=torch.Generator().manual_seed(args.seed),
                return_trajectory=args.save_trajectory is not None, **kwargs)
@@ -74,11 +81,29 @@ def run_edit(args: argparse.Namespace) -> int:
             save_image(args.save_trajectory, frames[0], frames[1:], duration=600, loop=0)
         else:
             save_image(args.save_trajectory, filmstrip(frames))
-    save_image(args.out, out.images[0])
+    edited = out.images[0]
+    if "A" in edited.mode and args.out.suffix.lower() in (".jpg", ".jpeg"):
+        print(f"{PROG}: note: {args.out.suffix} has no alpha channel; the edit is saved without it", file=sys.stderr)
+        edited = edited.convert("RGB" if edited.mode == "RGBA" else "L")
+    save_image(args.out, edited)
     tokens = out.edit_region_tokens[0]
     print(f"{args.image} -> {args.out}: {out.num_forward_passes} forward passes, "
           f"{int(tokens.sum())} of {tokens.numel()} tokens in the edit region")
     return 0
+
+
+def _load_mask_for(path: Path, size: tuple[int, int], max_pixels: int):
+    """--mask at the image's size: same shape, other size -> resized (nearest) with a notice; other shape ->
+    refused (it cannot be this image's mask)."""
+    from rm_edit.data.manifest import load_mask, open_image
+
+    mw, mh = open_image(path, max_pixels=max_pixels).size
+    (w, h) = size
+    if (mw, mh) != (w, h):
+        if abs(mw * h - mh * w) > max(mw * h, mh * w) * 0.01:  # aspect ratios more than 1% apart
+            raise CliError(f"--mask {path} is {mw}x{mh} but the image is {w}x{h} (another shape)")
+        print(f"{PROG}: note: --mask {path} is {mw}x{mh}, the image {w}x{h}: mask resized (nearest)", file=sys.stderr)
+    return load_mask(path, size, max_pixels=max_pixels)
 
 
 def trajectory_frames(pipe: ReflectiveMaskingEditPipeline, trajectory: list[dict[str, torch.Tensor]],

@@ -143,7 +143,9 @@ def load_pipeline(model: str | None, device: str | None) -> ReflectiveMaskingEdi
 
 
 # ---- sampler options (shared by edit and batch) ----------------------------------------------------------
-def add_sampler_options(parser: argparse.ArgumentParser) -> None:
+def add_sampler_options(parser: argparse.ArgumentParser, paste_back: bool = True) -> None:
+    """``paste_back``: the default of --paste-back / --no-paste-back (on for edits a user keeps; an evaluation
+    of the model's own output turns it off)."""
     g = parser.add_argument_group("model and sampler")
     g.add_argument("--model", metavar="DIR", help="a saved pipeline folder (default: the model shipped with rm-edit)")
     g.add_argument("--strategy", choices=("reflective", "regenerate"),
@@ -158,25 +160,30 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                    help="reflective: tilt each reveal toward the code the position held, by F nats (default: the "
                         "model's, 0): higher keeps more of the source, at some cost to the edit")
     g.add_argument("--steps", type=positive_int, metavar="N",
-                   help="regenerate: sampling steps (default: the model's; 16 when --strategy swaps it in)")
+                   help="regenerate: sampling steps (default: the model's; 16 when --strategy swaps it in); "
+                        "reflective: a step budget instead of --num-turns (the whole turns that fit)")
     g.add_argument("--guidance-scale", type=number, metavar="F", help="instruction guidance (default: the model's)")
     g.add_argument("--image-guidance-scale", type=number, metavar="F", help="source-image guidance (default: the model's)")
     g.add_argument("--history", action=argparse.BooleanOptionalAction, default=False,
                    help="History Reference: condition each turn on the codes seen before (default: off)")
     g.add_argument("--history-decay", type=unit_float, default=1.0, metavar="F",
                    help="history weight decay per turn, in (0, 1] (default 1.0)")
-    g.add_argument("--paste-back", action="store_true",
-                   help="blend the edit into the original so pixels outside the region stay exact")
+    g.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=paste_back,
+                   help="blend the edit into the original so every pixel outside the region the model chose stays "
+                        f"the original's, bit for bit (default: {'on' if paste_back else 'off'})")
     g.add_argument("--kv-cache", action="store_true",
                    help="reuse keys/values between steps: reveal steps recompute only masked and changed codes")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0: runs are reproducible)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of sampling at temperature > 0 (the regenerate sampler; default 0: runs are "
+                        "reproducible). Reflective sampling (temperature 0, argmax) is deterministic: the seed "
+                        "changes nothing there")
     g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
 
 
 def sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The pipeline keywords the sampler options select; rejects options of the other strategy."""
-    if args.strategy == "reflective" and args.steps is not None:
-        raise CliError("--steps applies to --strategy regenerate; use --num-turns / --reveal-steps")
+    if args.steps is not None and args.num_turns is not None:
+        raise CliError("--steps and --num-turns both set the reflective budget; pass one")
     reflective_only = {"--num-turns": args.num_turns, "--reveal-steps": args.reveal_steps,
                        "--remask-margin": args.remask_margin, "--held-code-bias": args.held_code_bias}
     given = [flag for flag, value in reflective_only.items() if value is not None]

@@ -182,6 +182,11 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
         raise ValueError(f"corrupt or truncated image: {path} ({one_line(exc)})") from None
 
 
+def open_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Load an image in its own mode (grey, RGBA, ...); missing, corrupt or oversized files raise ValueError."""
+    return _open_checked(Path(path), max_pixels)
+
+
 def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Load an image as RGB; missing, corrupt or oversized files raise ValueError."""
     return _open_checked(Path(path), max_pixels).convert("RGB")
