@@ -95,7 +95,8 @@ def test_remask_margin_and_held_code_bias_reach_the_sampler(tmp_path, image_path
     for name, extra in runs.items():
         out, mask = tmp_path / f"{name}.png", tmp_path / f"{name}_mask.png"
         args = ["edit", str(image_path), "make the circle blue", "-o", str(out), "--model", model_dir,
-                "--num-turns", "1", "--reveal-steps", "1", "--save-mask", str(mask), "--device", "cpu", *extra]
+                "--num-turns", "1", "--reveal-steps", "1", "--save-mask", str(mask), "--device", "cpu",
+                "--no-paste-back", *extra]  # both decode every code: the same codes, the same image
         assert main(args) == 0
         images[name], masks[name] = np.asarray(PIL.Image.open(out)), np.asarray(PIL.Image.open(mask))
     assert np.array_equal(images["none"], images["all_back"])
@@ -153,7 +154,8 @@ def test_batch_records_bad_items_and_goes_on(tmp_path, examples, model_dir, caps
     manifest = _manifest(data, examples[:3], bad)
     out = tmp_path / "out"
     assert main(["batch", str(manifest), "--out", str(out), "--model", model_dir, *FAST, "--no-progress"]) == 1
-    assert "done 3, skipped 0, failed 4" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "done 3, skipped 0, failed 4" in captured.out
     for ex in examples[:3]:
         assert PIL.Image.open(out / f"{ex.id}.png").size == (ex.source.shape[1], ex.source.shape[0])
         assert (out / f"{ex.id}.mask.png").is_file()
@@ -162,8 +164,14 @@ def test_batch_records_bad_items_and_goes_on(tmp_path, examples, model_dir, caps
     by_key = {e.get("id", e.get("line")): e["reason"] for e in errors}
     assert "not found" in by_key["missing"] and "nowhere.png" in by_key["missing"]
     assert "corrupt" in by_key["corrupt"]
-    assert "empty instruction" in by_key[6]  # manifest lines: 3 good, missing, corrupt, empty, broken
-    assert "invalid JSON" in by_key[7]
+    assert "empty instruction" in by_key["empty"]  # manifest lines: 3 good, missing, corrupt, empty, broken
+    assert "invalid JSON" in by_key[7]  # no id on that line: its number
+    # Every entry names the item's id and its line (4 missing, 5 corrupt, 6 empty), or the line alone; so
+    # does its stderr line.
+    assert [(e.get("id"), e["line"]) for e in errors if "id" in e] == [("empty", 6), ("missing", 4), ("corrupt", 5)]
+    err = captured.err.splitlines()
+    assert any(line.startswith("rm-edit: id 'missing' line 4: image not found") for line in err)
+    assert any(line.startswith("rm-edit: line 7: ") for line in err)
     assert not (out / "missing.png").exists()
 
 

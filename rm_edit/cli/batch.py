@@ -51,7 +51,12 @@ def add_batch_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
                    help="only let the region of each item's mask (white) change")
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"skip images with more pixels (default {DEFAULT_MAX_PIXELS})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar / lines")
+    p.add_argument("--progress-every", type=positive_int, default=50, metavar="N",
+                   help="when stderr is not a terminal (a pipe, a log file): a progress line every N items "
+                        "(default 50) or every --progress-seconds, whichever comes first")
+    p.add_argument("--progress-seconds", type=positive_int, default=60, metavar="S",
+                   help="... or every S seconds (default 60)")
     p.add_argument("--export-dataset", type=Path, metavar="DIR",
                    help="also write the results as a datasets dataset (source, instruction, edit, region, target)")
     p.add_argument("--export-format", choices=("disk", "parquet"), default="disk",
@@ -87,25 +92,79 @@ def _safe_id(item_id: str) -> bool:
     return bool(item_id) and not item_id.startswith(".") and not any(c in item_id for c in "/\\\0")
 
 
-class _ErrorLog:
-    """OUT/errors.jsonl: this run's failures, one JSON object per line, written as they happen."""
+def _ids_by_line(manifest: Path) -> dict[int, str]:
+    """Line number -> the id written on it (when the line is a JSON object with a string id)."""
+    ids = {}
+    with manifest.open(encoding="utf-8", errors="replace") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            try:
+                item_id = json.loads(line).get("id")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(item_id, str):
+                ids[line_no] = item_id
+    return ids
 
-    def __init__(self, path: Path) -> None:
+
+class _ErrorLog:
+    """OUT/errors.jsonl: this run's failures, one JSON object per line, written as they happen; each names
+    the item's id and its manifest line (the line alone when it has no id), and is echoed to stderr."""
+
+    def __init__(self, path: Path, manifest: Path | None = None) -> None:
         self.path = path
         self.count = 0
+        self.ids = _ids_by_line(manifest) if manifest is not None else {}
+        self.lines = {}
+        for line_no, item_id in self.ids.items():
+            self.lines.setdefault(item_id, line_no)
         path.unlink(missing_ok=True)  # a previous run's failures are retried, not inherited
 
     def add(self, reason: str, *, item_id: str | None = None, line: int | None = None) -> None:
-        entry: dict[str, Any] = {"id": item_id} if item_id is not None else {"line": line}
+        item_id = item_id if item_id is not None else self.ids.get(line)
+        line = line if line is not None else self.lines.get(item_id)
+        entry: dict[str, Any] = {k: v for k, v in (("id", item_id), ("line", line)) if v is not None}
         entry["reason"] = one_line(reason)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        where = " ".join(f"{k} {v!r}" if k == "id" else f"{k} {v}" for k, v in entry.items() if k != "reason")
+        print(f"{PROG}: {where}: {entry['reason']}", file=sys.stderr)
         self.count += 1
 
 
-def run_batch(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+class _ProgressLines:
+    """Progress of a run: a bar on a terminal; under a pipe or in a log file a plain line every ``every``
+    items or ``seconds`` seconds (and at the end), so a log shows the run is alive."""
 
+    def __init__(self, total: int, every: int, seconds: float, enabled: bool = True, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.total, self.every, self.seconds, self.done = total, every, seconds, 0
+        self.start = self.last_time = time.perf_counter()
+        self.last_done = 0
+        self.bar = None
+        self.lines = enabled and not self.stream.isatty()
+        if enabled and not self.lines:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="edit", desc="editing", file=self.stream)
+
+    def update(self, n: int, failed: int = 0) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        now = time.perf_counter()
+        due = self.done - self.last_done >= self.every or now - self.last_time >= self.seconds
+        if self.lines and (due or self.done == self.total):
+            rate = self.done / (now - self.start) if now > self.start else 0.0
+            print(f"{PROG}: {self.done}/{self.total} items, {failed} failed, {now - self.start:.0f} s "
+                  f"({rate:.2f} items/s)", file=self.stream, flush=True)
+            self.last_done, self.last_time = self.done, now
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_batch(args: argparse.Namespace) -> int:
     from rm_edit.distributed import Shard, finish
 
     from rm_edit.data.manifest import read_manifest
@@ -118,7 +177,7 @@ def run_batch(args: argparse.Namespace) -> int:
     shard = Shard.from_env()  # under accelerate launch / torchrun: this process's share of the items
     if shard.active and shard.is_main:
         (args.out / "errors.jsonl").unlink(missing_ok=True)
-    errors = _ErrorLog(shard.part(args.out / "errors.jsonl"))  # one writer per file
+    errors = _ErrorLog(shard.part(args.out / "errors.jsonl"), args.manifest)  # one writer per file
     for bad in bad_lines if shard.is_main else ():
         errors.add(bad.reason, line=bad.line_no)
 
@@ -149,13 +208,14 @@ def run_batch(args: argparse.Namespace) -> int:
                 continue
             grid = pipe.image_processor.crop(w, h).grid
             groups.setdefault(grid, []).append(rec)
-        with tqdm(total=sum(map(len, groups.values())), unit="edit", desc="editing",
-                  disable=True if args.no_progress else None) as bar:
-            for group in groups.values():
-                for i in range(0, len(group), args.batch_size):
-                    chunk = group[i : i + args.batch_size]
-                    done += _edit_chunk(pipe, chunk, args, kwargs, errors)
-                    bar.update(len(chunk))
+        progress = _ProgressLines(sum(map(len, groups.values())), args.progress_every, args.progress_seconds,
+                                  enabled=not args.no_progress)
+        for group in groups.values():
+            for i in range(0, len(group), args.batch_size):
+                chunk = group[i : i + args.batch_size]
+                done += _edit_chunk(pipe, chunk, args, kwargs, errors)
+                progress.update(len(chunk), errors.count)
+        progress.close()
 
     done, failed = finish(shard, args.out / "errors.jsonl", done, errors.count)  # totals; errors merged
     seconds = time.perf_counter() - start
