@@ -48,6 +48,25 @@ def feathered_alpha(region: np.ndarray, radius: int) -> np.ndarray:
     return (soft[0, 0].numpy() * region).clip(0.0, 1.0)
 
 
+def seam_ring(region: np.ndarray, width: int = 2) -> np.ndarray:
+    """(H, W) bool: the pixels within ``width`` px of ``region``'s border, on both sides (a 3x3-step ring)."""
+    x = torch.from_numpy(np.asarray(region, dtype=np.float32))[None, None]
+    k = 2 * width + 1
+    grown = F.max_pool2d(x, k, stride=1, padding=width)
+    shrunk = -F.max_pool2d(-F.pad(x, (width,) * 4, value=1.0), k, stride=1)
+    return (grown > 0)[0, 0].numpy() & ~(shrunk > 0)[0, 0].numpy()
+
+
+def seam_error(edit: PIL.Image.Image, source: PIL.Image.Image, region: np.ndarray, width: int = 2) -> float:
+    """Mean |edit - source| (0-1 scale, over channels) on the ``width``-px ring around ``region``: how visible
+    the border of a pasted-back edit is (0: the edit meets the source with no step)."""
+    ring = seam_ring(region, width)
+    if not ring.any():
+        return 0.0
+    diff = np.abs(np.asarray(edit.convert("RGB"), np.float32) - np.asarray(source.convert("RGB"), np.float32))
+    return float(diff[ring].mean() / 255.0)
+
+
 class EditImageProcessor(ConfigMixin):
     """``crop_multiple``: pixels per grid cell the crop is cut to (the VQ's downsampling, or Lumina-DiMOO's
     32); ``max_crop_cells``: larger images are resized down to at most that many cells first."""
