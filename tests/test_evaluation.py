@@ -378,7 +378,8 @@ def _chromium() -> str:
 def test_report_renders_in_chromium(run_dir, tmp_path):
     exe = _chromium()
     html = (run_dir / "report.html").read_text(encoding="utf-8")
-    assert html.count("<img") == 4 * 6
+    # 4 samples x 7 pictures (source, edit, target, |edit - source|, GT mask, change map, model region) + 1 plot
+    assert html.count("<img") == 4 * 7 + 1
     probe = run_dir / "report_probe.html"  # next to report.html so its relative images resolve
     probe.write_text(html.replace("<head>", "<head>" + _PROBE, 1), encoding="utf-8")
     cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
@@ -387,11 +388,69 @@ def test_report_renders_in_chromium(run_dir, tmp_path):
     assert found, dom[-2000:]
     result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert result["errors"] == []
-    assert result["imgs"] == 24 and result["loaded"] == 24
+    assert result["imgs"] == 29 and result["loaded"] == 29
     assert result["sorted"] == "desc-ok"
-    assert 'data-loaded="24"' in dom and 'data-total="24"' in dom  # the report's own status line
+    assert 'data-loaded="29"' in dom and 'data-total="29"' in dom  # the report's own status line
     shot = tmp_path / "shot.png"
     subprocess.run([*cmd, "--window-size=1400,900", f"--screenshot={shot}", (run_dir / "report.html").as_uri()],
                    capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.shape[:2] == (900, 1400) and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
+
+
+# ---- the report at 1,400 px: no column cut off --------------------------------------------------------------
+_LAYOUT_PROBE = """<script>
+window.addEventListener('load',function(){setTimeout(function(){
+  const W=window.innerWidth,cut=[];
+  for(const th of document.querySelectorAll('th')){
+    const box=th.closest('.scroll'),r=th.getBoundingClientRect();
+    if(box){box.scrollLeft=box.scrollWidth;}  // scrolled to its end, the box's last column must show
+    const b=box?box.getBoundingClientRect():{left:0,right:W};
+    const r2=th.getBoundingClientRect();
+    const reachable=box?(r.right<=b.right+1||box.scrollWidth>box.clientWidth)&&r2.right<=b.right+1:r.right<=W+1;
+    if(!reachable||r.width<8){cut.push(th.textContent.trim());}
+    if(box){box.scrollLeft=0;}
+  }
+  const summary=document.querySelector('table.summary').closest('.scroll');
+  const p=document.createElement('pre');p.id='layout';
+  p.textContent=JSON.stringify({W:W,page:document.documentElement.scrollWidth,cut:cut,
+    summaryFits:summary.scrollWidth<=summary.clientWidth,
+    headers:document.querySelectorAll('table.samples th').length,
+    tips:Array.from(document.querySelectorAll('table.summary th[title]')).map(function(t){return t.title;})});
+  document.body.appendChild(p);},0);});
+</script>"""
+
+
+def test_report_fits_1400px_with_no_column_cut_off(run_dir, tmp_path):
+    exe = _chromium()
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    probe = run_dir / "report_layout.html"
+    probe.write_text(html.replace("<head>", "<head>" + _LAYOUT_PROBE, 1), encoding="utf-8")
+    cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+           "--window-size=1400,900"]
+    dom = subprocess.run([*cmd, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<pre id="layout">(.*?)</pre>', dom)
+    assert found, dom[-2000:]
+    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["W"] == 1400
+    assert result["page"] <= 1400  # nothing overflows the window: wide tables scroll inside their own box
+    assert result["summaryFits"]  # the summary table wraps its headers to fit
+    assert result["cut"] == []  # every header visible, or reachable by scrolling its box
+    # the samples table's headers: #, id, instruction, edit type, 7 pictures, the metric columns
+    assert result["headers"] > 11
+    # hover text of the summary columns is the glossary's
+    assert "Edit success: inside the pixels where the target differs" in result["tips"][0]
+    shot = tmp_path / "layout.png"
+    subprocess.run([*cmd, f"--screenshot={shot}", (run_dir / "report.html").as_uri()], capture_output=True,
+                   timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.shape[:2] == (900, 1400) and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
+
+
+def test_report_has_target_column_glossary_and_per_type_plot(run_dir):
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "<th>target</th>" in html and html.count("_target.png") == 4  # shapes-test has targets
+    assert "report_files/by_edit_type.png" in html and (run_dir / "report_files" / "by_edit_type.png").is_file()
+    for key in ("edit_success", "changed_error_ratio", "far_changed_fraction", "loc_precision", "loc_leakage",
+                "bg_psnr", "tok_recall", "replayed", "forward_passes"):
+        assert f"<dt>{key}</dt>" in html, key

@@ -30,6 +30,7 @@ SUCCESS_DEFINITION = (
     "pixels more than 2 px from that change (5x5 dilation) differ from the source by more than 0.15 (0-1 scale, "
     "any channel). Per sample: yes / no, with both figures (changed error ratio, far changed fraction).")
 
+_TARGET_CELL = "<target-cell>"  # a placeholder no escaped text can hold ("<" is escaped)
 THUMB_MAX = 256  # thumbnails are downscaled to this side at most; small images are shown enlarged
 TP, FP, FN = (30, 190, 60), (230, 40, 40), (40, 100, 255)
 MASK_TINT = (255, 170, 0)
@@ -38,7 +39,11 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
 table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:middle}
-td.t,th.t{text-align:left;max-width:18em}
+th{white-space:normal;max-width:7em;overflow-wrap:break-word}
+td.t,th.t{text-align:left;max-width:18em;overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%;border:1px solid #eee}
+dl.glossary dt{font-weight:bold;margin-top:.4em}
+dl.glossary dd{margin-left:1.5em;max-width:60em}
 th.s{cursor:pointer;background:#f2f2f2;user-select:none}
 th.s:hover{background:#e4e4ff}
 th[data-dir=asc]::after{content:" \\25B2"}
@@ -110,7 +115,30 @@ GLOSSARY: dict[str, str] = {
     "loc_iou": "Pixel localization: |edit - source| > 0.1 (max over channels) against the mask.",
     "tok_precision": "Token localization: the re-masked tokens against the tokens that truly change.",
     "tok_edit_accuracy": "Share of the truly changed tokens the edit got exactly right.",
+    # The rest of the columns a report can show (shapes / manifest runs, the verdict's figures, cost).
+    "changed_error_ratio": "Edit success, first figure: mean |edit - target| / mean |source - target| over the "
+                           "pixels where the target differs from the source; success needs <= 0.25.",
+    "far_changed_fraction": "Edit success, second figure: share of the pixels more than 2 px from the true change "
+                            "(5x5 dilation) that differ from the source by more than 0.15; success needs <= 0.01.",
+    "loc_precision": f"Pixel localization precision: of the pixels the edit changed (|edit - source| > "
+                     f"{DEFAULT_THRESHOLD:g}, max over channels), the share inside the ground-truth mask.",
+    "loc_recall": f"Pixel localization recall: of the mask's pixels, the share the edit changed (> {DEFAULT_THRESHOLD:g}).",
+    "loc_leakage": f"Leakage: share of the pixels outside the mask that the edit changed (> {DEFAULT_THRESHOLD:g}).",
+    "bg_psnr": "Background PSNR (dB, 0-1 images) over the pixels outside the mask only (area-normalised; "
+               "PIE-Bench's own convention is pie_psnr).",
+    "bg_ssim": "Background SSIM over the pixels outside the mask only.",
+    "bg_lpips": "Background LPIPS over the pixels outside the mask only (lower: closer to the source).",
+    "tok_recall": "Token localization recall: of the tokens that truly change (source vs target codes), the "
+                  "share the model re-masked.",
+    "replayed": "Re-masked positions revealed back to the very code they held (a wasted re-mask), per image.",
+    "forward_passes": "Transformer forward passes per model call (each covers the batch and its guidance "
+                      "branches): the cost.",
 }
+
+
+def _tip(key: str) -> str:
+    """A column header's hover text: its glossary entry (else its key)."""
+    return GLOSSARY.get(key, key)
 
 
 def glossary_html(keys: Sequence[str]) -> str:
@@ -175,7 +203,8 @@ def _fmt(v: Any) -> tuple[str, str]:
 def summary_table_html(summary_rows: Sequence[tuple[str, Mapping[str, Any]]], columns: Sequence[Sequence[str]]) -> str:
     from .summary import format_value
 
-    head = "<tr><th class='t s'>run</th>" + "".join(f"<th class='s'>{_esc(label)}</th>" for _, label in columns) + "</tr>"
+    head = "<tr><th class='t s'>run</th>" + "".join(
+        f"<th class='s' title='{_esc(_tip(key))}'>{_esc(label)}</th>" for key, label in columns) + "</tr>"
     body = []
     for name, summary in summary_rows:
         stats, why = summary.get("metrics", {}), summary.get("unavailable", {})
@@ -188,7 +217,7 @@ def summary_table_html(summary_rows: Sequence[tuple[str, Mapping[str, Any]]], co
             cls = " class='na'" if text == "n/a" else ""
             cells.append(f"<td data-v='{v}'{title}{cls}>{_esc(text)}</td>")
         body.append(f"<tr><td class='t' data-v='{_esc(name)}'>{_esc(name)}</td>{''.join(cells)}</tr>")
-    return f"<table class='summary'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class='scroll'><table class='summary'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
 def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, Any]], predictions_dir: str | Path | None,
@@ -221,20 +250,25 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
     success = success_by_type_html(summary_rows)
     if success:
         parts += ["<h2>Edit success by edit type</h2>", success, f"<p class='legend'>{_esc(SUCCESS_DEFINITION)}</p>"]
-    glossary = glossary_html([k for k, _ in columns])
+    glossary = glossary_html([k for k, _ in columns] + (
+        ["changed_error_ratio", "far_changed_fraction"] if any(k == "edit_success" for k, _ in columns) else []))
     if glossary:
         parts += ["<h2>Glossary</h2>", glossary]
     if notes:
         parts.append("<ul class='notes'>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")
-    if plots:
+    ok_rows = [r for r in rows if r.get("status", "ok") == "ok" and r.get("image")]
+    by_type = plot_by_edit_type(ok_rows, assets / "by_edit_type.png", columns) if ok_rows else None
+    plots = [*plots]
+    if plots or by_type is not None:
         parts.append("<h2>Plots</h2><div class='plots'>")
+        if by_type is not None:
+            parts.append(f"<div><img src='{rel}/{by_type.name}' alt='by edit type'></div>")
         for p in plots:
             p = Path(p)
             shutil.copyfile(p, assets / p.name)
             parts.append(f"<div><img src='{rel}/{_esc(p.name)}' alt='{_esc(p.stem)}'></div>")
         parts.append("</div>")
 
-    ok_rows = [r for r in rows if r.get("status", "ok") == "ok" and r.get("image")]
     if max_rows is not None:
         ok_rows = ok_rows[:max_rows]
     if ok_rows and benchmark is not None and predictions_dir is not None:
@@ -247,12 +281,7 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
                                 ("far_changed_fraction", "Far changed ↓ (≤ 0.01)")]
         extra = [k for k in ("edit_type",) if any(r.get(k) is not None for r in ok_rows)]
         show_regions = regions_dir is not None
-        pics = ["source", "edit", "|edit - source|", "GT mask", "change vs mask"] + (["model region"] if show_regions else [])
-        head = ("<tr><th class='s'>#</th><th class='t s'>id</th><th class='t s'>instruction</th>"
-                + "".join(f"<th class='t s'>{_esc(k.replace('_', ' '))}</th>" for k in extra)
-                + "".join(f"<th>{_esc(p)}</th>" for p in pics)
-                + "".join(f"<th class='s' title='{_esc(k)}'>{_esc(label)}</th>" for k, label in metric_cols) + "</tr>")
-        body = []
+        body, targets = [], []  # targets: each row's target picture (None: the sample has none)
         for n, sample in enumerate(tqdm(benchmark.iter_refs(refs), total=len(refs), desc="report", disable=not progress)):
             row = by_id[sample.id]
             try:
@@ -266,6 +295,8 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
             stem = f"{n:05d}"
             cells = [img(source, f"{stem}_source.png", "source"), img(edit, f"{stem}_edit.png", "edit"),
                      img(heat_map(edit, source), f"{stem}_diff.png", "difference")]
+            targets.append(img(sample.target.convert("RGB"), f"{stem}_target.png", "target")
+                           if sample.target is not None else None)
             cells.append(img(mask_overlay(source, sample.mask), f"{stem}_mask.png", "ground-truth mask")
                          if sample.mask is not None else "<span class='na'>no mask</span>")
             cells.append(img(agreement_map(edit, source, sample.mask, threshold), f"{stem}_change.png", "change map"))
@@ -278,7 +309,8 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
             for k in extra:
                 text, key = _fmt(row.get(k))
                 tds.append(f"<td class='t' data-v='{key}'>{text}</td>")
-            tds += [f"<td class='img'>{c}</td>" for c in cells]
+            tds += [f"<td class='img'>{c}</td>" for c in cells[:2]] + [_TARGET_CELL] + [
+                f"<td class='img'>{c}</td>" for c in cells[2:]]
             for k, _ in metric_cols:
                 text, key = _fmt(row.get(k))
                 if k == "edit_success" and row.get(k) is not None:
@@ -287,6 +319,18 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
                 tip = f" title='{_esc(why)}'" if why else ""
                 tds.append(f"<td data-v='{key}'{tip}>{text}</td>")
             body.append("<tr>" + "".join(tds) + "</tr>")
+        # A target column when the benchmark has targets (a sample without one says so).
+        has_target = any(t is not None for t in targets)
+        body = [row.replace(_TARGET_CELL, (f"<td class='img'>{t}</td>" if t is not None
+                                         else "<td class='img'><span class='na'>no target</span></td>")
+                            if has_target else "", 1) for row, t in zip(body, targets)]
+        pics = (["source", "edit"] + (["target"] if has_target else []) + ["|edit - source|", "GT mask", "change vs mask"]
+                + (["model region"] if show_regions else []))
+        head = ("<tr><th class='s'>#</th><th class='t s'>id</th><th class='t s'>instruction</th>"
+                + "".join(f"<th class='t s'>{_esc(k.replace('_', ' '))}</th>" for k in extra)
+                + "".join(f"<th>{_esc(p)}</th>" for p in pics)
+                + "".join(f"<th class='s' title='{_esc(_tip(k))}'>{_esc(label)}</th>" for k, label in metric_cols)
+                + "</tr>")
         legend = (f"<p class='legend'>change map (|edit - source| &gt; {threshold:g}):"
                   f"<span style='background:rgb{TP}'></span>changed, in mask (TP)"
                   f"<span style='background:rgb{FP}'></span>changed, outside (FP)"
@@ -294,7 +338,8 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
                   "<span style='background:#555'></span>unchanged, outside (TN). "
                   "Heat map: inferno, 0 (black) to 1 (white-yellow). Click a header to sort.</p>")
         parts += [f"<h2>{_esc(rows_caption)} ({len(body)})</h2>", legend,
-                  f"<table class='samples'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"]
+                  f"<div class='scroll'><table class='samples'><thead>{head}</thead><tbody>{''.join(body)}</tbody>"
+                  "</table></div>"]
     parts.append("</body></html>\n")
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     tmp.write_text("\n".join(parts), encoding="utf-8")
@@ -303,6 +348,64 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
 
 
 # ---- plots ---------------------------------------------------------------------------------------------
+# Per edit type, one panel each: (title, the first of these keys the rows hold, y-axis label).
+BY_TYPE_PANELS = (
+    ("edit success", ("edit_success",), "success rate"),
+    ("localization", ("loc_iou", "tok_precision"), "IoU / precision"),
+    ("background", ("bg_psnr", "pie_psnr"), "PSNR (dB)"),
+)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, bool) or (isinstance(v, (int, float)) and math.isfinite(v))
+
+
+def by_edit_type_means(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, dict[str, float]]]:
+    """Per panel: (panel title, metric key, edit type -> mean of the finite values); rows without an edit type
+    are "all". Panels whose metric no row has are left out."""
+    panels = []
+    for title, keys, _ in BY_TYPE_PANELS:
+        key = next((k for k in keys if any(_finite(r.get(k)) for r in rows)), None)
+        if key is None:
+            continue
+        groups: dict[str, list[float]] = {}
+        for r in rows:
+            if _finite(r.get(key)):
+                groups.setdefault(str(r.get("edit_type") or "all"), []).append(float(r[key]))
+        panels.append((title, key, {t: sum(v) / len(v) for t, v in sorted(groups.items())}))
+    return panels
+
+
+def plot_by_edit_type(rows: Sequence[Mapping[str, Any]], out_png: str | Path,
+                      columns: Sequence[Sequence[str]] = ()) -> Path | None:
+    """Bars per edit type of edit success, localization and background figures (every run's report has it);
+    None when no row has any of them."""
+    panels = by_edit_type_means(rows)
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = dict((k, label) for k, label in columns)
+    ylabels = {title: y for title, _, y in BY_TYPE_PANELS}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), squeeze=False)
+    for ax, (title, key, means) in zip(axes[0], panels):
+        types = list(means)
+        ax.bar(range(len(types)), [means[t] for t in types], color="#4a78c2")
+        ax.set_xticks(range(len(types)), types, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{title}: {labels.get(key, key)}", fontsize=10)
+        ax.set_ylabel(ylabels[title])
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("by edit type")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
+
+
 def plot_turns_sweep(points: Mapping[int, Mapping[str, Any]], out_png: str | Path,
                      groups: Mapping[str, Sequence[tuple[str, str]]]) -> Path:
     """One panel per group (quality, localization, cost): each metric's mean against the number of turns."""
