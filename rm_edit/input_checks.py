@@ -13,14 +13,10 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
-import torch
 
-import rm_edit
-import rm_edit.pipelines  # its folder is apart from rm_edit's in an editable install
 
 # Known worlds' defaults, used when the ``world`` entry does not say. A shapes image holds a background and a
 # few flat shapes (tens of colours with resampling edges); a photo holds thousands.
@@ -33,13 +29,10 @@ class InputOutsideWorldWarning(UserWarning):
     """An input unlike anything the loaded model was trained on: the edit is likely poor."""
 
 
-_INTERNAL = tuple(str(Path(m.__file__).parent) for m in (rm_edit, rm_edit.pipelines, torch))
-
-
 def _warn(message: str) -> None:
     """Warn at the caller's line: the first frame outside rm_edit (and torch's no_grad wrapper)."""
     level, frame = 2, sys._getframe(1)  # stacklevel k warns at _getframe(k - 1)
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("rm_edit", "torch"):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, InputOutsideWorldWarning, stacklevel=level)
 

@@ -130,10 +130,8 @@ class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
     def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
                       num_turns: int | None = None) -> None:
         """A budget of ``num_turns`` turns (default: the config's) of ``1 + reveal_steps`` steps; the loop may
-        stop earlier. ``num_inference_steps`` (when ``num_turns`` is not given) is a budget in steps: the most
-        whole turns that fit in it, at least one (e.g. 9 steps at 2 reveal steps: 9 // 3 = 3 turns)."""
-        if num_turns is not None and num_inference_steps is not None:
-            raise ValueError("pass num_turns or num_inference_steps (a step budget), not both")
+        stop earlier. ``num_inference_steps`` (when ``num_turns`` is not given; ``num_turns`` wins) is a budget
+        in steps: the most whole turns that fit in it, at least one (e.g. 9 steps at 2 reveal steps: 9 // 3 = 3)."""
         if num_turns is None and num_inference_steps is not None:
             if num_inference_steps < 1:
                 raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")

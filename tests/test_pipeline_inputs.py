@@ -151,8 +151,10 @@ def test_reflective_num_inference_steps_is_a_step_budget(pipe, src):
     assert (s.num_turns, len(s.timesteps)) == (1, 3)
     s.set_timesteps(2)  # less than a turn: still one
     assert s.num_turns == 1
-    with pytest.raises(ValueError, match="not both"):
-        s.set_timesteps(6, num_turns=2)
+    s.set_timesteps(6, num_turns=2)  # num_turns wins: 2 turns of 3 steps
+    assert (s.num_turns, len(s.timesteps)) == (2, 6)
+    s.set_timesteps(3, num_turns=2)
+    assert (s.num_turns, len(s.timesteps)) == (2, 6)
     out = pipe(src, PROMPT, num_inference_steps=3)  # the tiny model's 2 reveal steps: one turn, <= 3 passes
     assert out.num_forward_passes <= 3
 
