@@ -313,3 +313,12 @@ def test_regenerate_records_history():
     sample = sched.begin(torch.tensor([[2, 2]]), torch.tensor([[False, True]]), history=HistoryReference(emb, layout, 1, 2))
     sched.step(_logits([2, 2]), 0, sample)  # records [2, M]: position 0 holds code 2, position 1 nothing
     torch.testing.assert_close(sched.history_reference(torch.tensor([0])), torch.tensor([[[3.0, 1.0], [0.0, 0.0]]]))
+
+
+def test_timesteps_on_the_requested_device_and_tuple_outputs():
+    for sched in (ReflectiveMaskingScheduler(codebook_size=K), LuminaRegenerateScheduler(codebook_size=K)):
+        sched.set_timesteps(6, device="meta")
+        assert sched.timesteps.device.type == "meta", type(sched).__name__
+    out = LuminaRegenerateScheduler(codebook_size=K, num_inference_steps=1).step(
+        _logits([1, 2]), 0, torch.full((1, 2), M), return_dict=False)
+    assert isinstance(out, tuple) and out[0].tolist() == [[1, 2]]
