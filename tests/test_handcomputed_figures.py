@@ -99,15 +99,16 @@ def test_count_replays_by_hand():
         ([[1, 2, 3, 4], [M, 0, 0, 0]], [[F, F, F, F], [F, F, F, F]]),
         # reflect: image 0 re-masks 0, 1, 3 (rejected 1, 2, 4); image 1 re-masks 1 (rejected 0)
         ([[M, M, 3, M], [M, M, 0, 0]], [[T, T, F, T], [F, T, F, F]]),
-        # reveal: image 0 position 0 -> 1 (= rejected: replay), 1 -> 5 (new); image 1 position 0 -> 0 (it never
-        # held a code: no replay), 1 -> 7 (new)
-        ([[1, 5, 3, M], [0, 7, 0, 0]], [[F, F, F, F], [F, F, F, F]]),
+        # reveal: image 0 position 0 -> 1 (= rejected: replay), 1 -> 5 (new); image 1 position 0 -> 1 (it never
+        # held a code: no replay, whatever the code), 1 -> 7 (new)
+        ([[1, 5, 3, M], [1, 7, 0, 0]], [[F, F, F, F], [F, F, F, F]]),
         # reflect: image 0 re-masks 2 (rejected 3)
-        ([[1, 5, M, M], [0, 7, 0, 0]], [[F, F, T, F], [F, F, F, F]]),
+        ([[1, 5, M, M], [1, 7, 0, 0]], [[F, F, T, F], [F, F, F, F]]),
         # reveal: image 0 position 2 -> 3 and 3 -> 4, both the codes they held: two replays
-        ([[1, 5, 3, 4], [0, 7, 0, 0]], [[F, F, F, F], [F, F, F, F]]),
+        ([[1, 5, 3, 4], [1, 7, 0, 0]], [[F, F, F, F], [F, F, F, F]]),
     )
-    assert count_replays(traj, M) == [3, 0]  # image 0: 1 + 2; image 1: none
+    counts = count_replays(traj, M)
+    assert counts == [3, 0] and all(type(c) is int for c in counts)  # image 0: 1 + 2; image 1: none
     assert count_replays(None, M) == [] and count_replays([], M) == []
 
 
@@ -140,6 +141,14 @@ def test_summarize_means_micro_scores_and_edit_types_by_hand():
     # remove: TP 0 FP 1 FN 4 -> 0 and 0; replayed 2
     assert (remove["micro_precision"], remove["micro_recall"], remove["replayed"], remove["n"]) == (0.0, 0.0, 2.0, 1)
     assert "by_edit_type" not in add and set(s["by_edit_type"]) == {"add", "remove"}
+
+
+def test_summarize_micro_scores_when_the_counts_tie():
+    # TP 1 + 1 = 2, FP 1 + 1 = 2, FN 2 + 0 = 2: micro precision 2/4, micro recall 2/4
+    rows = [_row(1, 1, 2, 0.5, 1 / 3, 0.25, 1.0, 0.5, 0.5, 3.0, 0.0, None),
+            _row(1, 1, 0, 0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 3.0, 0.0, None)]
+    s = summarize(rows)
+    assert (s["micro_precision"], s["micro_recall"]) == (0.5, 0.5)
 
 
 def test_summarize_conventions():

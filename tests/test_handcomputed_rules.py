@@ -223,6 +223,12 @@ def _embedding():
     return emb
 
 
+def test_empty_history_has_the_call_shape_and_device():
+    h = HistoryState.empty(2, 3, 4, device="meta")
+    assert tuple(h.total.shape) == (2, 3, 4) and tuple(h.weight.shape) == (2, 3, 1)
+    assert h.total.device.type == h.weight.device.type == "meta"
+
+
 def test_code_embeddings_flag_mask_positions():
     e, holds = code_embeddings(_embedding(), TINY, torch.tensor([[0, MASK, 2]]))
     assert holds.tolist() == [[True, False, True]]
