@@ -16,10 +16,14 @@ from rm_edit.data.shapes import (
     COLOURS,
     EDIT_TYPES,
     TEMPLATES,
+    NUM_CELL_CODES,
     EditExample,
     Scene,
     ShapesWorld,
     ShapesWorldConfig,
+    canonical_cells,
+    cell_attributes,
+    cell_code,
     has_confusable_distractor,
     named_shape,
     write_shapes_dataset,
@@ -46,111 +50,105 @@ def _footprint(world: ShapesWorld, scene: Scene) -> np.ndarray:
 
 
 def test_determinism_and_splits() -> None:
-    a, b = ShapesWorld()[17], ShapesWorld(ShapesWorldConfig())[17]
-    for name in ("source", "target", "mask"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-    assert (a.instruction, a.edit_type, a.id) == (b.instruction, b.edit_type, b.id)
-    # Example i must not depend on which examples were generated before it.
+    a, b = ShapesWorld(split="train")[7], ShapesWorld(split="train")[7]
+    np.testing.assert_array_equal(a.source, b.source)
+    np.testing.assert_array_equal(a.target, b.target)
+    assert a.instruction == b.instruction and a.id == "train_000007"
+    val = ShapesWorld(split="val")[7]
+    assert val.id == "val_000007" and not (np.array_equal(val.source, a.source) and val.instruction == a.instruction)
+
+
+def test_shapes_sit_on_the_grid_in_whole_cells() -> None:
+    """Every shape's pixels lie inside its anchor block; large = 2x2 cells, small = 1 cell (8 px each)."""
     world = ShapesWorld()
-    _ = world[3], world[900]
-    np.testing.assert_array_equal(world[17].source, a.source)
-
-    keys = {
-        split: {(ex.source.tobytes(), ex.instruction) for ex in _examples(split, 100)}
-        for split in ("train", "val", "test")
-    }
-    assert not keys["train"] & keys["val"]
-    assert not keys["train"] & keys["test"]
-    assert not keys["val"] & keys["test"]
-    assert _examples("val", 100)[0].id == "val_000000"
-
-
-def test_images_and_shape_rules() -> None:
-    world = ShapesWorld()
-    counts = Counter()
     for ex in _examples():
-        assert ex.source.shape == ex.target.shape == (64, 64, 3)
-        assert ex.source.dtype == ex.target.dtype == np.uint8
-        assert ex.mask.shape == (64, 64) and ex.mask.dtype == bool
-        for scene, img in ((ex.source_scene, ex.source), (ex.target_scene, ex.target)):
-            assert 1 <= len(scene.shapes) <= 3
-            assert len(scene.names()) == len(scene.shapes)  # names unique
+        for scene in (ex.source_scene, ex.target_scene):
+            assert len({s.name for s in scene.shapes}) == len(scene.shapes)  # names unique
             assert len({s.anchor for s in scene.shapes}) == len(scene.shapes)  # one shape per anchor
-            # No anti-aliasing: only the background and the shape colours occur.
-            allowed = {BACKGROUNDS[scene.background]} | {COLOURS[s.colour] for s in scene.shapes}
-            assert set(np.unique(_pack(img)).tolist()) == {int(_pack(np.array(c))) for c in allowed}
-            # Shapes never overlap: individual footprints are disjoint and keep their colour.
-            footprints = [_footprint(world, Scene(scene.background, (s,))) for s in scene.shapes]
-            assert sum(int(f.sum()) for f in footprints) == int(_footprint(world, scene).sum())
-            for shape, own in zip(scene.shapes, footprints):
-                assert np.all(img[own] == COLOURS[shape.colour])
-                np.testing.assert_array_equal(world.footprint(shape), own)
-        counts[ex.edit_type] += 1
-    assert set(counts) == set(EDIT_TYPES)
+            for shape in scene.shapes:
+                rows, cols = np.nonzero(world.footprint(shape))
+                row, col = divmod(ANCHORS.index(shape.anchor), 3)
+                top, left = (0, 3, 6)[row] * 8, (0, 3, 6)[col] * 8
+                side = {"small": 8, "large": 16}[shape.size]
+                assert rows.min() >= top and rows.max() < top + side and cols.min() >= left and cols.max() < left + side
+        # Colours: the background's and the shapes' own, nothing else (no anti-aliasing).
+        colours = set(_pack(ex.source.reshape(-1, 3)).tolist())
+        expected = {_pack(np.array(BACKGROUNDS[ex.source_scene.background]))} | {
+            _pack(np.array(COLOURS[s.colour])) for s in ex.source_scene.shapes}
+        assert colours == {int(c) for c in expected}
+
+
+def test_cells_are_exactly_the_canonical_patterns() -> None:
+    """Each 8x8 cell of a rendered image equals the canonical pattern of its code, and codes map back to
+    their attributes (a 605-code exact tokenizer)."""
+    cells = canonical_cells(8)
+    assert cells.shape == (605, 8, 8, 3) == (NUM_CELL_CODES, 8, 8, 3)
+    assert len({c.tobytes() for c in cells}) == 605  # every pattern distinct
+    for ex in _examples(n=60):
+        for scene, image in ((ex.source_scene, ex.source), (ex.target_scene, ex.target)):
+            codes = ShapesWorld.codes(scene)
+            tiles = image.reshape(8, 8, 8, 8, 3).transpose(0, 2, 1, 3, 4)
+            np.testing.assert_array_equal(cells[codes], tiles)
+    # Hand-worked ids: 5 backgrounds first; then 5 + ((b * 6 + c) * 4 + k) * 5 + part.
+    assert cell_code("light gray") == 0 and cell_code("pale blue") == 4
+    assert cell_code("light gray", "red", "circle", 0) == 5
+    assert cell_code("beige", "green", "triangle", 3) == 5 + ((1 * 6 + 1) * 4 + 2) * 5 + 3 == 158
+    assert cell_attributes(158) == {"background": "beige", "colour": "green", "kind": "triangle", "size": "large", "part": 3}
 
 
 def test_mask_is_exact_union_of_affected_footprints() -> None:
     world = ShapesWorld()
     for ex in _examples():
         changed = np.any(ex.source != ex.target, axis=-1)
-        assert not np.any(changed & ~ex.mask), ex.id  # every changed pixel is masked
-        covered = _footprint(world, ex.source_scene) | _footprint(world, ex.target_scene)
-        assert not np.any(ex.mask & ~covered), ex.id  # no mask pixel outside all shapes
-        assert ex.mask.any()
+        assert not (changed & ~ex.mask).any()  # every changed pixel is inside the mask
+        if ex.edit_type in ("remove", "add"):
+            np.testing.assert_array_equal(changed, ex.mask)
 
 
-def _only_difference(ex: EditExample) -> tuple[set, set]:
-    src, tgt = set(ex.source_scene.shapes), set(ex.target_scene.shapes)
-    return src - tgt, tgt - src
+def test_target_is_determined_by_source_and_instruction() -> None:
+    """Well posed: the same source image and instruction always give the same target (destinations too)."""
+    world = ShapesWorld(split="train")
+    seen: dict[tuple[bytes, str], bytes] = {}
+    repeats = 0
+    for i in range(20_000):
+        source, target, instruction, _, _ = world.symbolic(i)
+        key = (ShapesWorld.codes(source).tobytes(), instruction)
+        value = ShapesWorld.codes(target).tobytes()
+        repeats += key in seen
+        assert seen.setdefault(key, value) == value, instruction
+    assert repeats > 20  # the check actually met repeated (source, instruction) pairs
 
 
 def test_each_edit_type_does_what_it_says() -> None:
-    world = ShapesWorld()
-    seen = set()
     for ex in _examples():
-        removed, added = _only_difference(ex)
+        src, tgt = ex.source_scene, ex.target_scene
+        assert src.background == tgt.background
         words = ex.instruction
-        bg = np.array(BACKGROUNDS[ex.source_scene.background], dtype=np.uint8)
-        assert ex.target_scene.background == ex.source_scene.background
-        if ex.edit_type == "recolour":
-            (old,), (new,) = removed, added
-            assert replace(new, colour=old.colour) == old
-            assert new.colour != old.colour and old.name in words and words.split()[-1] == new.colour
-            np.testing.assert_array_equal(
-                _footprint(world, ex.source_scene), _footprint(world, ex.target_scene)
-            )
-            assert np.all(np.all(ex.target[ex.mask] == COLOURS[new.colour], axis=-1))
-            assert np.all(np.all(ex.source[ex.mask] == COLOURS[old.colour], axis=-1))
+        if ex.edit_type == "add":
+            (new,) = set(tgt.shapes) - set(src.shapes)
+            assert set(src.shapes) <= set(tgt.shapes)
+            assert f"a {new.size} {new.name}" in words and words.endswith(f"the {new.anchor}")
         elif ex.edit_type == "remove":
-            (old,), () = removed, tuple(added)
-            assert old.name in words
-            assert np.all(ex.target[ex.mask] == bg)
-            assert np.all(np.all(ex.source[ex.mask] == COLOURS[old.colour], axis=-1))
-        elif ex.edit_type == "add":
-            (), (new,) = tuple(removed), added
-            assert f"{new.size} {new.name}" in words and words.endswith(f"the {new.anchor}")
-            assert new.anchor not in {s.anchor for s in ex.source_scene.shapes}
-            assert np.all(ex.source[ex.mask] == bg)
-            assert np.all(np.all(ex.target[ex.mask] == COLOURS[new.colour], axis=-1))
-        elif ex.edit_type == "replace":
-            (old,), (new,) = removed, added
-            assert replace(new, kind=old.kind) == old
-            assert new.kind != old.kind and old.name in words and words.endswith(new.kind)
-            assert not np.array_equal(ex.source, ex.target)
-        elif ex.edit_type == "move":
-            (old,), (new,) = removed, added
-            assert (new.colour, new.kind, new.size) == (old.colour, old.kind, old.size)
-            assert new.anchor != old.anchor and words.endswith(f"the {new.anchor}")
-            assert new.anchor not in {s.anchor for s in ex.source_scene.shapes}
-            # The old spot becomes background and the shape appears at the new one.
-            src_fp = _footprint(world, Scene(ex.source_scene.background, (old,)))
-            tgt_fp = _footprint(world, Scene(ex.target_scene.background, (new,)))
-            assert np.all(ex.target[src_fp & ~tgt_fp] == bg)
-            assert np.all(np.all(ex.target[tgt_fp] == COLOURS[new.colour], axis=-1))
-        seen.add(ex.edit_type)
-        # The rest of the image is untouched.
-        np.testing.assert_array_equal(ex.source[~ex.mask], ex.target[~ex.mask])
-    assert seen == set(EDIT_TYPES)
+            (gone,) = set(src.shapes) - set(tgt.shapes)
+            assert f"the {gone.name}" in words and len(tgt.shapes) == len(src.shapes) - 1
+        else:
+            (old,) = set(src.shapes) - set(tgt.shapes)
+            (new,) = set(tgt.shapes) - set(src.shapes)
+            assert f"the {old.name}" in words and old.size == new.size
+            if ex.edit_type == "recolour":
+                assert (new.kind, new.anchor) == (old.kind, old.anchor) and new.colour != old.colour and new.colour in words
+            elif ex.edit_type == "replace":
+                assert (new.colour, new.anchor) == (old.colour, old.anchor) and new.kind != old.kind and new.kind in words
+            elif ex.edit_type == "move":
+                assert (new.colour, new.kind) == (old.colour, old.kind) and words.endswith(f"the {new.anchor}")
+    assert Counter(ex.edit_type for ex in _examples()).keys() == set(EDIT_TYPES)
+
+
+def test_distractors_share_the_named_shapes_colour_or_kind() -> None:
+    named = [(ex, named_shape(ex)) for ex in _examples() if named_shape(ex) is not None]
+    share_colour = sum(any(s is not n and s.colour == n.colour for s in ex.source_scene.shapes) for ex, n in named)
+    share_kind = sum(any(s is not n and s.kind == n.kind for s in ex.source_scene.shapes) for ex, n in named)
+    assert share_colour > len(named) // 5 and share_kind > len(named) // 5
 
 
 def test_instructions_phrasings_and_vocabulary() -> None:
@@ -176,11 +174,13 @@ def test_config_variants() -> None:
     for i in range(40):
         ex = world[i]
         assert ex.source.shape == (128, 128, 3) and ex.edit_type in {"move", "add"}
-        assert 2 <= len(ex.source_scene.shapes) <= 5 and 2 <= len(ex.target_scene.shapes) <= 5
+        assert 2 <= len(ex.source_scene.shapes) <= 5 and 2 <= len(ex.target_scene.shapes) <= 6
     with pytest.raises(IndexError):
         world[40]
     with pytest.raises(ValueError):
-        ShapesWorldConfig(min_shapes=1, max_shapes=1, edit_types=("remove",))
+        ShapesWorldConfig(min_shapes=0)
+    with pytest.raises(ValueError):
+        ShapesWorldConfig(image_size=96)  # not whole 8-px cells of an 8x8 grid
     with pytest.raises(ValueError):
         ShapesWorldConfig(edit_types=("rotate",))
     with pytest.raises(ValueError):

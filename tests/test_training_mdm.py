@@ -167,23 +167,3 @@ def test_command_line_takes_list_options(codes, tmp_path):
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["extra_codes"] == [str(codes)] * 2 and saved["edit_types"] == ["remove", "recolour"]
     assert (out / "final" / "diffusion_pytorch_model.safetensors").is_file()
-
-
-def test_grow_depth_keeps_the_function_and_the_new_layers_learn(tmp_path):
-    from rm_edit.training.grow_depth import grow_depth, main as grow_main
-
-    torch.manual_seed(0)
-    small = LLaDATransformer(vocab_size=64, **{**TINY_MODEL, "n_layers": 2}).eval()
-    ids = torch.randint(0, 64, (2, 12))
-    attention = torch.ones_like(ids, dtype=torch.bool)
-    grown = grow_depth(small, factor=3).eval()
-    assert grown.config.n_layers == 6
-    torch.testing.assert_close(grown(ids, attention).logits, small(ids, attention).logits)
-    grown(ids, attention).logits.square().mean().backward()
-    new_out = grown.transformer["blocks"][1].attn_out.weight  # a copy: starts at zero, must get a gradient
-    assert not new_out.any() and new_out.grad.abs().sum() > 0
-    small.save_pretrained(tmp_path / "small")
-    grow_main([str(tmp_path / "small"), str(tmp_path / "grown")])
-    assert LLaDATransformer.from_pretrained(tmp_path / "grown").config.n_layers == 4
-    with pytest.raises(ValueError, match="factor"):
-        grow_depth(small, factor=0)

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
+from rm_edit.configs import path as config_path
 from rm_edit.layout import SHAPES_GRID
 
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 STAGES = ("codes", "vq", "base", "sft", "rm", "rm_her", "package", "evaluate")
 # run folder -> (shipped folder, RM post-trained: its default sampler is reflective, else regenerate)
 MODELS = {"base": ("shapes-base", False), "sft": ("shapes-sft", False), "rm": ("shapes-rm", True),
@@ -71,7 +71,7 @@ class Recipe:
         """The exact tokenizer (``exact_vq``): canonical-cell codebook, decoder trained on the fixed codes."""
         from .exact_vq import train_decoder
 
-        cfg = json.loads((CONFIGS / "vq_grid.json").read_text())
+        cfg = json.loads(config_path("vq_grid.json").read_text())
         train_decoder(self.work / "vq", steps=2 if self.smoke else cfg["decoder_steps"], lr=cfg["decoder_lr"],
                       batch_examples=1 if self.smoke else cfg["batch_examples"], seed=cfg["seed"],
                       threads=self.threads or 1, progress=not self.smoke)
@@ -82,7 +82,7 @@ class Recipe:
         if self.smoke:
             overrides.update(model=SMOKE_MODEL, steps=4, stop_after=None, batch_size=4, save_every=2, log_every=1,
                              warmup_steps=1)
-        train_mdm(MDMTrainConfig.from_file(CONFIGS / config, **overrides), progress=not self.smoke)
+        train_mdm(MDMTrainConfig.from_file(config_path(config), **overrides), progress=not self.smoke)
 
     def stage_base(self) -> None:
         self._mdm("base", "mdm_grid_base.json", None)

@@ -1,7 +1,7 @@
 """Train the editing MDM: the base model, vanilla SFT, and Reflective Masking post-training (+ History Reference).
 
-    python -m rm_edit.training.train_mdm --config configs/mdm_shapes_base.json
-    python -m rm_edit.training.train_mdm --config configs/mdm_shapes_rm.json --init-from runs/base/final
+    python -m rm_edit.training.train_mdm --config configs/mdm_grid_base.json --train-codes runs/codes/train.safetensors
+    python -m rm_edit.training.train_mdm --config configs/mdm_grid_rm.json --init-from runs/base/final --train-codes ...
 
 Stages (``objective``): ``vanilla`` is Lumina-DiMOO's recipe (target-only masking with ratio cos(r pi/2),
 cross-entropy on masked codes, instruction / source dropout for guidance); the base model and the vanilla
@@ -33,6 +33,7 @@ from .checkpoint import load_training_state, save_training_state
 from .trajectories import KEEP, MASK, REVEAL, TrajectoryConfig, reflective_trajectory, vanilla_corruption
 
 LOSS_NAMES = {REVEAL: "reveal", MASK: "mask", KEEP: "keep"}
+REVEAL_CHANGED = 3  # a reveal at a cell the edit changes (its own loss with reveal_changed_loss)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class MDMTrainConfig:
     native_refresh_every: int = 4  # reflective: refresh the model's own samples for one batch every N steps
     trajectory: dict = field(default_factory=dict)  # TrajectoryConfig overrides
     loss_weights: dict = field(default_factory=lambda: {"reveal": 1.0, "mask": 1.0, "keep": 1.0})
+    reveal_changed_loss: bool = False  # reflective: reveals of the cells the edit changes get their own mean loss
     lora_rank: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
     mixed_precision: str = "no"
     seed: int = 0
@@ -239,7 +241,13 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
             logits = model(batch.input_ids, batch.attention_mask, embedding_offset=offset,
                            output_positions=batch.target_positions).logits.float()
             labels = layout.ids_from_code_state(corrupted.labels).to(logits.device)
-            losses = rm_losses(logits, labels, corrupted.kind.to(logits.device), LOSS_NAMES)
+            kind, names = corrupted.kind, LOSS_NAMES
+            if cfg.reveal_changed_loss and cfg.objective == "reflective":
+                # Most masked cells are copies of the source; the few the edit changes are what the model
+                # must learn to draw, so they get their own mean (an equal say with all other reveals).
+                kind = torch.where((kind == REVEAL) & (source != target), REVEAL_CHANGED, kind)
+                names = {**LOSS_NAMES, REVEAL_CHANGED: "reveal_changed"}
+            losses = rm_losses(logits, labels, kind.to(logits.device), names)
             loss = weighted_loss(losses, cfg.loss_weights)
             accelerator.backward(loss)
             if accelerator.sync_gradients:
@@ -276,8 +284,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="JSON config (configs/mdm_*.json)")
     for f in fields(MDMTrainConfig):
-        if f.type in ("int", "float", "str", "str | None", "bool"):
-            kind = {"int": int, "float": float, "bool": lambda s: s.lower() in ("1", "true", "yes")}.get(f.type, str)
+        if f.type in ("int", "int | None", "float", "str", "str | None", "bool"):
+            kind = {"int": int, "int | None": int, "float": float,
+                    "bool": lambda s: s.lower() in ("1", "true", "yes")}.get(f.type, str)
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None)
         elif f.type == "list | None":  # e.g. --edit-types remove, --extra-codes A.safetensors B.safetensors
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, nargs="+", default=None)

@@ -18,8 +18,8 @@ decodes as before) and sets its weights so that a cell's latent is its pixels, a
   scale can be undone, so no colour is lost; a small gain keeps SiLU in its near-linear range and
   ``conv_out`` rescales. Distances between latents are then (close to) pixel distances between cells.
 
-The codebook is then set by k-means over these latents (``finetune_vq_decoder.kmeans_codebook``) and a
-spatial-norm decoder is trained on the fixed codes.
+The shapes world's exact tokenizer (``exact_vq``) then sets the codebook to the latents of the world's
+canonical cells and trains a spatial-norm decoder on the fixed codes.
 """
 
 from __future__ import annotations

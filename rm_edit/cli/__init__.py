@@ -64,7 +64,7 @@ examples:
   rm-edit edit photo.png "make the circle blue" -o edited.png --save-mask region.png
   rm-edit batch data/test/manifest.jsonl --out results/
   rm-edit data shapes --out data/shapes_train --n 20000
-  rm-edit train mdm --config configs/mdm_shapes_rm.json
+  rm-edit train mdm --config configs/mdm_grid_rm.json
 
 Run `rm-edit COMMAND --help` for the options of a command.
 """

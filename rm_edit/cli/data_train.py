@@ -104,8 +104,8 @@ def add_train_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
         "train", help="train the image tokenizer (vq) or the editing model (mdm)",
         description=wrap("Train a model; everything after `vq` / `mdm` goes to that trainer "
                           "(see `rm-edit train vq --help`)."),
-        epilog="examples:\n  rm-edit train vq --config configs/vq_shapes.json --out runs/vq\n"
-               "  rm-edit train mdm --config configs/mdm_shapes_rm.json",
+        epilog="examples:\n  rm-edit train vq --smoke --out runs/vq\n"
+               "  rm-edit train mdm --config configs/mdm_grid_rm.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="trainer", metavar="{vq,mdm}", required=True)
