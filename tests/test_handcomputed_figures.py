@@ -208,3 +208,62 @@ def test_evaluate_tokens_scores_each_edit_against_its_own_target(tiny_pipeline):
     assert rows[1]["token_accuracy"] == pytest.approx(float((out.images[1] == code_b).float().mean()))
     assert rows[1]["tp"] == int((out.edit_region_tokens[1] & changed).sum())
     assert rows[1]["forward_passes"] == out.num_forward_passes
+
+
+def test_evaluate_tokens_seeds_each_example_and_stays_quiet(tiny_pipeline, capsys):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from rm_edit.evaluation.token_eval import evaluate_tokens
+    from rm_edit.vq import encode_to_codes, image_to_tensor
+
+    rng = np.random.default_rng(6)
+    a, b = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2))
+    examples = [SimpleNamespace(source=a, target=b, instruction="make it b")] * 3
+    kw = dict(strategy="regenerate", num_inference_steps=2, temperature=1.0)  # every code sampled: seeds show
+    code_b = encode_to_codes(tiny_pipeline.vqvae, image_to_tensor(b))[0]
+
+    def by_hand(seed):  # token accuracy of one direct call with that seed
+        out = tiny_pipeline(Image.fromarray(a), "make it b", output_type="latent",
+                            generator=torch.Generator().manual_seed(seed), **kw)
+        return float((out.images[0] == code_b).float().mean())
+
+    # batch 2: example i (chunk start + i) gets seed + start + i -> seeds 5, 6 | 7
+    rows = evaluate_tokens(tiny_pipeline, examples, batch_size=2, seed=5, progress=False, **kw)["rows"]
+    assert [r["token_accuracy"] for r in rows] == pytest.approx([by_hand(s) for s in (5, 6, 7)])
+    assert len({r["token_accuracy"] for r in rows}) > 1  # the seeds do change the edits
+    assert [r["edit_type"] for r in rows] == [None] * 3  # examples without an edit type
+    expected0 = by_hand(0)
+    capsys.readouterr()
+    default = evaluate_tokens(tiny_pipeline, examples[:1], progress=False, **kw)["rows"]  # seed 0 by default
+    assert default[0]["token_accuracy"] == pytest.approx(expected0)
+    assert "evaluating" not in capsys.readouterr().err  # progress=False: no bar of its own
+    evaluate_tokens(tiny_pipeline, examples[:1], **kw)
+    assert "evaluating" in capsys.readouterr().err  # the default shows one
+
+
+def test_set_scores_conditions_by_hand():
+    # TP 2, FP 1, FN 2 -> recall 2/4 (not the "nothing to find" 1); TP 1, FP 1, FN 2 -> IoU 1/4;
+    # TP 1, FP 3, FN 2 -> IoU 1/6
+    for pred, gt, key, value in (
+        ([1, 1, 1, 0, 0], [1, 1, 0, 1, 1], "recall", 0.5),
+        ([1, 1, 0, 0, 0], [1, 0, 1, 1, 0], "iou", 0.25),
+        ([1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 1, 1], "iou", 1 / 6),
+    ):
+        got = token_localization(torch.tensor([pred], dtype=torch.bool), torch.tensor([gt], dtype=torch.bool))
+        assert got[key] == pytest.approx(value), (pred, gt, key)
+
+
+def test_localization_errors_name_both_shapes():
+    from rm_edit.metrics import changed_tokens, localization_scores
+
+    two, three = torch.zeros(2, 2, dtype=torch.bool), torch.zeros(3, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"shape mismatch: \(2, 2\) vs \(3, 3\)"):
+        token_localization(two, three)
+    with pytest.raises(ValueError, match=r"change map \(2, 2\) and mask \(3, 3\) differ"):
+        localization_scores(torch.zeros(2, 2), three)
+    with pytest.raises(ValueError, match=r"token grids differ in shape: \(2, 2\) vs \(3, 3\)"):
+        changed_tokens(torch.zeros(2, 2), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match=r"gt grid \(3, 3\) vs token grid \(2, 2\)"):
+        kept_outside_fraction(torch.zeros(2, 2), torch.zeros(2, 2), three)

@@ -271,6 +271,14 @@ STATES = torch.tensor([[[0, MASK, 1], [MASK, MASK, MASK], [2, MASK, MASK]]])
 MEANS = torch.tensor([[[0.8, 4.0], [0.0, 0.0], [10.0, 10.0]]])
 
 
+def test_history_of_states_defaults_and_device():
+    # gamma 1 by default: position 0 holds codes 0 then 1 -> ((4, 0) + (0, 5)) / 2 = (2, 2.5)
+    hist = history_of_states(_embedding(), TINY, torch.tensor([[[0, MASK, 1]]]))
+    torch.testing.assert_close(history_embedding(hist), torch.tensor([[[2.0, 2.5]]]))
+    meta = history_of_states(torch.nn.Embedding(13, 2, device="meta"), TINY, STATES.to("meta"))
+    assert meta.total.device.type == "meta"
+
+
 def test_history_of_states_is_the_recorded_history():
     hist = history_of_states(_embedding(), TINY, STATES, gamma=0.5)
     torch.testing.assert_close(hist.weight[0, :, 0], torch.tensor([1.25, 0.0, 0.25]))
