@@ -121,6 +121,10 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         tie_word_embeddings: bool = False,
         rm_post_trained: bool | None = None,  # taught to predict [MASK] (RM); None: not recorded (older folders)
         history_reference: bool | None = None,  # trained with History Reference inputs; None: not recorded
+        grid_position_size: int = 0,  # > 0: learned (row, column) embeddings for image codes up to this side
+        image_begin_id: int | None = None,  # the image block's tokens (grid positions are read off them)
+        end_of_row_id: int | None = None,
+        image_end_id: int | None = None,
     ):
         super().__init__()
         if d_model % n_heads:
@@ -142,6 +146,14 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         )
         if not tie_word_embeddings:
             self.transformer["ff_out"] = nn.Linear(d_model, rows, bias=False)
+        if grid_position_size:
+            # RoPE gives only relative offsets along the flat sequence; a small model then has to count
+            # end-of-row tokens to know where a code sits. Absolute (row, column) embeddings make "the top left
+            # cell" and "the same cell in the source image" one lookup (Lumina-DiMOO itself has none: 0).
+            if None in (image_begin_id, end_of_row_id, image_end_id):
+                raise ValueError("grid_position_size needs image_begin_id, end_of_row_id and image_end_id")
+            self.transformer["grid_rows"] = nn.Embedding(grid_position_size, d_model)
+            self.transformer["grid_cols"] = nn.Embedding(grid_position_size, d_model)
         self.gradient_checkpointing = False
         self.apply(self._init_weights)
 
@@ -185,7 +197,7 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             raise ValueError(f"sequence length {l} exceeds max_sequence_length {self.config.max_sequence_length}")
         if compute_positions is not None:
             return self._cached_forward(input_ids, attention_mask, embedding_offset, kv_cache, compute_positions, return_dict)
-        x = self.transformer["wte"](input_ids)
+        x = self.embed(input_ids)
         if embedding_offset is not None:
             x = x + embedding_offset.to(x.dtype)
 
@@ -206,6 +218,17 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         logits = F.linear(x, self.output_head_weight)
         return LLaDAOutput(logits=logits) if return_dict else (logits,)
 
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings, plus the (row, column) embeddings of image codes when the model has them."""
+        x = self.transformer["wte"](input_ids)
+        if not self.config.grid_position_size:
+            return x
+        c = self.config
+        row, col, is_code = grid_positions(input_ids, c.image_begin_id, c.end_of_row_id, c.image_end_id)
+        side = c.grid_position_size - 1
+        grid = self.transformer["grid_rows"](row.clamp(0, side)) + self.transformer["grid_cols"](col.clamp(0, side))
+        return x + grid * is_code.unsqueeze(-1).to(x.dtype)
+
     def _cached_forward(self, input_ids, attention_mask, embedding_offset, kv_cache, compute_positions, return_dict):
         """Recompute ``compute_positions`` (B, P) against ``kv_cache``'s keys/values for every other position."""
         if kv_cache is None or kv_cache.is_empty:
@@ -213,7 +236,8 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         if kv_cache.input_ids.shape != input_ids.shape:
             raise ValueError(f"input_ids {tuple(input_ids.shape)} do not match the cached batch {tuple(kv_cache.input_ids.shape)}")
         b, l = input_ids.shape
-        x = self.transformer["wte"](torch.gather(input_ids, 1, compute_positions))
+        x = self.embed(input_ids)
+        x = torch.gather(x, 1, compute_positions.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         if embedding_offset is not None:
             picked = compute_positions.unsqueeze(-1).expand(-1, -1, embedding_offset.shape[-1])
             x = x + torch.gather(embedding_offset, 1, picked).to(x.dtype)
@@ -273,6 +297,20 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             raise ValueError(f"{folder}: checkpoint does not match its config: missing {sorted(expected - seen)[:5]}")
         model.eval()
         return model
+
+
+def grid_positions(input_ids: torch.Tensor, begin_id: int, eor_id: int, end_id: int):
+    """(row, column, is_code) of every token (B, L): codes inside ``<IMAGE> row <eor> row <eor> ... </IMAGE>``
+    blocks get their row (end-of-row tokens since the block began) and column (tokens since the last
+    ``<IMAGE>`` or end-of-row); every other token is not a code."""
+    begin, eor = input_ids == begin_id, input_ids == eor_id
+    inside = (begin.cumsum(1) - (input_ids == end_id).cumsum(1)) > 0
+    is_code = inside & ~begin & ~eor
+    eors = eor.long().cumsum(1)
+    row = eors - torch.where(begin, eors, torch.zeros_like(eors)).cummax(1).values
+    index = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    last_break = torch.where(begin | eor, index, torch.full_like(index, -1)).cummax(1).values
+    return row, index - last_break - 1, is_code
 
 
 def _positions_and_mask(attention_mask: torch.Tensor | None, b: int, l: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:

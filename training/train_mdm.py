@@ -46,6 +46,7 @@ class MDMTrainConfig:
     model: dict = field(default_factory=lambda: dict(d_model=192, n_layers=4, n_heads=4, mlp_hidden_size=384))
     init_from: str | None = None  # a LLaDATransformer folder to start from
     code_embedding_init: str | None = None  # fresh models: a VQModel folder whose codebook seeds the code rows
+    grid_positions: int = 0  # > 0: (row, column) embeddings of image codes (LLaDATransformer.grid_position_size)
     attribute_rows: bool = False  # shapes-grid: code rows = free row + sum of the cell's attribute vectors
     tokenizer: str | None = None  # a tokenizer folder; None = build the shapes tokenizer
     train_codes: str = "data/shapes/train/codes.safetensors"
@@ -176,12 +177,24 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     bank = PromptBank(tokenizer, layout, cache.instructions)
     n_pos = cache.target[0].numel()
 
+    grid = dict(grid_position_size=cfg.grid_positions, image_begin_id=layout.image_begin_id,
+                end_of_row_id=layout.end_of_row_id, image_end_id=layout.image_end_id) if cfg.grid_positions else {}
     if cfg.init_from:
         model = LLaDATransformer.from_pretrained(cfg.init_from)
+        if grid and not model.config.grid_position_size:  # add them, starting at zero: the same function at step 0
+            config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+            grown = LLaDATransformer(**{**config, **grid})
+            missing = grown.load_state_dict(model.state_dict(), strict=False).missing_keys
+            assert all(k.startswith("transformer.grid_") for k in missing), missing
+            with torch.no_grad():
+                grown.transformer["grid_rows"].weight.zero_()
+                grown.transformer["grid_cols"].weight.zero_()
+            model = grown
     else:
         seq_len = 64 + 2 * (n_pos + cache.grid_size[0] + 2)
         model = LLaDATransformer(
-            vocab_size=layout.vocab_size, mask_token_id=layout.mask_token_id, max_sequence_length=seq_len, **cfg.model
+            vocab_size=layout.vocab_size, mask_token_id=layout.mask_token_id, max_sequence_length=seq_len,
+            **cfg.model, **grid,
         )
         if cfg.code_embedding_init:
             from diffusers import VQModel
