@@ -279,7 +279,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         image_guidance_scale: float | None = None,
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
-        use_history: bool = False,
+        use_history: bool | None = None,
         history_alpha: float = 1.0,
         history_decay: float = 1.0,
         mask_image: Any = None,
@@ -338,7 +338,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 temperature > 0 with the generator (the regenerate sampler's default, 1); at temperature 0
                 (the reflective default: argmax, fully deterministic) the copies are identical and a warning
                 says so.
-            use_history (`bool`, defaults to `False`):
+            use_history (`bool`, *optional*; default: the model's own `history_reference` config, False if unset):
                 History Reference: add ``history_alpha`` x the decayed mean of the embeddings of the codes each
                 position held at earlier steps to its input (no parameters). Models trained with it
                 (``shapes-rm-her``) want it on; a model recorded as trained without it warns.
@@ -405,7 +405,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                            "are identical; pass temperature > 0 for variations")
         self.input_checks.check_images(images)
         self.input_checks.check_prompts(prompts)
-        if use_history:
+        if use_history is None:  # a model trained with History Reference runs with it unless told otherwise
+            use_history = bool(self.transformer.config.get("history_reference"))
+        elif use_history:
             self.input_checks.check_history(self.transformer)
 
         prepared = self.image_processor.preprocess(images)

@@ -164,8 +164,8 @@ def add_sampler_options(parser: argparse.ArgumentParser, paste_back: bool = True
                         "reflective: a step budget instead of --num-turns (the whole turns that fit)")
     g.add_argument("--guidance-scale", type=number, metavar="F", help="instruction guidance (default: the model's)")
     g.add_argument("--image-guidance-scale", type=number, metavar="F", help="source-image guidance (default: the model's)")
-    g.add_argument("--history", action=argparse.BooleanOptionalAction, default=False,
-                   help="History Reference: condition each turn on the codes seen before (default: off)")
+    g.add_argument("--history", action=argparse.BooleanOptionalAction, default=None,
+                   help="History Reference: condition each turn on the codes seen before (default: on for a model trained with it)")
     g.add_argument("--history-decay", type=unit_float, default=1.0, metavar="F",
                    help="history weight decay per turn, in (0, 1] (default 1.0)")
     g.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=paste_back,
