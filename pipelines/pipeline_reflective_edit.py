@@ -473,10 +473,14 @@ def _is_local_path(name) -> bool:
             or Path(name).exists())
 
 
-def load_default_pipeline(name: str = "shapes-rm", **kwargs) -> ReflectiveMaskingEditPipeline:
+DEFAULT_MODEL = "shapes-rm-her"  # the most accurate shipped model on held-out edits (rm_edit/models/MODEL_CARD.md)
+
+
+def load_default_pipeline(name: str = DEFAULT_MODEL, **kwargs) -> ReflectiveMaskingEditPipeline:
     """A model shipped inside the package (trained by this project on the shapes world): by default
-    ``shapes-rm``, the most accurate on held-out edits; ``"shapes-rm-her"`` is the History Reference variant
-    (call it with ``use_history=True``)."""
+    ``shapes-rm-her``, Reflective Masking with History Reference (on by default: the folder records that it was
+    trained with it), the most accurate on held-out edits; ``shapes-rm`` (RM alone), ``shapes-sft`` and
+    ``shapes-base`` (regenerate baselines) are the others."""
     import rm_edit
 
     folder = Path(rm_edit.__file__).parent / "models" / name

@@ -442,11 +442,32 @@ def test_bf16_load_runs_end_to_end(saved_dir, pil_images):
     assert arr.shape == (1, 64, 64, 3) and np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1
 
 
-def test_default_pipeline_is_the_shipped_rm_model():
+def test_default_pipeline_is_the_shipped_rm_her_model():
     from rm_edit.pipelines.pipeline_reflective_edit import load_default_pipeline
 
     pipe = load_default_pipeline()
-    assert Path(pipe.config._name_or_path).name == "shapes-rm"
-    assert pipe.scheduler.config.remask_margin == 0.5 and pipe.scheduler.config.num_turns == 2
+    assert Path(pipe.config._name_or_path).name == "shapes-rm-her"
+    # The shipped sampler: 2 turns of (reflect + 1 reveal), margin 0, argmax; History Reference recorded as trained.
+    cfg = pipe.scheduler.config
+    assert (cfg.num_turns, cfg.reveal_steps, cfg.remask_margin, cfg.temperature) == (2, 1, 0.0, 0.0)
+    assert pipe.transformer.config.history_reference is True and pipe.transformer.config.rm_post_trained is True
+    assert pipe.layout.codebook_size == 605 and pipe.transformer.config.grid_position_size == 8
     with pytest.raises(FileNotFoundError, match="available: .*shapes-rm-her"):
         load_default_pipeline("shapes-nope")
+
+
+def test_use_history_defaults_to_the_models_own_record(shapes_examples):
+    from tests.conftest import make_tiny_pipeline
+
+    pipe = make_tiny_pipeline(seed=3)
+    image, prompt = PIL.Image.fromarray(shapes_examples[0].source), shapes_examples[0].instruction
+
+    def codes(**kw):
+        return pipe(image, prompt, output_type="latent", generator=torch.Generator().manual_seed(0), **kw).images
+
+    off, on = codes(use_history=False), codes(use_history=True, history_alpha=5.0)
+    assert not torch.equal(off, on)  # the check below can tell the two apart
+    pipe.transformer.register_to_config(history_reference=False)
+    assert torch.equal(codes(), off)
+    pipe.transformer.register_to_config(history_reference=True)
+    assert torch.equal(codes(history_alpha=5.0), on)
