@@ -95,8 +95,11 @@ def _has_loaded(pid: int, needle: str) -> bool:
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, image_path, model_dir, when):
     args = [sys.executable, "-m", "rm_edit.cli", "edit", str(image_path), "make the circle blue",
             "-o", str(tmp_path / "out.png"), "--model", model_dir, "--device", "cpu", "--num-turns", "50"]
+    # A shell's background job (nohup ... &) starts with SIGINT ignored, and children inherit that: give the
+    # CLI the default disposition a terminal's Ctrl-C meets.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # torch's shared library mapped = inside main(), in the middle of the imports; the tiny model's
     # safetensors mapped = the model is loaded (and about to run 50 turns).
     needle = "libtorch" if when == "importing torch" else "diffusion_pytorch_model"
