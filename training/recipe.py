@@ -24,10 +24,10 @@ from rm_edit.layout import SHAPES_GRID
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
 
-STAGES = ("codes", "vq", "base", "sft", "rm", "rm_her", "package", "evaluate")
+STAGES = ("codes", "vq", "base", "sft", "rm", "rm_her", "rm_her2", "package", "evaluate")
 # run folder -> (shipped folder, RM post-trained: its default sampler is reflective, else regenerate)
 MODELS = {"base": ("shapes-base", False), "sft": ("shapes-sft", False), "rm": ("shapes-rm", True),
-          "rm_her": ("shapes-rm-her", True)}
+          "rm_her2": ("shapes-rm-her", True)}
 # The samplers the folders ship with. Reflective: turn 1 re-masks what the edit needs and reveals it in one
 # pass; turn 2 finds nothing wrong and stops (3 forward passes). Regenerate: 16 steps from all [MASK].
 SHIPPED_REFLECTIVE = dict(num_turns=2, reveal_steps=1, remask_margin=0.0, temperature=0.0)
@@ -98,10 +98,14 @@ class Recipe:
     def stage_rm_her(self) -> None:
         self._mdm("rm_her", "mdm_grid_rm_her.json", str(self.work / "rm" / "final"))
 
+    def stage_rm_her2(self) -> None:
+        # A second, shorter cycle with more first-reflect-step (source) states: grounding is what RM+HER lacks.
+        self._mdm("rm_her2", "mdm_grid_rm_her2.json", str(self.work / "rm_her" / "final"))
+
     def stage_package(self) -> None:
         for stage, (name, rm) in MODELS.items():
             package_pipeline(self.vq_dir, self.work / stage / "final", self.work / "models" / name, rm_post_trained=rm,
-                             history_reference=stage == "rm_her")
+                             history_reference=stage.startswith("rm_her"))
         shutil.copy(self.work / "vq" / "vq_metrics.json", self.work / "models" / "vq_metrics.json")
 
     def stage_evaluate(self) -> None:
