@@ -26,3 +26,15 @@ def rm_losses(logits: torch.Tensor, labels: torch.Tensor, kind: torch.Tensor,
 def weighted_loss(losses: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
     """The training objective: sum of each loss times its weight (1 when not given)."""
     return sum(weights.get(name, 1.0) * value for name, value in losses.items())
+
+
+def changed_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, changed: torch.Tensor,
+                          changed_weight: float) -> torch.Tensor:
+    """Cross-entropy over every target position, the cells the edit changes weighted ``changed_weight`` x.
+
+    One mean over all positions (not one per kind): a wrong re-mask of a distractor costs as much as a
+    missed re-mask of the named shape, so the model is not pushed to re-mask whenever it is unsure.
+    """
+    token_loss = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+    weights = 1.0 + (changed_weight - 1.0) * changed.float()
+    return (token_loss * weights).sum() / weights.sum()

@@ -167,3 +167,79 @@ def test_command_line_takes_list_options(codes, tmp_path):
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["extra_codes"] == [str(codes)] * 2 and saved["edit_types"] == ["remove", "recolour"]
     assert (out / "final" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+# ---- the sampler's own passes (states = "sampler") -------------------------------------------------------
+K8 = 8  # codebook of 8 codes, [MASK] = 8
+SRC = torch.tensor([[0, 5, 5, 1, 6, 2]])  # codes >= 5 are shape cells (background_codes = 5)
+TGT = torch.tensor([[0, 7, 7, 1, 6, 2]])  # the edit changes positions 1 and 2
+
+
+def _states(**kw):
+    from rm_edit.training.trajectories import SamplerStatesConfig, sampler_states
+
+    cfg = SamplerStatesConfig(background_codes=5, **kw)
+    return sampler_states(SRC, TGT, K8, cfg, torch.Generator().manual_seed(0))
+
+
+def test_sampler_states_reflect_pass_is_the_source_with_nothing_recorded():
+    s = _states(p_reflect=1.0, p_reveal=0.0)
+    assert s.state.tolist() == [[0, 5, 5, 1, 6, 2]]
+    assert s.labels.tolist() == [[0, 8, 8, 1, 6, 2]]  # changed cells -> [MASK], the rest keep
+    assert s.kind.tolist() == [[KEEP, MASK, MASK, KEEP, KEEP, KEEP]]
+    assert s.history.tolist() == [[[-1, -1]] * 6]
+
+
+def test_sampler_states_reveal_pass_masks_the_changed_cells_and_remembers_the_source():
+    s = _states(p_reflect=0.0, p_reveal=1.0, p_false_remask=0.0, p_missed=0.0)
+    assert s.state.tolist() == [[0, 8, 8, 1, 6, 2]]
+    assert s.labels.tolist() == [[0, 7, 7, 1, 6, 2]]
+    assert s.kind.tolist() == [[KEEP, REVEAL, REVEAL, KEEP, KEEP, KEEP]]
+    assert s.history[..., 1].tolist() == [[0, 5, 5, 1, 6, 2]] and (s.history[..., 0] == -1).all()
+
+
+def test_sampler_states_false_remasks_fall_on_unchanged_cells_and_are_revealed_back():
+    from rm_edit.training.trajectories import SamplerStatesConfig, sampler_states
+
+    src, tgt = SRC.repeat(400, 1), TGT.repeat(400, 1)
+    cfg = SamplerStatesConfig(p_reflect=0.0, p_reveal=1.0, p_false_remask=1.0, max_false_remask=1.0,
+                              p_missed=0.0, background_codes=5)
+    s = sampler_states(src, tgt, K8, cfg, torch.Generator().manual_seed(1))
+    assert (s.state[:, 1:3] == K8).all()
+    false = s.state[:, [0, 3, 4, 5]] == K8
+    assert false.any()
+    assert (s.labels[:, [0, 3, 4, 5]] == tgt[:, [0, 3, 4, 5]]).all()  # a wrongly re-masked cell: reveal its own code
+    shape_rate, background_rate = false[:, 2].float().mean(), false[:, [0, 1, 3]].float().mean()
+    assert shape_rate > 1.3 * background_rate  # the shape cell (code 6) is re-masked by mistake more often
+
+
+def test_sampler_states_confirm_pass_history_is_source_then_the_reveal_input():
+    s = _states(p_reflect=0.0, p_reveal=0.0, max_wrong=0.0, p_noise=0.0, p_false_remask=0.0, p_missed=0.0)
+    assert s.state.tolist() == [[0, 7, 7, 1, 6, 2]]
+    assert s.kind.tolist() == [[KEEP] * 6]
+    assert s.history[..., 0].tolist() == [[0, 5, 5, 1, 6, 2]]
+    assert s.history[..., 1].tolist() == [[0, -1, -1, 1, 6, 2]]  # the reveal pass saw [MASK] there: nothing recorded
+
+
+def test_changed_weighted_loss_by_hand():
+    from rm_edit.losses import changed_weighted_loss
+
+    logits = torch.tensor([[[0.0, 0.0], [torch.log(torch.tensor(3.0)), 0.0]]])
+    labels = torch.tensor([[0, 0]])
+    # CE: ln 2 = 0.693147 at position 0, -ln(3/4) = 0.287682 at position 1 (changed, weight 5)
+    loss = changed_weighted_loss(logits, labels, torch.tensor([[False, True]]), 5.0)
+    assert loss.item() == pytest.approx((0.693147 + 5 * 0.287682) / 6, abs=1e-5)
+
+
+def test_sampler_states_training_stops_early_and_resumes_to_the_same_weights(codes, tmp_path):
+    kw = dict(objective="reflective", states="sampler", history=True, changed_weight=5.0, steps=6, save_every=100)
+    full = train(_cfg(codes, tmp_path / "a", **kw), progress=False)
+    train(_cfg(codes, tmp_path / "b", stop_after=4, **kw), progress=False)  # stops at 4 and saves its state
+    assert json.loads((tmp_path / "b" / "run" / "checkpoint" / "training_state.json").read_text())["step"] == 4
+    resumed = train(_cfg(codes, tmp_path / "b", **kw), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "b" / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and "total" in log[-1]
+    a = load_file(str(full / "diffusion_pytorch_model.safetensors"))
+    r = load_file(str(resumed / "diffusion_pytorch_model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], r[k], atol=1e-5, rtol=1e-4)

@@ -25,12 +25,13 @@ from tqdm.auto import tqdm
 from rm_edit.data.pretokenize import CodeCache, load_code_cache
 from rm_edit.history import history_embedding, history_of_states, scatter_offsets
 from rm_edit.layout import TokenLayout, build_edit_sequence, edit_prompt_text, get_layout, pad_sequences
-from rm_edit.losses import rm_losses, weighted_loss
+from rm_edit.losses import changed_weighted_loss, rm_losses, weighted_loss
 from rm_edit.reflective import choose_reveal
 from rm_edit.transformer import LLaDATransformer
 
 from .checkpoint import load_training_state, save_training_state
-from .trajectories import KEEP, MASK, REVEAL, TrajectoryConfig, reflective_trajectory, vanilla_corruption
+from .trajectories import (KEEP, MASK, REVEAL, SamplerStatesConfig, TrajectoryConfig, reflective_trajectory,
+                           sampler_states, vanilla_corruption)
 
 LOSS_NAMES = {REVEAL: "reveal", MASK: "mask", KEEP: "keep"}
 REVEAL_CHANGED = 3  # a reveal at a cell the edit changes (its own loss with reveal_changed_loss)
@@ -64,6 +65,9 @@ class MDMTrainConfig:
     p_drop_image: float = 0.1
     native_refresh_every: int = 4  # reflective: refresh the model's own samples for one batch every N steps
     trajectory: dict = field(default_factory=dict)  # TrajectoryConfig overrides
+    states: str = "simulated"  # reflective: "simulated" trajectories, or the "sampler"'s own passes
+    sampler_states: dict = field(default_factory=dict)  # SamplerStatesConfig overrides (states = "sampler")
+    changed_weight: float = 0.0  # > 0: one cross-entropy over all positions, changed cells weighted this much
     loss_weights: dict = field(default_factory=lambda: {"reveal": 1.0, "mask": 1.0, "keep": 1.0})
     reveal_changed_loss: bool = False  # reflective: reveals of the cells the edit changes get their own mean loss
     lora_rank: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
@@ -153,6 +157,8 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
         torch.set_num_threads(cfg.threads)
     if cfg.objective not in ("vanilla", "reflective"):
         raise ValueError(f"objective must be 'vanilla' or 'reflective', got {cfg.objective!r}")
+    if cfg.states not in ("simulated", "sampler"):
+        raise ValueError(f"states must be 'simulated' or 'sampler', got {cfg.states!r}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -224,6 +230,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
         start_step = load_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native)
         accelerator.print(f"resumed from {ckpt} at step {start_step}")
     traj_cfg = TrajectoryConfig(**cfg.trajectory)
+    states_cfg = SamplerStatesConfig(**cfg.sampler_states)
     log_path = out / "log.jsonl"
     if start_step == 0 and log_path.exists():
         log_path.unlink()
@@ -238,6 +245,10 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
             target = cache.target[index].flatten(1)
             if cfg.objective == "vanilla":
                 corrupted = vanilla_corruption(target, layout.codebook_size, gen)
+            elif cfg.states == "sampler":
+                corrupted = sampler_states(source, target, layout.codebook_size, states_cfg, gen)
+                if not cfg.history:
+                    corrupted.history = None
             else:
                 if step % cfg.native_refresh_every == 0:
                     raw_model.eval()
@@ -261,7 +272,11 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                 kind = torch.where((kind == REVEAL) & (source != target), REVEAL_CHANGED, kind)
                 names = {**LOSS_NAMES, REVEAL_CHANGED: "reveal_changed"}
             losses = rm_losses(logits, labels, kind.to(logits.device), names)
-            loss = weighted_loss(losses, cfg.loss_weights)
+            if cfg.changed_weight > 0:
+                loss = changed_weighted_loss(logits, labels, (source != target).to(logits.device), cfg.changed_weight)
+                losses = {"total": loss, **{k: v.detach() for k, v in losses.items()}}
+            else:
+                loss = weighted_loss(losses, cfg.loss_weights)
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(params, 1.0)
@@ -277,7 +292,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix({n: f"{v:.3f}" for n, v in running.items()})
-        if (step + 1) % cfg.save_every == 0 and step + 1 < end_step:
+        if ((step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps) or step + 1 == end_step < cfg.steps:
             save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1)
 
     final = out / "final"

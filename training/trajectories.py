@@ -5,6 +5,9 @@
   (the source's codes in the edit region, the model's own wrong samples, masks), each position labelled by
   the oracle action: masked -> target (reveal), wrong -> [MASK] (mask), correct -> itself (keep); plus the
   simulated History Reference a position would carry in that state.
+* :func:`sampler_states` - the three passes of a reflective edit as the scheduler runs them (reflect on
+  the source, reveal what it re-masked, confirm the result), each perturbed by the mistakes a
+  not-yet-perfect model makes, with exactly the History Reference the sampler has recorded by then.
 """
 
 from __future__ import annotations
@@ -128,3 +131,73 @@ def _simulated_history(source, target, state, native_wrong, native, changed, K, 
     corrected = ~is_mask & (state == target) & (past_wrong >= 0) & (u(b, n) < 0.3) & recorded
     older = torch.where(corrected, past_wrong, none)
     return torch.stack([older, newer], dim=-1)
+
+
+@dataclass(frozen=True)
+class SamplerStatesConfig:
+    """Mix and perturbations of :func:`sampler_states` (fractions are per row unless noted)."""
+
+    p_reflect: float = 0.35  # the first pass: the source exactly, nothing recorded yet
+    p_reveal: float = 0.35  # the reveal pass; the rest are confirm passes
+    p_false_remask: float = 0.5  # reveal rows whose re-masked set also covers unchanged cells ...
+    max_false_remask: float = 0.3  # ... up to this fraction of them (shape cells first: grounding mistakes)
+    p_missed: float = 0.2  # reveal rows where some changed cells still show the source's code
+    max_wrong: float = 0.5  # confirm rows: up to this fraction of changed cells hold a wrong code
+    p_noise: float = 0.3  # confirm rows with a few (5%) random wrong codes elsewhere
+    background_codes: int = 0  # codes below this are plain background cells (wrong re-masks prefer shapes)
+
+
+def sampler_states(
+    source: torch.Tensor,
+    target: torch.Tensor,
+    codebook_size: int,
+    config: SamplerStatesConfig = SamplerStatesConfig(),
+    generator: torch.Generator | None = None,
+) -> CorruptedTargets:
+    """One state per row from the reflective sampler's own passes, oracle labels and recorded history.
+
+    * reflect: state = the source, history empty (the scheduler records a state after the pass that saw it);
+    * reveal: the source with the changed cells masked (plus, in some rows, wrongly re-masked unchanged
+      cells, and changed cells the reflect pass missed), history = the source;
+    * confirm: the target with some changed cells wrong (the source's code or a random one) and, in some
+      rows, random wrong codes elsewhere; history = the source, then the reveal pass's state.
+
+    The history comes back as (B, N, 2) codes held (older, newer), -1 = nothing recorded.
+    """
+    b, n = target.shape
+    dev = target.device
+    K = codebook_size
+    u = lambda *shape: _uniform(shape, generator, dev)  # noqa: E731
+    changed = source != target
+    none = torch.full_like(target, -1)
+    mask = torch.full_like(target, K)
+    random_codes = torch.randint(0, K, (b, n), generator=generator, device=dev)
+
+    pick = u(b, 1)
+    reflect = pick < config.p_reflect
+    reveal = ~reflect & (pick < config.p_reflect + config.p_reveal)
+    confirm = ~reflect & ~reveal
+
+    # Reveal pass: what the reflect pass re-masked.
+    on_shape = (source >= config.background_codes).float()
+    false_rate = (u(b, 1) < config.p_false_remask) * u(b, 1) * config.max_false_remask
+    false_remask = ~changed & (u(b, n) * (1.0 - 0.5 * on_shape) < false_rate)
+    missed = changed & (u(b, 1) < config.p_missed) & (u(b, n) < 0.3)
+    remasked = (changed & ~missed) | false_remask
+    reveal_state = torch.where(remasked, mask, source)
+
+    # Confirm pass: what the reveal pass drew.
+    wrong = changed & (u(b, n) < u(b, 1) * config.max_wrong)
+    wrong_code = torch.where(u(b, n) < 0.5, source, random_codes)
+    noise = ~changed & (u(b, 1) < config.p_noise) & (u(b, n) < 0.05)
+    confirm_state = torch.where(wrong, wrong_code, torch.where(noise, random_codes, target))
+    reveal_seen = torch.where(remasked, none, source)  # masked cells record nothing
+
+    state = torch.where(reflect, source, torch.where(reveal, reveal_state, confirm_state))
+    older = torch.where(confirm, source, none)
+    newer = torch.where(reflect, none, torch.where(reveal, source, reveal_seen))
+    is_mask = state == K
+    is_wrong = ~is_mask & (state != target)
+    labels = torch.where(is_wrong, mask, target)
+    kind = torch.where(is_mask, REVEAL, torch.where(is_wrong, MASK, KEEP))
+    return CorruptedTargets(state, labels, kind, torch.stack([older, newer], dim=-1))
