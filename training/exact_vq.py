@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from diffusers import VQModel
 from tqdm.auto import tqdm
 
-from rm_edit.data.shapes import GRID, NUM_CELL_CODES, ShapesWorld, canonical_cells
+from rm_edit.data.shapes import BACKGROUNDS, GRID, NUM_CELL_CODES, ShapesWorld, canonical_cells
 from rm_edit.vq import as_vq_tokenizer, cell_latents
 
 from .vq_cell_encoder import build_cell_pixel_vq
@@ -79,15 +79,41 @@ def heldout_psnr(vq: VQModel, n_examples: int = 128, split: str = "test") -> dic
             "psnr_mean": round(float(psnr.mean()), 2), "psnr_min": round(float(psnr.min()), 2)}
 
 
+@torch.no_grad()
+def oracle_edit_success(vq: VQModel, n_examples: int = 400, split: str = "val") -> dict[str, float]:
+    """The decoder's ceiling on edits: decode the exact target codes, paste them into the changed cells (as
+    paste-back does), and judge with ``rm_edit.metrics.edit_success``: what a perfect token model would score."""
+    from rm_edit.metrics import edit_success
+    from rm_edit.vq import decode_codes
+
+    world = ShapesWorld(split=split)
+    examples = [world[i] for i in range(n_examples)]
+    codes = torch.from_numpy(np.stack([ShapesWorld.codes(e.target_scene) for e in examples]))
+    decoded = (decode_codes(vq, codes).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    cell = np.ones((64 // GRID, 64 // GRID), dtype=bool)
+    wins = []
+    for i, e in enumerate(examples):
+        region = np.kron((ShapesWorld.codes(e.target_scene) != ShapesWorld.codes(e.source_scene)), cell)
+        wins.append(edit_success(e.source, np.where(region[..., None], decoded[i], e.source), e.target).success)
+    return {"oracle_edits": n_examples, "oracle_edit_success": round(float(np.mean(wins)), 4)}
+
+
 def train_decoder(out: str | Path, steps: int, batch_examples: int = 8, lr: float = 2e-3, seed: int = 0,
-                  threads: int = 1, save_every: int = 500, progress: bool = True) -> Path:
-    """Train the decoder on fixed exact codes; resumable from ``out/vq`` (weights) + ``out/state.json``."""
+                  threads: int = 1, save_every: int = 500, progress: bool = True, init_from: str | Path | None = None,
+                  shape_weight: float = 0.0) -> Path:
+    """Train the decoder on fixed exact codes; resumable from ``out/vq`` (weights) + ``out/state.json``.
+
+    ``init_from``: start from this tokenizer folder's decoder instead of a random one. ``shape_weight``: pixels
+    of shape cells weigh ``1 + shape_weight`` in the loss (edges inside small shapes are what edits redraw)."""
     torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
     start = json.loads(state_path.read_text())["step"] if state_path.exists() else 0
-    vq = as_vq_tokenizer(VQModel.from_pretrained(out / "vq"), cell_local=True) if start else build_exact_vq(seed)
+    if start or init_from:
+        vq = as_vq_tokenizer(VQModel.from_pretrained(out / "vq" if start else init_from), cell_local=True)
+    else:
+        vq = build_exact_vq(seed)
     for p in vq.parameters():
         p.requires_grad_(False)
     trainable = list(vq.post_quant_conv.parameters()) + list(vq.decoder.parameters())
@@ -102,7 +128,10 @@ def train_decoder(out: str | Path, steps: int, batch_examples: int = 8, lr: floa
             group["lr"] = lr_at(step)
         x, codes = world_batch(world, np.random.default_rng([seed, step]), batch_examples)
         recon = decode_from_codes(vq, codes)
-        loss = F.mse_loss(recon, x) + 0.1 * F.l1_loss(recon, x)
+        cell = 64 // GRID
+        weight = 1.0 + shape_weight * (codes >= len(BACKGROUNDS)).float().repeat_interleave(cell, 1).repeat_interleave(cell, 2)
+        weight = weight.unsqueeze(1) / weight.mean()
+        loss = (weight * (recon - x).pow(2)).mean() + 0.1 * (weight * (recon - x).abs()).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -112,7 +141,7 @@ def train_decoder(out: str | Path, steps: int, batch_examples: int = 8, lr: floa
         if (step + 1) % save_every == 0 or step + 1 == steps:
             vq.save_pretrained(out / "vq", safe_serialization=True)
             state_path.write_text(json.dumps({"step": step + 1}))
-    metrics = heldout_psnr(vq.eval())
+    metrics = heldout_psnr(vq.eval()) | oracle_edit_success(vq)
     metrics.update(steps=steps, wall_s=round(time.time() - t0, 1))
     (out / "vq_metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics), flush=True)
@@ -127,8 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--init-from", help="start from this tokenizer folder's decoder")
+    p.add_argument("--shape-weight", type=float, default=0.0, help="extra loss weight of shape-cell pixels")
     a = p.parse_args(argv)
-    train_decoder(a.out, a.steps, a.batch_examples, a.lr, a.seed, a.threads, progress=False)
+    train_decoder(a.out, a.steps, a.batch_examples, a.lr, a.seed, a.threads, progress=False, init_from=a.init_from,
+                  shape_weight=a.shape_weight)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from rm_edit.evaluation.token_eval import image_token_scores
 from rm_edit.metrics import edit_success
 
 MODEL_ORDER = ("shapes-base", "shapes-sft", "shapes-rm", "shapes-rm-her")
+CLI_DEFAULTS = dict(paste_back=True)  # what `rm-edit edit` / `rm-edit batch` run: the figures are the user's
 
 
 def _load(folder: Path):
@@ -78,7 +79,7 @@ def evaluate_models(models: Path, out: Path, n: int, progress: bool = True) -> d
     results = {}
     for name in MODEL_ORDER:
         if (models / name).exists():
-            result = evaluate_pipeline(_load(models / name), n, progress=progress)
+            result = evaluate_pipeline(_load(models / name), n, progress=progress, **CLI_DEFAULTS)
             out.mkdir(parents=True, exist_ok=True)
             (out / f"{name}.json").write_text(json.dumps(result, indent=2))
             results[name] = {k: v for k, v in result.items() if k != "rows"}
@@ -92,7 +93,7 @@ def render_edit_grid(model: Path, out: Path, start: int, n: int = 8, split: str 
     world = ShapesWorld(split=split)
     examples = [world[i] for i in range(start, start + n)]
     result = pipe([Image.fromarray(e.source) for e in examples], [e.instruction for e in examples],
-                  generator=[torch.Generator().manual_seed(start + i) for i in range(n)])
+                  generator=[torch.Generator().manual_seed(start + i) for i in range(n)], **CLI_DEFAULTS)
     size, caption, gap = 64 * scale, 14, 4
     sheet = Image.new("RGB", (4 * size + 5 * gap, n * (size + caption + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)
@@ -129,16 +130,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--split", default="test")
     p.add_argument("--out", type=Path, help="write the figures (JSON) here")
-    p.add_argument("--grid", type=Path, help="render the edit picture of --model (default shapes-rm) here instead")
+    p.add_argument("--grid", type=Path, help="render the edit picture of --model (default shapes-rm-her) here instead")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     if a.grid:
-        print(render_edit_grid(Path(a.model) if a.model else a.models / "shapes-rm", a.grid, a.start, split=a.split))
+        print(render_edit_grid(Path(a.model) if a.model else a.models / "shapes-rm-her", a.grid, a.start, split=a.split))
         return
     folders = [Path(a.model)] if a.model else [a.models / m for m in MODEL_ORDER if (a.models / m).exists()]
     results = {}
     for folder in folders:
-        r = evaluate_pipeline(_load(folder), a.n, a.start, a.split)
+        r = evaluate_pipeline(_load(folder), a.n, a.start, a.split, **CLI_DEFAULTS)
         results[folder.name] = {k: v for k, v in r.items() if k != "rows"}
         print(folder.name, json.dumps(results[folder.name]), flush=True)
     print(figures_table(results))
@@ -167,8 +168,8 @@ tags:
 _ABOUT = {
     "shapes-base": "the base editing MDM (Lumina-DiMOO's masked objective, regenerate sampler)",
     "shapes-sft": "the vanilla SFT baseline (the base model trained further on the masked objective, regenerate sampler)",
-    "shapes-rm": "the Reflective Masking model (RM post-training from the base; the default model)",
-    "shapes-rm-her": "RM with History Reference (RM post-training continued with simulated History Reference inputs)",
+    "shapes-rm": "the Reflective Masking model without History Reference (an ablation of the default)",
+    "shapes-rm-her": "the Reflective Masking model with History Reference (the default model)",
 }
 
 

@@ -1,4 +1,4 @@
-"""The whole default-model recipe: world codes -> exact VQ -> base MDM -> {vanilla SFT, RM -> RM+HER} ->
+"""The whole default-model recipe: world codes -> exact VQ -> base MDM -> vanilla SFT; RM; RM+HER ->
 pipeline folders -> held-out figures, model cards and the README's picture.
 
     python -m rm_edit.training.recipe --work runs/recipe            # the shipped models (2 CPU cores)
@@ -24,10 +24,11 @@ from rm_edit.layout import SHAPES_GRID
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
 
-STAGES = ("codes", "vq", "base", "sft", "rm", "rm_her", "rm_her2", "package", "evaluate")
+STAGES = ("codes", "vq", "vq_sharpen", "base", "sft", "rm", "rm_her", "package", "evaluate")
 # run folder -> (shipped folder, RM post-trained: its default sampler is reflective, else regenerate)
 MODELS = {"base": ("shapes-base", False), "sft": ("shapes-sft", False), "rm": ("shapes-rm", True),
-          "rm_her2": ("shapes-rm-her", True)}
+          "rm_her": ("shapes-rm-her", True)}
+DEFAULT = "shapes-rm-her"  # the folder the README's picture shows (rm_edit's default model)
 # The samplers the folders ship with. Reflective: turn 1 re-masks what the edit needs and reveals it in one
 # pass; turn 2 finds nothing wrong and stops (3 forward passes). Regenerate: 16 steps from all [MASK].
 SHIPPED_REFLECTIVE = dict(num_turns=2, reveal_steps=1, remask_margin=0.0, temperature=0.0)
@@ -56,7 +57,8 @@ class Recipe:
 
     @property
     def vq_dir(self) -> Path:
-        return self.work / "vq" / "vq"
+        """The shipped tokenizer: the exact VQ after its decoder's shape-weighted second stage."""
+        return self.work / "vq_sharpen" / "vq"
 
     # ---- stages -------------------------------------------------------------------------------------
     def stage_codes(self) -> None:
@@ -76,6 +78,17 @@ class Recipe:
                       batch_examples=1 if self.smoke else cfg["batch_examples"], seed=cfg["seed"],
                       threads=self.threads or 1, progress=not self.smoke)
 
+    def stage_vq_sharpen(self) -> None:
+        """The decoder trained further with shape-cell pixels weighted up: decoding the exact target codes of
+        held-out edits, its blur at small shapes' edges was what failed the pixel test (``oracle_edit_success``)."""
+        from .exact_vq import train_decoder
+
+        cfg = json.loads(config_path("vq_grid_sharpen.json").read_text())
+        train_decoder(self.work / "vq_sharpen", steps=2 if self.smoke else cfg["decoder_steps"], lr=cfg["decoder_lr"],
+                      batch_examples=1 if self.smoke else cfg["batch_examples"], seed=cfg["seed"],
+                      threads=self.threads or 1, progress=not self.smoke, init_from=self.work / "vq" / "vq",
+                      shape_weight=cfg["shape_weight"])
+
     def _mdm(self, stage: str, config: str, init: str | None, **extra) -> None:
         overrides = dict(out=str(self.work / stage), train_codes=str(self.work / "codes" / "train.safetensors"),
                          init_from=init, threads=self.threads, **extra)
@@ -91,22 +104,19 @@ class Recipe:
         self._mdm("sft", "mdm_grid_sft.json", str(self.work / "base" / "final"))
 
     def stage_rm(self) -> None:
-        # From scratch: started from the base (the masked objective) RM did not learn to read the instruction
-        # within the budget (MODEL_CARD.md); the base and SFT rows are the regenerate baselines.
+        # RM trained on the sampler's own passes, from scratch: started from the base (the masked objective)
+        # RM did not learn to read the instruction within the budget (MODEL_CARD.md).
         self._mdm("rm", "mdm_grid_rm.json", None)
 
     def stage_rm_her(self) -> None:
-        self._mdm("rm_her", "mdm_grid_rm_her.json", str(self.work / "rm" / "final"))
-
-    def stage_rm_her2(self) -> None:
-        # A second, shorter cycle with more first-reflect-step (source) states: grounding is what RM+HER lacks.
-        self._mdm("rm_her2", "mdm_grid_rm_her2.json", str(self.work / "rm_her" / "final"))
+        # The same recipe with History Reference: each pass sees exactly the history the sampler has recorded.
+        self._mdm("rm_her", "mdm_grid_rm_her.json", None)
 
     def stage_package(self) -> None:
         for stage, (name, rm) in MODELS.items():
             package_pipeline(self.vq_dir, self.work / stage / "final", self.work / "models" / name, rm_post_trained=rm,
                              history_reference=stage.startswith("rm_her"))
-        shutil.copy(self.work / "vq" / "vq_metrics.json", self.work / "models" / "vq_metrics.json")
+        shutil.copy(self.vq_dir.parent / "vq_metrics.json", self.work / "models" / "vq_metrics.json")
 
     def stage_evaluate(self) -> None:
         from .grid_report import evaluate_models, render_edit_grid, write_model_cards
@@ -114,7 +124,7 @@ class Recipe:
         models = self.work / "models"
         results = evaluate_models(models, self.work / "eval", n=self.sizes["eval"], progress=not self.smoke)
         (models / "heldout_results.json").write_text(json.dumps(results, indent=2))
-        render_edit_grid(models / "shapes-rm", self.work / "edit_grid.png", start=self.sizes["grid_start"], n=8)
+        render_edit_grid(models / DEFAULT, self.work / "edit_grid.png", start=self.sizes["grid_start"], n=8)
         command = f"python -m rm_edit.training.recipe --work {self.work}" + (" --smoke" if self.smoke else "")
         write_model_cards(models, results, self.times, json.loads((models / "vq_metrics.json").read_text()), command)
 
