@@ -80,6 +80,7 @@ def test_reflective_trajectory_oracle_labels():
     # some rows are the untouched source (the first reflect step): the edit region is all "mask"
     source_rows = (c.state == source).all(-1)
     assert source_rows.any() and (c.kind[source_rows][:, 5:12] == MASK).all()
+    assert (c.history[source_rows] == -1).all()  # as at sampling: the first pass has recorded nothing yet
     assert set(c.kind.unique().tolist()) == {REVEAL, MASK, KEEP}
     # history of masked edit positions remembers the source code it rejected
     hist = c.history[..., 1]

@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from rm_edit.configs import path as config_path
 from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld
 from rm_edit.evaluation.token_eval import image_token_scores
 from rm_edit.metrics import edit_success
@@ -196,6 +197,9 @@ def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict
     card = (f"# The shipped shapes models\n\nReproduce: `{command}` (stages resume; run in stages of at most two hours).\n\n"
             f"Held-out test edits (fresh indices of the test split; each folder's own sampler):\n\n{table}\n"
             f"Image tokenizer: PSNR {vq_metrics['psnr_mean']} dB mean (min {vq_metrics['psnr_min']}) on "
-            f"{vq_metrics['images']} held-out images, codes exact {vq_metrics['codes_exact']:.3f}.\n\n"
-            f"Stage wall times (s): {json.dumps(times)}\n")
+            f"{vq_metrics['images']} held-out images, codes exact {vq_metrics['codes_exact']:.3f}"
+            + (f"; decoding the exact target codes of {vq_metrics['oracle_edits']} validation edits (the ceiling of a "
+               f"perfect token model) passes the pixel test on {vq_metrics['oracle_edit_success']:.3f}"
+               if "oracle_edit_success" in vq_metrics else "") + ".\n\n"
+            f"Stage wall times (s): {json.dumps(times)}\n\n" + config_path("model_card_notes.md").read_text())
     (models / "MODEL_CARD.md").write_text(card)

@@ -1,12 +1,14 @@
 """Train the editing MDM: the base model, vanilla SFT, and Reflective Masking post-training (+ History Reference).
 
     python -m rm_edit.training.train_mdm --config configs/mdm_grid_base.json --train-codes runs/codes/train.safetensors
-    python -m rm_edit.training.train_mdm --config configs/mdm_grid_rm.json --init-from runs/base/final --train-codes ...
+    python -m rm_edit.training.train_mdm --config configs/mdm_grid_rm_her.json --train-codes ...
 
 Stages (``objective``): ``vanilla`` is Lumina-DiMOO's recipe (target-only masking with ratio cos(r pi/2),
 cross-entropy on masked codes, instruction / source dropout for guidance); the base model and the vanilla
-SFT baseline use it. ``reflective`` trains on states of simulated reflective trajectories with the three
-oracle losses (reveal, mask, keep), optionally with simulated History Reference.
+SFT baseline use it. ``reflective`` trains with the three oracle labels (reveal, mask, keep), optionally
+with History Reference, on ``states``: ``"sampler"`` = the reflective sampler's own passes
+(``trajectories.sampler_states``, the shipped models) or ``"simulated"`` trajectories (``reflective_trajectory``,
+which can also mix in the model's own samples; used for LoRA on Lumina-DiMOO-class models).
 """
 
 from __future__ import annotations

@@ -112,6 +112,8 @@ def reflective_trajectory(
     history = (
         _simulated_history(source, target, state, native_wrong, native, changed, K, config, u) if with_history else None
     )
+    if history is not None:  # the sampler's first pass (the untouched source) has recorded nothing yet
+        history = torch.where(source_start.unsqueeze(-1), torch.full_like(history, -1), history)
     return CorruptedTargets(state, labels, kind, history)
 
 
