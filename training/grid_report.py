@@ -182,12 +182,12 @@ def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict
         if not folder.exists():
             continue
         r = results.get(name)
-        own = (f"Held-out figures ({r['n']} fresh test edits, the folder's own sampler): pixel edit success "
+        own = (f"Held-out figures ({r['n']} fresh test edits, the folder's own sampler, paste-back as in the CLI): pixel edit success "
                f"{r['edit_success']:.3f}, exact codes {r['exact_codes']:.3f}, token precision {r['token_precision']:.3f}, "
                f"recall {r['token_recall']:.3f}, unchanged tokens kept {r['kept_outside']:.4f}, "
                f"{r['forward_passes']:.1f} forward passes per edit.\n" if r else "")
         (folder / "README.md").write_text(
-            f"{CARD_HEADER}\n# rm-edit {name}\n\n{_ABOUT[name].capitalize()}, trained by the rm-edit project on 2 CPU "
+            f"{CARD_HEADER}\n# rm-edit {name}\n\n{_ABOUT[name][0].upper() + _ABOUT[name][1:]}, trained by the rm-edit project on 2 CPU "
             f"cores on its synthetic *shapes world*. Load it with\n\n```python\nfrom rm_edit.pipelines.pipeline_reflective_edit "
             f"import ReflectiveMaskingEditPipeline\npipe = ReflectiveMaskingEditPipeline.from_pretrained(\"{name}\")\n```\n\n"
             f"{own}\n**Limits:** it knows only the shapes world: 64x64 images on an 8x8 grid of 8-px cells, five flat "
@@ -195,7 +195,7 @@ def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict
             "`rm_edit.data.shapes`. Photos, other sizes or other words are outside what it has seen (the pipeline warns).\n\n"
             "See `MODEL_CARD.md` beside this folder for the recipe, every figure and how to reproduce them.\n")
     card = (f"# The shipped shapes models\n\nReproduce: `{command}` (stages resume; run in stages of at most two hours).\n\n"
-            f"Held-out test edits (fresh indices of the test split; each folder's own sampler):\n\n{table}\n"
+            f"Held-out test edits (fresh indices of the test split; each folder's own sampler; paste-back, as the CLI):\n\n{table}\n"
             f"Image tokenizer: PSNR {vq_metrics['psnr_mean']} dB mean (min {vq_metrics['psnr_min']}) on "
             f"{vq_metrics['images']} held-out images, codes exact {vq_metrics['codes_exact']:.3f}"
             + (f"; decoding the exact target codes of {vq_metrics['oracle_edits']} validation edits (the ceiling of a "
