@@ -112,6 +112,24 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, image_path, model_dir, when):
     assert err.strip().splitlines() == ["rm-edit: interrupted"], err
 
 
+
+def test_ctrl_c_that_a_library_turns_into_its_own_error_still_ends_as_an_interrupt(monkeypatch, capsys):
+    """diffusers reports a weights read cut short by Ctrl-C as "Unable to load weights": still exit 130."""
+    import rm_edit.cli as cli
+
+    def interrupted_load(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            raise OSError("Unable to load weights from checkpoint file") from None
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "edit", cli.COMMANDS["edit"]._replace(run=interrupted_load))
+    assert main(["edit", "in.png", "make the circle blue", "-o", "out.png"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["rm-edit: interrupted"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the call
+
 # ---- values -----------------------------------------------------------------------------------------------
 def _float_options(command: str) -> list[str]:
     parser = build_parser(command)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -111,9 +112,30 @@ def _quiet_libraries() -> None:
     warnings.showwarning = lambda message, *_args, **_kw: print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
 
 
+class _InterruptFlag:
+    """Ctrl-C as Python's default handler does it (KeyboardInterrupt), also remembered: a library that turns
+    the interrupt into its own error (diffusers reports an interrupted weights read as "Unable to load
+    weights") must still end as an interrupt, not as a misleading error about the input."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.previous = signal.getsignal(signal.SIGINT)
+        if self.previous is signal.default_int_handler:  # leave an ignored SIGINT ignored
+            signal.signal(signal.SIGINT, self._handle)
+
+    def restore(self) -> None:
+        if self.previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum, frame) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    interrupt = _InterruptFlag()
     try:
         _quiet_libraries()
         parser = build_parser(_command_in(argv))
@@ -126,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, ValueError, FileNotFoundError, OSError) as exc:
         if debug:
             raise
+        if interrupt.seen:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return INTERRUPTED
         print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:  # at any moment, imports included: one line, the shell's 128 + SIGINT
@@ -133,3 +158,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG}: interrupted", file=sys.stderr)
         return INTERRUPTED
+    finally:
+        interrupt.restore()
