@@ -273,11 +273,12 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                 # must learn to draw, so they get their own mean (an equal say with all other reveals).
                 kind = torch.where((kind == REVEAL) & (source != target), REVEAL_CHANGED, kind)
                 names = {**LOSS_NAMES, REVEAL_CHANGED: "reveal_changed"}
-            losses = rm_losses(logits, labels, kind.to(logits.device), names)
             if cfg.changed_weight > 0:
                 loss = changed_weighted_loss(logits, labels, (source != target).to(logits.device), cfg.changed_weight)
-                losses = {"total": loss, **{k: v.detach() for k, v in losses.items()}}
+                with torch.no_grad():  # the per-kind losses are only logged
+                    losses = {"total": loss.detach(), **rm_losses(logits, labels, kind.to(logits.device), names)}
             else:
+                losses = rm_losses(logits, labels, kind.to(logits.device), names)
                 loss = weighted_loss(losses, cfg.loss_weights)
             accelerator.backward(loss)
             if accelerator.sync_gradients:

@@ -46,6 +46,15 @@ def _uniform(shape, generator, device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=device)
 
 
+def oracle_labels(state: torch.Tensor, target: torch.Tensor, mask_code: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Reflective Masking oracle at every position: (labels, kind). [MASK] -> the target's code (reveal), a
+    wrong code -> [MASK] (mask), a right code -> itself (keep)."""
+    is_mask = state == mask_code
+    wrong = ~is_mask & (state != target)
+    labels = torch.where(wrong, torch.full_like(target, mask_code), target)
+    return labels, torch.where(is_mask, REVEAL, torch.where(wrong, MASK, KEEP))
+
+
 def vanilla_corruption(target: torch.Tensor, codebook_size: int, generator: torch.Generator | None = None) -> CorruptedTargets:
     """Mask each row's target with ratio cos(r pi/2), r ~ U(0, 1) (at least one position); loss on masked only."""
     b, n = target.shape
@@ -105,10 +114,7 @@ def reflective_trajectory(
     state = torch.where(reveal_exact, torch.where(changed, torch.full_like(state, K), target), state)
     state = torch.where(target_exact, target, state)
 
-    is_mask = state == K
-    wrong = ~is_mask & (state != target)
-    labels = torch.where(wrong, torch.full_like(target, K), target)
-    kind = torch.where(is_mask, REVEAL, torch.where(wrong, MASK, KEEP))
+    labels, kind = oracle_labels(state, target, K)
     history = (
         _simulated_history(source, target, state, native_wrong, native, changed, K, config, u) if with_history else None
     )
@@ -198,8 +204,5 @@ def sampler_states(
     state = torch.where(reflect, source, torch.where(reveal, reveal_state, confirm_state))
     older = torch.where(confirm, source, none)
     newer = torch.where(reflect, none, torch.where(reveal, source, reveal_seen))
-    is_mask = state == K
-    is_wrong = ~is_mask & (state != target)
-    labels = torch.where(is_wrong, mask, target)
-    kind = torch.where(is_mask, REVEAL, torch.where(is_wrong, MASK, KEEP))
+    labels, kind = oracle_labels(state, target, K)
     return CorruptedTargets(state, labels, kind, torch.stack([older, newer], dim=-1))
