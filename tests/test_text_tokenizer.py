@@ -31,15 +31,17 @@ def test_fixed_special_ids_and_vocab_layout(tokenizer) -> None:
     words = sorted(w for w in vocab if w not in EXPECTED_SPECIALS)
     assert [vocab[w] for w in words] == list(range(13, 13 + len(words)))  # sorted order from 13
     assert len(vocab) == len(tokenizer) <= 256
-    for word in ("edit", "the", "image", ".", "please", "colour", "color", "an", "on"):
+    for word in ("edit", "the", "image", "please", "colour", "an", "on"):
         assert word in vocab
+    for word in (".", "color", "Edit"):  # punctuation, the other spelling and capitals are normalised away
+        assert word not in vocab
 
 
 def test_prompt_tags_are_single_tokens(tokenizer) -> None:
     text = "<system>Edit the image.</system><user>make the red circle blue</user>"
     tokens = tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])
     assert tokens == [
-        "<system>", "edit", "the", "image", ".", "</system>",
+        "<system>", "edit", "the", "image", "</system>",
         "<user>", "make", "the", "red", "circle", "blue", "</user>",
     ]  # fmt: skip
     ids = tokenizer("<IMAGE></IMAGE><answer></answer><eor><uncondition><mask><pad>")["input_ids"]
@@ -49,7 +51,7 @@ def test_prompt_tags_are_single_tokens(tokenizer) -> None:
 def test_unknown_words_map_to_unk(tokenizer) -> None:
     ids = tokenizer("Make the RED zebra blue!")["input_ids"]
     vocab = tokenizer.get_vocab()
-    assert ids == [vocab["make"], vocab["the"], vocab["red"], 1, vocab["blue"], 1]
+    assert ids == [vocab["make"], vocab["the"], vocab["red"], 1, vocab["blue"]]  # "!" is normalised away
 
 
 def test_world_instructions_have_no_unk(tokenizer) -> None:

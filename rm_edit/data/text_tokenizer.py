@@ -4,11 +4,15 @@ A real `transformers` fast tokenizer (so it saves/loads with
 ``save_pretrained`` / ``AutoTokenizer.from_pretrained``) over the closed
 vocabulary of the shapes world. The special-token ids below are part of the
 model's token layout and must never change.
+
+Its normalizer reads instructions as people type them: case, punctuation, repeated spaces and the other
+English spelling of a world word ("color" for the world's "colour", "centre" for its "center") are folded
+onto the world's own words, inside the tokenizer, so training data, ``from_pretrained`` and every caller agree.
 """
 
 from __future__ import annotations
 
-from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
@@ -35,22 +39,63 @@ SYSTEM_PROMPT = "Edit the image."
 MAX_VOCAB_SIZE = 256
 # Glue words users commonly add around world instructions.
 COMMON_WORDS: tuple[str, ...] = (
-    "a", "an", "to", "of", "and", "it", "please", "into", "at", "in", "on", "with", "colour", "color",
+    "a", "an", "to", "of", "and", "it", "please", "into", "at", "in", "on", "with", "colour",
+)  # fmt: skip
+# English spelling pairs (British, American). The normalizer maps the form the vocabulary lacks onto the one
+# it has; a pair with neither form (or both) in the vocabulary is left alone.
+SPELLING_VARIANTS: tuple[tuple[str, str], ...] = (
+    ("colour", "color"), ("colours", "colors"), ("coloured", "colored"), ("recolour", "recolor"),
+    ("recoloured", "recolored"), ("centre", "center"), ("centres", "centers"), ("grey", "gray"),
+    ("greys", "grays"), ("favourite", "favorite"),
 )  # fmt: skip
 
 
+def spelling_map(words) -> dict[str, str]:
+    """{variant a person may type: the vocabulary's own spelling} for the pairs of :data:`SPELLING_VARIANTS`."""
+    words = set(words)
+    out = {}
+    for british, american in SPELLING_VARIANTS:
+        if british in words and american not in words:
+            out[american] = british
+        elif american in words and british not in words:
+            out[british] = american
+    return out
+
+
+def instruction_normalizer(words) -> normalizers.Normalizer:
+    """Lowercase, punctuation and symbols to spaces ("top-left." -> "top left"), spelling variants onto
+    ``words``' own spelling, runs of spaces to one, no surrounding space. Special tokens are matched before
+    it runs, so ``<user>`` etc. are untouched."""
+    steps = [normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace(Regex(r"[^\w\s]|_"), " ")]
+    steps += [normalizers.Replace(Regex(rf"\b{variant}\b"), word) for variant, word in sorted(spelling_map(words).items())]
+    steps += [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+    return normalizers.Sequence(steps)
+
+
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
-    # Split on whitespace, then isolate each punctuation mark ("image." -> "image", ".").
+    # Split on whitespace, then isolate each punctuation mark (none is left after the normalizer; kept so a
+    # tokenizer saved before it existed splits the same).
     return pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
     )
 
 
 def shapes_words() -> list[str]:
-    """Sorted ordinary (non-special) words of the tokenizer."""
+    """Sorted ordinary (non-special) words of the tokenizer: the world's, the glue words, the system prompt's."""
     words = set(ShapesWorld.vocabulary()) | set(COMMON_WORDS)
-    words.update(w for w, _ in _pre_tokenizer().pre_tokenize_str(SYSTEM_PROMPT.lower()))
+    system = instruction_normalizer(words).normalize_str(SYSTEM_PROMPT)
+    words.update(w for w, _ in _pre_tokenizer().pre_tokenize_str(system))
     return sorted(words)
+
+
+def add_normalizer(backend: Tokenizer, words=None) -> Tokenizer:
+    """Give a word-level ``tokenizers.Tokenizer`` the instruction normalizer for ``words`` (default: its own
+    vocabulary). Also updates a tokenizer saved before the normalizer existed, its ids unchanged: pass the
+    words its model was trained on when the vocabulary holds both spellings of a pair."""
+    if words is None:
+        words = [w for w in backend.get_vocab() if w not in SPECIAL_TOKENS]
+    backend.normalizer = instruction_normalizer(words)
+    return backend
 
 
 def build_shapes_tokenizer() -> PreTrainedTokenizerFast:
@@ -62,7 +107,7 @@ def build_shapes_tokenizer() -> PreTrainedTokenizerFast:
         raise ValueError(f"shapes tokenizer vocabulary has {len(vocab)} tokens > {MAX_VOCAB_SIZE}")
 
     backend = Tokenizer(WordLevel(vocab, unk_token=UNK))
-    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    add_normalizer(backend)
     backend.pre_tokenizer = _pre_tokenizer()
     # Already in the vocab, so they keep their ids; normalized=False makes the
     # tags match verbatim (before lowercasing) and never split.
