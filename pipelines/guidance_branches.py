@@ -3,7 +3,7 @@
 The no-image guidance branch is shorter than the conditional and no-instruction ones, so a batch of all three is
 padded and attends with a key mask. In bf16 that is not the computation of each branch run alone (attention
 takes another kernel path and rounds differently): on a random-weight Lumina-layout LLaDA, 8 regenerate steps
-agreed with the unpadded branches on 54% of the codes (``python -m rm_edit.pipelines.benchmark_bf16_branches``).
+agreed with the unpadded branches on 54% of the codes (``python benchmarks/benchmark_bf16_branches.py``).
 So in 16-bit dtypes the branches run grouped by length, each group unpadded, as Lumina-DiMOO's own code runs
 them (100% agreement); fp32 keeps the one padded batch (100% agreement already, and bit-for-bit the results
 this project has published). A key/value-cached step keeps the padded batch (the cache is approximate anyway).

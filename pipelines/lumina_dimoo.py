@@ -33,29 +33,25 @@ from pathlib import Path
 import torch
 from diffusers import VQModel
 
+from rm_edit.adapters import load_rm_adapter
 from rm_edit.layout import LUMINA_DIMOO
+from rm_edit.lumina_tokenizer import check_tokenizer_layout, load_lumina_tokenizer
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
 from rm_edit.transformer import LLaDATransformer
-from rm_edit.vq import codebook_size, vq_downsample_factor
+from rm_edit.vq import codebook_size, small_vq_config, vq_downsample_factor
 
-from .lumina_tokenizer import (  # noqa: F401  (re-exported: this module's public names before the split)
-    LUMINA_STAND_IN_SPECIAL_TOKENS, build_stand_in_tokenizer, check_tokenizer_layout, load_lumina_tokenizer,
-)
 from .pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 
 __all__ = [
     "LUMINA_PIPELINE_CONFIG",
-    "LUMINA_STAND_IN_SPECIAL_TOKENS",
     "add_convert_parser",
-    "build_stand_in_tokenizer",
-    "check_tokenizer_layout",
     "convert_lumina_dimoo",
     "default_dtype",
     "load_lumina_dimoo",
-    "load_lumina_tokenizer",
     "lumina_regenerate_scheduler",
     "lumina_scheduler",
     "run_convert",
+    "stand_in_vq_config",
 ]
 
 # Pipeline config of a Lumina-DiMOO editor (REFERENCE.md section 1): its crop-size frontier of 256 cells of
@@ -64,6 +60,15 @@ LUMINA_PIPELINE_CONFIG = dict(
     layout=LUMINA_DIMOO.name, crop_multiple=32, max_crop_cells=256, crop_fill_budget=True, guidance_scale=2.5,
     image_guidance_scale=4.0,
 )
+
+
+def stand_in_vq_config(channels: int = 8) -> dict:
+    """A tiny random VQ for tests and the GPU check: aMUSEd's VQ layout (5 blocks: 16x downsampling, 8192 codes, no mid-block attention) with tiny channels."""
+    cfg = small_vq_config(codebook_size=LUMINA_DIMOO.codebook_size, block_out_channels=(channels,) * 5,
+                          latent_channels=8, layers_per_block=1, norm_num_groups=4)
+    cfg["sample_size"] = 256
+    return cfg
+
 
 def default_dtype() -> torch.dtype:
     """bf16 where CUDA is available (as Lumina-DiMOO runs), else fp32."""
@@ -123,7 +128,7 @@ def load_lumina_dimoo(
 
     torch_dtype: the transformer's dtype (default :func:`default_dtype`); its weights load one tensor at a time
     straight onto ``device`` (default CPU) in that dtype. The VQ stays in ``vq_dtype`` (fp32: it is small and
-    decodes better). rm_adapter: an RM adapter folder (:func:`rm_edit.training.lora_rm.save_rm_adapter`) to
+    decodes better). rm_adapter: an RM adapter folder (:func:`rm_edit.adapters.save_rm_adapter`) to
     load; with it (or a checkpoint whose config records ``rm_post_trained``) the default sampler is reflective
     (:func:`lumina_scheduler`), else Lumina's own (:func:`lumina_regenerate_scheduler`). ``pipeline_config``
     overrides :data:`LUMINA_PIPELINE_CONFIG`.
@@ -141,8 +146,6 @@ def load_lumina_dimoo(
     if transformer.config.rm_post_trained is None:  # as released: [MASK] was never a training target
         transformer.register_to_config(rm_post_trained=False)
     if rm_adapter is not None:
-        from rm_edit.training.lora_rm import load_rm_adapter
-
         load_rm_adapter(transformer, rm_adapter)
     vqvae = VQModel.from_pretrained(str(folder / "vqvae"), torch_dtype=vq_dtype).eval()
     if not vqvae.config.lookup_from_codebook:

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from rm_edit.layout import LUMINA_DIMOO
-from rm_edit.pipelines.lumina_dimoo import LUMINA_STAND_IN_SPECIAL_TOKENS, build_stand_in_tokenizer
+from rm_edit.lumina_tokenizer import LUMINA_STAND_IN_SPECIAL_TOKENS, build_stand_in_tokenizer
+from rm_edit.pipelines.lumina_dimoo import stand_in_vq_config
 from rm_edit.transformer import LLaDATransformer, save_llada_checkpoint
-from rm_edit.pipelines.gpu_check import stand_in_vq_config
 from rm_edit.vq import build_vq
 
 TINY_LLADA = dict(d_model=16, n_layers=2, n_heads=2, n_kv_heads=2, mlp_hidden_size=32)

@@ -12,11 +12,10 @@ import torch
 
 from rm_edit.data.pretokenize import CodeCache
 from rm_edit.layout import LUMINA_DIMOO as L
-from rm_edit.pipelines.lumina_dimoo import build_stand_in_tokenizer, load_lumina_dimoo
-from rm_edit.training.lora_rm import (
-    load_rm_adapter, make_rm_batch, merge_rm_adapter, prepare_lora_model, rm_losses, save_rm_adapter,
-    trainable_parameters, unload_rm_adapter,
-)
+from rm_edit.adapters import load_rm_adapter, merge_rm_adapter, save_rm_adapter, unload_rm_adapter
+from rm_edit.lumina_tokenizer import build_stand_in_tokenizer
+from rm_edit.pipelines.lumina_dimoo import load_lumina_dimoo
+from rm_edit.training.lora_rm import make_rm_batch, prepare_lora_model, rm_losses, trainable_parameters
 from rm_edit.training.train_mdm import PromptBank
 from rm_edit.transformer import LLaDATransformer
 from tests.lumina_fixture import make_tiny_lumina_checkpoint

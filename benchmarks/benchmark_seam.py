@@ -1,7 +1,7 @@
 """Paste-back's seam on tinted backgrounds: mean |edit - source| on the 2-px ring around the pasted region.
 
-    python -m rm_edit.pipelines.benchmark_seam            # the shipped default model, 32 shapes test edits
-    python -m rm_edit.pipelines.benchmark_seam --model DIR --n 64
+    python benchmarks/benchmark_seam.py            # the shipped default model, 32 shapes test edits
+    python benchmarks/benchmark_seam.py --model DIR --n 64
 
 Each shapes test image gets its background (its most common colour) replaced by a tint the shapes world never
 uses, so the decoder cannot reproduce it exactly; the edit is made with and without paste-back and both are
@@ -31,7 +31,7 @@ def tinted(source: np.ndarray, tint: tuple[int, int, int]) -> PIL.Image.Image:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rm_edit.pipelines.benchmark_seam")
+    parser = argparse.ArgumentParser(prog="python benchmarks/benchmark_seam.py")
     parser.add_argument("--model", help="a saved pipeline folder (default: the shipped model)")
     parser.add_argument("--n", type=int, default=32)
     args = parser.parse_args(argv)

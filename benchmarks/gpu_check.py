@@ -1,8 +1,8 @@
 """One-call GPU check of Lumina-DiMOO-sized editing and LoRA RM post-training, with random weights.
 
-    python -m rm_edit.pipelines.gpu_check                 # 8B-shaped LLaDA in bf16 on CUDA (a few minutes)
-    python -m rm_edit.pipelines.gpu_check --tiny          # the same code path, tiny, on CPU (seconds)
-    python -m rm_edit.pipelines.gpu_check --json $OUT/gpu_check.json
+    python benchmarks/gpu_check.py                 # 8B-shaped LLaDA in bf16 on CUDA (a few minutes)
+    python benchmarks/gpu_check.py --tiny          # the same code path, tiny, on CPU (seconds)
+    python benchmarks/gpu_check.py --json $OUT/gpu_check.json
 
 Builds a random-weight LLaDATransformer with Lumina-DiMOO's shape (32 layers, d_model 4096, 32 heads, MLP
 12288, vocabulary 134,548; bf16, allocated on the GPU; fewer layers if it does not fit), a tiny random VQ with
@@ -27,18 +27,10 @@ import torch
 
 from rm_edit.layout import LUMINA_DIMOO
 from rm_edit.transformer import LLaDATransformer, count_parameters
-from rm_edit.vq import build_vq, small_vq_config
+from rm_edit.vq import build_vq
 
 DIMOO_8B = dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288)
 TINY = dict(d_model=32, n_layers=2, n_heads=2, n_kv_heads=2, mlp_hidden_size=64)
-
-
-def stand_in_vq_config(channels: int = 8) -> dict:
-    """aMUSEd's VQ layout (5 blocks: 16x downsampling, 8192 codes, no mid-block attention) with tiny channels."""
-    cfg = small_vq_config(codebook_size=LUMINA_DIMOO.codebook_size, block_out_channels=(channels,) * 5,
-                          latent_channels=8, layers_per_block=1, norm_num_groups=4)
-    cfg["sample_size"] = 256
-    return cfg
 
 
 def build_random_transformer(dims: dict, device: torch.device, dtype: torch.dtype) -> LLaDATransformer:
@@ -75,7 +67,8 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from rm_edit.pipelines.lumina_dimoo import LUMINA_PIPELINE_CONFIG, build_stand_in_tokenizer, lumina_scheduler
+    from rm_edit.lumina_tokenizer import build_stand_in_tokenizer
+    from rm_edit.pipelines.lumina_dimoo import LUMINA_PIPELINE_CONFIG, lumina_scheduler, stand_in_vq_config
     from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 
     start = time.time()

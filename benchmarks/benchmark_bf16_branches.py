@@ -1,6 +1,6 @@
 """bf16 drift of the batched guidance branches (a measurement script, not a test).
 
-    python -m rm_edit.pipelines.benchmark_bf16_branches            # 8 regenerate steps, 32x32 codes, bf16 on CPU
+    python benchmarks/benchmark_bf16_branches.py            # 8 regenerate steps, 32x32 codes, bf16 on CPU
 
 One guided step runs the conditional, no-instruction and no-image branches as one padded batch (the no-image
 branch is shorter). Lumina-DiMOO's own code runs each branch alone, unpadded. This script samples the same
@@ -20,8 +20,9 @@ import torch
 from rm_edit.layout import LUMINA_DIMOO, build_edit_sequence, encode_edit_prompts, pad_sequences
 from rm_edit.transformer import LLaDATransformer
 
-from .guidance_branches import forward_branches
-from .lumina_dimoo import build_stand_in_tokenizer, lumina_regenerate_scheduler
+from rm_edit.pipelines.guidance_branches import forward_branches
+from rm_edit.lumina_tokenizer import build_stand_in_tokenizer
+from rm_edit.pipelines.lumina_dimoo import lumina_regenerate_scheduler
 
 G_TEXT, G_IMAGE = 2.5, 4.0
 
@@ -58,7 +59,7 @@ def sample(model, prompts, source: torch.Tensor, steps: int, mode: str, seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rm_edit.pipelines.benchmark_bf16_branches")
+    parser = argparse.ArgumentParser(prog="python benchmarks/benchmark_bf16_branches.py")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--grid", type=int, default=32, help="codes per side (32: a 512x512 edit)")
     parser.add_argument("--d-model", type=int, default=256)

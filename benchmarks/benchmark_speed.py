@@ -1,13 +1,14 @@
 """Speed benchmark: reflective vs regenerate editing, batch 1 vs 16 (prints a table; not a test).
 
-    python -m rm_edit.pipelines.benchmark_speed                  # the shipped default model, CPU
-    python -m rm_edit.pipelines.benchmark_speed --model DIR --n 32 --threads 2
-    python -m rm_edit.pipelines.benchmark_speed --model rm_edit/models/shapes-rm-her --history
-    python -m rm_edit.pipelines.benchmark_speed --forward-only   # raw transformer forward timings
+    python benchmarks/benchmark_speed.py                  # the shipped default model, CPU
+    python benchmarks/benchmark_speed.py --model DIR --n 32 --threads 2
+    python benchmarks/benchmark_speed.py --model rm_edit/models/shapes-rm --no-history
+    python benchmarks/benchmark_speed.py --forward-only   # raw transformer forward timings
 
 For each strategy and batch size it reports transformer forward passes per edit, seconds per edit, edits
 per second and the edit quality at token level on the shapes world's test split (edit-region accuracy
-against the ground-truth target codes, fraction of tokens outside the true change kept). On a CUDA machine
+against the ground-truth target codes, fraction of tokens outside the true change kept). Each model runs with
+its own recorded settings (History Reference as its transformer config records it) unless told otherwise. On a CUDA machine
 ``--synthetic-8b`` adds an 8B-shaped random LLaDA (timing only).
 """
 
@@ -22,9 +23,8 @@ from PIL import Image
 from rm_edit.data.shapes import ShapesWorld
 from rm_edit.evaluation.token_eval import evaluate_tokens
 from rm_edit.layout import SHAPES
+from rm_edit.pipelines.pipeline_reflective_edit import REGENERATE_STEPS
 from rm_edit.transformer import LLaDATransformer
-
-REGENERATE_STEPS = 16  # Lumina-DiMOO's 64 steps for 1024 codes, scaled to the default model's 64 codes
 
 
 def time_forward(config: dict, seq_len: int, batch_sizes=(1, 16), repeats: int = 5, device="cpu", dtype=torch.float32):
@@ -46,7 +46,7 @@ def time_forward(config: dict, seq_len: int, batch_sizes=(1, 16), repeats: int =
 
 
 def benchmark_pipeline(pipe, n: int, batch_sizes=(1, 16), reveal_steps: int | None = None,
-                       use_history: bool = False) -> list[dict]:
+                       use_history: bool | None = None) -> list[dict]:
     world = ShapesWorld(split="test")
     examples = [world[i] for i in range(n)]
     rows = []
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=32, help="test examples per configuration")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--reveal-steps", type=int, help="reflective reveal steps per turn (default: the model's)")
-    parser.add_argument("--history", action="store_true",
-                        help="History Reference in the reflective rows (for an RM+HER folder, e.g. shapes-rm-her)")
+    parser.add_argument("--history", action=argparse.BooleanOptionalAction, default=None,
+                        help="History Reference in the reflective rows (default: as the model was trained)")
     parser.add_argument("--batch-sizes", default="1,16", help="comma list")
     parser.add_argument("--forward-only", action="store_true")
     parser.add_argument("--synthetic-8b", action="store_true", help="also time an 8B-shaped LLaDA (CUDA only)")

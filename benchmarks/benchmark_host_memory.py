@@ -1,7 +1,7 @@
 """Peak host memory of loading a Lumina-DiMOO-layout checkpoint (a measurement script, not a test).
 
-    python -m rm_edit.pipelines.benchmark_host_memory write /tmp/dimoo-2gb --gb 2   # random weights, released layout
-    python -m rm_edit.pipelines.benchmark_host_memory compare /tmp/dimoo-2gb --dtype fp32
+    python benchmarks/benchmark_host_memory.py write /tmp/dimoo-2gb --gb 2   # random weights, released layout
+    python benchmarks/benchmark_host_memory.py compare /tmp/dimoo-2gb --dtype fp32
     rm -r /tmp/dimoo-2gb
 
 ``write`` makes a folder in the layout Lumina-DiMOO ships (LLaDA config.json, bf16 safetensors shards + index)
@@ -123,7 +123,7 @@ def compare(folder: Path, dtype_name: str) -> list[dict]:
     largest = max(f.stat().st_size for f in folder.glob("*.safetensors")) / 2**20
     rows = []
     for loader in ("whole-state-dict", "per-tensor"):
-        out = subprocess.run([sys.executable, "-m", "rm_edit.pipelines.benchmark_host_memory", "measure", str(folder),
+        out = subprocess.run([sys.executable, __file__, "measure", str(folder),
                               "--loader", loader, "--dtype", dtype_name], check=True, capture_output=True, text=True)
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row["bound_mib"] = round(1.3 * largest + row["model_mib"])
@@ -133,7 +133,7 @@ def compare(folder: Path, dtype_name: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rm_edit.pipelines.benchmark_host_memory")
+    parser = argparse.ArgumentParser(prog="python benchmarks/benchmark_host_memory.py")
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("write", help="write a random-weight folder in the released layout")
     w.add_argument("folder", type=Path)
