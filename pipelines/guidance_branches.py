@@ -19,13 +19,18 @@ __all__ = ["forward_branches"]
 
 
 def forward_branches(transformer, batch: SequenceBatch, embedding_offset: torch.Tensor | None = None,
-                     kv_cache=None) -> torch.Tensor:
-    """Logits (B, N, V) at ``batch.target_positions``, as ``transformer(...)`` would give them."""
-    lengths = batch.attention_mask.sum(-1)
-    same_length = bool((lengths == lengths[0]).all())
-    if kv_cache is not None or same_length or transformer.dtype == torch.float32:
+                     kv_cache=None, output_classes: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (B, N, V) at ``batch.target_positions`` (V: ``output_classes`` when given), as
+    ``transformer(...)`` would give them."""
+    if kv_cache is not None or transformer.dtype == torch.float32:
         return transformer(batch.input_ids, batch.attention_mask, embedding_offset=embedding_offset,
-                           output_positions=batch.target_positions, kv_cache=kv_cache).logits
+                           output_positions=batch.target_positions, kv_cache=kv_cache,
+                           output_classes=output_classes).logits
+    lengths = batch.attention_mask.sum(-1)
+    if bool((lengths == lengths[0]).all()):
+        return transformer(batch.input_ids, batch.attention_mask, embedding_offset=embedding_offset,
+                           output_positions=batch.target_positions, kv_cache=kv_cache,
+                           output_classes=output_classes).logits
     out = None
     for length in lengths.unique().tolist():
         rows = (lengths == length).nonzero().squeeze(1)
@@ -33,7 +38,7 @@ def forward_branches(transformer, batch: SequenceBatch, embedding_offset: torch.
             raise ValueError("forward_branches expects right-padded sequences (rm_edit.layout.pad_sequences)")
         offset = None if embedding_offset is None else embedding_offset[rows, :length]
         logits = transformer(batch.input_ids[rows, :length], None, embedding_offset=offset,
-                             output_positions=batch.target_positions[rows]).logits
+                             output_positions=batch.target_positions[rows], output_classes=output_classes).logits
         if out is None:
             out = logits.new_empty((batch.input_ids.shape[0], *logits.shape[1:]))
         out[rows] = logits

@@ -26,7 +26,8 @@ from rm_edit.image_inputs import as_pil_images
 from rm_edit.image_processor import EditImageProcessor
 from rm_edit.input_checks import InputChecks, check_sequence_length
 from rm_edit.kv_cache import KVCache
-from rm_edit.layout import build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
+from rm_edit.layout import SequenceBatch, build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
+from rm_edit.reflective import generators_on
 from rm_edit.schedulers import CodeSpaceEditScheduler, LuminaRegenerateScheduler, ReflectiveMaskingScheduler
 from rm_edit.transformer import LLaDATransformer
 from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes
@@ -103,6 +104,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                                                   fill_budget=crop_fill_budget)
         self._interrupt = False
         self._kv_cache: KVCache | None = None  # the last call's cache (its pass counters are useful stats)
+        self._classes: torch.Tensor | None = None  # the head rows a call reads (image codes, [MASK])
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -224,38 +226,60 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             seqs += [build_edit_sequence(self.layout, p, None, state[i].view(h, w), close) for i, p in enumerate(prompts)]
         return pad_sequences(seqs, self.layout.pad_token_id)
 
+    def _branch_batch(self, prompts, source_host: torch.Tensor, rows: tuple[int, ...], g_text: float, g_image: float):
+        """The batch ``rows``' branch sequences on the device, target codes left to :meth:`_with_state` (built on
+        the host once per set of rows, so a step writes only the (B, N) state into it)."""
+        conditional, uncond, close = prompts
+        picked = list(rows)
+        batch = self._branches([conditional[j] for j in picked], [uncond[j] for j in picked], close,
+                               source_host[picked], source_host[picked].flatten(1), g_text != 0, g_image != 0)
+        device = self._execution_device
+        return batch.to(device), rows, torch.tensor(picked, device=device)
+
+    def _with_state(self, batch: SequenceBatch, state: torch.Tensor) -> SequenceBatch:
+        """``batch`` with every branch's target block holding ``state`` (rows x copies, in branch order)."""
+        copies = batch.input_ids.shape[0] // state.shape[0]
+        ids = self.layout.ids_from_code_state(state).repeat(copies, 1)
+        return SequenceBatch(batch.input_ids.scatter(1, batch.target_positions, ids), batch.attention_mask,
+                             batch.target_positions)
+
     # ---- one forward pass ---------------------------------------------------------------------------------
-    def _predict(self, prompts, source, state, rows, previous, reference, full: bool, g_text: float, g_image: float):
-        """Guided logits (B, N, K + 1) for the batch ``rows`` (other rows: ``previous``'s, or zeros).
+    def _predict(self, template, state, previous, reference, full: bool, g_text: float, g_image: float):
+        """Guided logits (B, N, K + 1) for the batch rows of ``template`` (other rows: ``previous``'s, or zeros),
+        all on the transformer's device (nothing is read back to the host).
 
         ``full=False`` reuses the key/value cache: a reveal step reads only masked positions' logits, so it
         recomputes those and the codes that changed since the cache was filled; the rest keeps its cached
         keys/values (and logits)."""
-        conditional, uncond, close = prompts
-        b, h, w = source.shape
-        batch = self._branches([conditional[j] for j in rows.tolist()], [uncond[j] for j in rows.tolist()], close,
-                               source[rows], state[rows], g_text != 0, g_image != 0).to(self._execution_device)
+        branches, rows, row_index = template
+        b = state.shape[0]
+        batch = self._with_state(branches, state if len(rows) == b else state.index_select(0, row_index))
         copies = batch.input_ids.shape[0] // len(rows)  # the conditional and guidance branches
         offset = None if reference is None else scatter_offsets(
-            reference.to(self._execution_device).repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
+            reference.repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
         cache, mask_code = self._kv_cache, self.layout.mask_code
+        classes = self._classes
         if full:
-            out = forward_branches(self.transformer, batch, offset, cache)  # unpadded branches in 16-bit
+            out = forward_branches(self.transformer, batch, offset, cache, classes)  # unpadded branches in 16-bit
             if cache is not None:
-                cache.filled_from(rows, state)
-            logits = torch.zeros(b, h * w, self.layout.codebook_size + 1)
-            return logits.index_copy_(0, rows, self._guided(out, len(rows), g_text, g_image))
+                cache.filled_from(rows, state, row_index)
+            guided = self._guided(out, len(rows), g_text, g_image)
+            if len(rows) == b:
+                return guided
+            logits = previous.clone() if previous is not None else guided.new_zeros(b, *guided.shape[1:])
+            return logits.index_copy_(0, row_index, guided)
         target_idx = cache.stale_positions(state, mask_code)
-        seq_idx = torch.gather(batch.target_positions, 1, target_idx.repeat(copies, 1).to(self._execution_device))
+        seq_idx = torch.gather(batch.target_positions, 1, target_idx.repeat(copies, 1))
         out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset, kv_cache=cache,
-                               compute_positions=seq_idx).logits
+                               compute_positions=seq_idx, output_classes=classes).logits
         logits = previous.clone()
-        logits[rows[:, None].expand_as(target_idx), target_idx] = self._guided(out, len(rows), g_text, g_image)
+        logits[row_index[:, None].expand_as(target_idx), target_idx] = self._guided(out, len(rows), g_text, g_image)
         return logits
 
     def _guided(self, out: torch.Tensor, b: int, g_text: float, g_image: float) -> torch.Tensor:
-        """Lumina-DiMOO's guidance: cond + g_text (cond - no_instruction) + g_image (cond - no_image)."""
-        logits = self.layout.image_code_logits(out).float()
+        """Lumina-DiMOO's guidance: cond + g_text (cond - no_instruction) + g_image (cond - no_image), from logits
+        over the image codes then [MASK] (the head computed only those: ``output_classes``)."""
+        logits = out.float()
         cond, rest = logits[:b], logits[b:]
         guided = cond
         if g_text != 0:
@@ -263,7 +287,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             rest = rest[b:]
         if g_image != 0:
             guided = guided + g_image * (cond - rest[:b])
-        return guided.cpu()
+        return guided
 
     # ---- the sampling loop ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -369,7 +393,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             generator (`torch.Generator` or a list, one per edit, *optional*):
                 Randomness of sampling at temperature > 0 (nothing else is random: at temperature 0 a call is
                 deterministic and the generator unused); one per edit (images x ``num_images_per_prompt``)
-                makes each row independent of what it is batched with.
+                makes each row independent of what it is batched with. Draws happen on the transformer's device:
+                a CPU generator with a model on a GPU seeds a generator there with one draw from it (same seed,
+                same edit on that kind of device).
             output_type (`str`, defaults to `"pil"`):
                 ``"pil"``, ``"np"`` ((B, H, W, 3) float in [0, 1]), ``"pt"`` ((B, 3, H, W)) or ``"latent"``
                 (the (B, h, w) codes; nothing is decoded).
@@ -412,30 +438,39 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
 
         prepared = self.image_processor.preprocess(images)
         encoded_prompts = self._encode_prompts(prompts, negatives)
-        source = encode_to_codes(self.vqvae, prepared.pixels.to(self._execution_device)).cpu()
+        device = self._execution_device  # the sampler's state, logits and random draws all stay there
+        source = encode_to_codes(self.vqvae, prepared.pixels.to(device)).to(device)
+        source_host = source.cpu()  # the branch sequences' prompts are assembled on the host, once
         b, h, w = source.shape
         heads, uncond, close = encoded_prompts
         check_sequence_length(
-            [len(build_edit_sequence(self.layout, max(heads[i], uncond[i], key=len), source[i], source[i], close)
-                 .input_ids) for i in range(b)],
+            [len(build_edit_sequence(self.layout, max(heads[i], uncond[i], key=len), source_host[i], source_host[i],
+                                     close).input_ids) for i in range(b)],
             prompts, self.transformer.config.get("max_sequence_length"))
         region = self.image_processor.region_tokens(masks, prepared.crops, h, w)
+        region = None if region is None else region.to(device)
         history = HistoryReference(self.transformer.get_input_embeddings(), self.layout, b, h * w, history_alpha,
-                                   history_decay, self._execution_device) if use_history else None
+                                   history_decay, device) if use_history else None
         state = scheduler.begin(source.reshape(b, h * w), region, history)
+        generator = generators_on(generator, device)
+        self._classes = self.layout.image_class_ids(device)
         self._kv_cache = KVCache() if use_kv_cache else None
         self._num_timesteps, self._interrupt = len(scheduler.timesteps), False
-        trajectory = [{"codes": state.view(b, h, w).clone(), "remasked": torch.zeros(b, h, w, dtype=torch.bool)}]
-        logits, passes = None, 0
+        trajectory = [{"codes": state.view(b, h, w).clone(), "remasked": torch.zeros_like(state, dtype=torch.bool)
+                       .view(b, h, w)}]
+        logits, passes, template = None, 0, None
+        # The loop reads nothing back from the device except the rows at their fixed point, once per reflect step.
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
-            for i, t in enumerate(scheduler.timesteps):
+            for i, t in enumerate(scheduler.timesteps.tolist()):
                 if self.interrupt or scheduler.finished:
                     break
-                rows = scheduler.active_rows
+                rows = scheduler.active_row_list
+                if template is None or template[1] != rows:  # the first step, and rows that reached a fixed point
+                    template = self._branch_batch(encoded_prompts, source_host, rows, g_text, g_image)
                 full = self._kv_cache is None or scheduler.needs_full_forward(t, kv_cache_refresh_every) \
                     or not self._kv_cache.serves(rows)
-                logits = self._predict(encoded_prompts, source, state, rows, logits,
-                                       scheduler.history_reference(rows), full, g_text, g_image)
+                logits = self._predict(template, state, logits, scheduler.history_reference(template[2]), full,
+                                       g_text, g_image)
                 passes += 1
                 step = scheduler.step(logits, t, state, generator=generator)
                 state = step.prev_sample
@@ -447,10 +482,12 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                     state = (cb or {}).get("state", state)
                 bar.update()
         final, chosen = scheduler.finish(state)
-        codes, region_tokens = final.view(b, h, w), chosen.view(b, h, w)
+        codes, region_tokens = final.view(b, h, w).cpu(), chosen.view(b, h, w).cpu()
+        if return_trajectory:
+            trajectory = [{k: v.cpu() for k, v in entry.items()} for entry in trajectory]
         self.maybe_free_model_hooks()
         images_out, masks = self._decode(codes, prepared, region_tokens, paste_back, output_type)
-        out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source)
+        out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host)
         return ReflectiveEditOutput(*out) if return_dict else out
 
     # ---- outputs -----------------------------------------------------------------------------------------

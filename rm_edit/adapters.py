@@ -67,8 +67,12 @@ def attach_mask_row(transformer: LLaDATransformer, delta: torch.Tensor | None = 
             if positions is not None:
                 hidden = torch.gather(hidden, 1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
             logits = output.logits if hasattr(output, "logits") else output[0]
-            contribution = module.rm_mask_row(hidden)
-            logits[..., module.rm_mask_row.mask_token_id] += contribution.to(logits.dtype)
+            contribution = module.rm_mask_row(hidden).to(logits.dtype)
+            classes = kwargs.get("output_classes")
+            if classes is None:
+                logits[..., module.rm_mask_row.mask_token_id] += contribution
+            else:  # the head computed only ``classes``: add where [MASK] is among them (no host read)
+                logits += contribution.unsqueeze(-1) * (classes == module.rm_mask_row.mask_token_id).to(logits.dtype)
             return output
 
         transformer._rm_mask_row_hooks = [

@@ -75,17 +75,21 @@ class HistoryReference:
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"history decay gamma must be in (0, 1], got {gamma}")
         self.embedding, self.layout, self.alpha, self.gamma = embedding, layout, alpha, gamma
-        self.device = embedding.weight.device if device is None else device  # where the embedding lookups run
-        self.state = HistoryState.empty(batch, positions, embedding.weight.shape[1])
+        # The state lives where the embedding lookups run (the transformer's device): recording and reading it
+        # never copies (B, N, D) tensors between host and device.
+        self.device = embedding.weight.device if device is None else torch.device(device)
+        self.state = HistoryState.empty(batch, positions, embedding.weight.shape[1], device=self.device)
 
     def record(self, sample: torch.Tensor) -> None:
         """Record the (B, N) code-space state the last forward pass saw ([MASK] positions record nothing)."""
         emb, held = code_embeddings(self.embedding, self.layout, sample.to(self.device))
-        self.state = update_history(self.state, emb.cpu(), held.cpu(), self.gamma)
+        self.state = update_history(self.state, emb, held, self.gamma)
 
     def reference(self, rows: torch.Tensor) -> torch.Tensor | None:
         """(len(rows), N, D) ``alpha`` x the decayed mean for batch ``rows``; None when alpha is 0."""
-        return None if self.alpha == 0 else history_embedding(self.state, self.alpha)[rows]
+        if self.alpha == 0:
+            return None
+        return history_embedding(self.state, self.alpha)[rows.to(self.device) if isinstance(rows, torch.Tensor) else rows]
 
 
 def scatter_offsets(

@@ -30,23 +30,27 @@ class KVCache:
     full_passes: int = 0  # forwards that (re)built the cache
     cached_passes: int = 0  # forwards that reused it
     computed_positions: int = 0  # positions recomputed by cached forwards, summed over rows
-    rows: torch.Tensor | None = None  # the sampling call's batch rows the keys/values belong to
+    rows: tuple[int, ...] | None = None  # the sampling call's batch rows the keys/values belong to
+    row_index: torch.Tensor | None = None  # the same rows as an index on the codes' device
     codes: torch.Tensor | None = None  # (B, N) code-space state of every row when they were computed
 
-    def serves(self, rows: torch.Tensor) -> bool:
+    def serves(self, rows) -> bool:
         """Whether the cache holds exactly these batch rows (a row that left the batch needs a full pass)."""
-        return self.rows is not None and torch.equal(self.rows, rows)
+        return self.rows is not None and self.rows == tuple(int(r) for r in rows)
 
-    def filled_from(self, rows: torch.Tensor, codes: torch.Tensor) -> None:
+    def filled_from(self, rows, codes: torch.Tensor, row_index: torch.Tensor | None = None) -> None:
         """A full forward over ``rows`` of the (B, N) state ``codes`` has just (re)built the cache."""
-        self.rows, self.codes = rows, codes.clone()
+        self.rows = tuple(int(r) for r in rows)
+        self.row_index = row_index if row_index is not None else torch.tensor(self.rows, device=codes.device)
+        self.codes = codes.clone()
 
     def stale_positions(self, codes: torch.Tensor, mask_code: int) -> torch.Tensor:
         """(len(rows), P) target indices a cached forward recomputes: still [MASK], or changed since filled;
-        they are marked fresh (a reveal step reads only masked positions' logits)."""
-        now, then = codes[self.rows], self.codes[self.rows]
+        they are marked fresh (a reveal step reads only masked positions' logits). P is data-dependent: the one
+        host read of a cached step."""
+        now, then = codes[self.row_index], self.codes[self.row_index]
         index = indices_to_recompute((now == mask_code) | (now != then))
-        rows = self.rows[:, None].expand_as(index)
+        rows = self.row_index[:, None].expand_as(index)
         self.codes[rows, index] = codes[rows, index]
         return index
 

@@ -90,6 +90,12 @@ class TokenLayout:
         mask = logits[..., self.mask_token_id : self.mask_token_id + 1]
         return torch.cat([codes, mask], dim=-1)
 
+    def image_class_ids(self, device=None) -> torch.Tensor:
+        """The vocabulary ids :meth:`image_code_logits` keeps, in its order (the K codes, then [MASK]): a model's
+        ``output_classes`` that gives those logits directly."""
+        codes = torch.arange(self.image_code_offset, self.image_code_offset + self.codebook_size, device=device)
+        return torch.cat([codes, torch.tensor([self.mask_token_id], device=device)])
+
     # ---- image rows ---------------------------------------------------------------------------------
     def image_token_ids(self, grid: torch.Tensor) -> torch.Tensor:
         """A (h, w) grid of token ids -> ``<IMAGE>`` row_1 <eor> ... row_h <eor> ``</IMAGE>`` (1D)."""

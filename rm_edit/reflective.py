@@ -47,6 +47,24 @@ def gumbel_noise(shape: torch.Size | tuple, generator: Generators = None, device
     return -torch.log(-torch.log(u))
 
 
+def generators_on(generator: Generators, device: torch.device | str) -> Generators:
+    """``generator`` (one, or one per row) as generators on ``device``, so random draws happen where the
+    sampler's tensors live (no host noise copied over every step).
+
+    A generator already on ``device``'s type is returned as it is (a CPU run draws exactly as before); any other
+    seeds a new ``device`` generator with one draw from it, so a seeded call stays reproducible on that device.
+    """
+    device = torch.device(device)
+    if generator is None:
+        return None
+    if isinstance(generator, (list, tuple)):
+        return [generators_on(g, device) for g in generator]
+    if generator.device.type == device.type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))  # a host draw, once per call
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def _top_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Per row, the ``k[row]`` highest-scoring candidate positions (ties broken by position)."""
     scores = scores.masked_fill(~candidates, float("-inf"))

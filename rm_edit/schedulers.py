@@ -51,13 +51,26 @@ class CodeSpaceEditScheduler(SchedulerMixin, ConfigMixin):
         Returns the first sample."""
         b, n = source.shape
         self.source, self.region, self.history = source, region, history
-        self.done = torch.zeros(b, dtype=torch.bool)  # rows at their fixed point: frozen, out of the forward
-        self.chosen = torch.zeros(b, n, dtype=torch.bool)  # positions re-masked at least once
+        # Everything stays on the source's device (the transformer's): a step never copies to the host.
+        self.done = torch.zeros(b, dtype=torch.bool, device=source.device)  # rows at their fixed point: frozen
+        self._done_rows: tuple[bool, ...] | None = (False,) * b  # host copy of ``done``; None: to be read
+        self.chosen = torch.zeros(b, n, dtype=torch.bool, device=source.device)  # positions re-masked at least once
         self.last_output: torch.Tensor | None = None
         return self._first_sample(source, region)
 
     def _end_call(self) -> None:
         self.source = self.region = self.history = self.done = self.chosen = self.last_output = None
+        self._done_rows = None
+
+    def _mark_done(self, converged: torch.Tensor) -> None:
+        """Rows that reached their fixed point; their host copy is read (one sync) only when next asked for."""
+        self.done |= converged
+        self._done_rows = None
+
+    def _host_done(self) -> tuple[bool, ...]:
+        if self._done_rows is None:
+            self._done_rows = tuple(self.done.tolist())  # the loop's one read per reflect step
+        return self._done_rows
 
     def _first_sample(self, source: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -67,12 +80,17 @@ class CodeSpaceEditScheduler(SchedulerMixin, ConfigMixin):
 
     @property
     def finished(self) -> bool:
-        return bool(self.done.all())
+        return all(self._host_done())
+
+    @property
+    def active_row_list(self) -> tuple[int, ...]:
+        """Indices of the rows the next forward pass needs (host-side: no device read unless ``done`` changed)."""
+        return tuple(i for i, done in enumerate(self._host_done()) if not done)
 
     @property
     def active_rows(self) -> torch.Tensor:
-        """Indices of the rows the next forward pass needs."""
-        return (~self.done).nonzero().squeeze(1)
+        """:attr:`active_row_list` as a (CPU) tensor."""
+        return torch.tensor(self.active_row_list, dtype=torch.long)
 
     def history_reference(self, rows: torch.Tensor) -> torch.Tensor | None:
         return None if self.history is None else self.history.reference(rows)
@@ -199,7 +217,8 @@ class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
             converged = torch.zeros_like(n_masked, dtype=torch.bool)
         if self.done is not None:
             self.chosen |= decision.remasked
-            self.done |= converged
+            if self.is_reflect_step(t):  # only a reflect step can reach a fixed point
+                self._mark_done(converged)
         out = (decision.state, decision.remasked, decision.revealed, decision.kept, converged)
         return MaskedSchedulerOutput(*out) if return_dict else out
 

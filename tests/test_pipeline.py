@@ -84,7 +84,9 @@ def _patch_mask_logit(monkeypatch, pipe, mask_logit: torch.Tensor | float, count
         if count is not None:
             count.append(1)
         logits = original(*args, **kwargs).logits.clone()
-        logits[..., pipe.layout.mask_token_id] = torch.as_tensor(mask_logit, dtype=logits.dtype)
+        classes = kwargs.get("output_classes")  # the pipeline asks for the image codes then [MASK] only
+        column = pipe.layout.mask_token_id if classes is None else classes.tolist().index(pipe.layout.mask_token_id)
+        logits[..., column] = torch.as_tensor(mask_logit, dtype=logits.dtype)
         return LLaDAOutput(logits=logits)
 
     monkeypatch.setattr(pipe.transformer, "forward", forward)
