@@ -312,6 +312,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         held_code_bias: float | None = None,
         max_remask_fraction: float | None = None,
         paste_back: bool = False,
+        allow_unknown_words: bool = False,
         use_kv_cache: bool = False,
         kv_cache_refresh_every: int = 4,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -385,6 +386,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             paste_back (`bool`, defaults to `False`):
                 Blend the decoded edit into the input over the chosen region grown by the decoder's reach
                 (feathered): every pixel outside ``edit_masks`` is then the input's, bit for bit.
+            allow_unknown_words (`bool`, defaults to `False`):
+                An instruction with words the tokenizer does not know raises a one-line ValueError naming
+                them and the nearest known ones; True edits anyway (with a warning).
             use_kv_cache (`bool`, defaults to `False`):
                 Reuse keys/values between steps (approximate): cached steps recompute only masked and changed
                 codes. The scheduler says when to rebuild it (reflective: every reflect step).
@@ -430,7 +434,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             logger.warning(f"num_images_per_prompt={num_images_per_prompt} at temperature 0 (argmax): the copies "
                            "are identical; pass temperature > 0 for variations")
         self.input_checks.check_images(images)
-        self.input_checks.check_prompts(prompts)
+        self.input_checks.check_prompts(prompts, allow_unknown_words)
         if use_history is None:  # a model trained with History Reference runs with it unless told otherwise
             use_history = bool(self.transformer.config.get("history_reference"))
         elif use_history:

@@ -9,6 +9,7 @@ length is an error (one line), not a warning.
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 import warnings
@@ -48,12 +49,44 @@ def distinct_colours(image: PIL.Image.Image) -> int:
 
 
 def unknown_words(tokenizer, text: str) -> list[str]:
-    """Words of ``text`` the tokenizer can only read as its unknown token (none for byte-level tokenizers)."""
+    """Words of ``text``, as typed, that the tokenizer can only read as its unknown token (after its own
+    normalizer: "Colour." is known when "colour" is); none for byte-level tokenizers."""
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is None:
         return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        enc = backend.encode(text, add_special_tokens=False)
+        return list(dict.fromkeys(text[a:b] for i, (a, b) in zip(enc.ids, enc.offsets) if i == unk))
     words = re.findall(r"[\w'-]+", text)
     return [w for w in dict.fromkeys(words) if unk in tokenizer(w, add_special_tokens=False)["input_ids"]]
+
+
+def known_words(tokenizer) -> list[str]:
+    """The tokenizer's ordinary words (letters only; no special tokens), sorted."""
+    specials = set(getattr(tokenizer, "all_special_tokens", ()))
+    return sorted(w for w in tokenizer.get_vocab() if w.isalpha() and w not in specials)
+
+
+def unknown_words_message(tokenizer, text: str, unknown: Sequence[str]) -> str:
+    """One line: the unknown words and the nearest known ones ("'colr' is not a word this model knows; did
+    you mean 'colour'?")."""
+    vocab = known_words(tokenizer)
+    near = {w: difflib.get_close_matches(w.lower(), vocab, n=2, cutoff=0.6) for w in unknown}
+    named = ", ".join(repr(w) for w in unknown)
+    verb = "is not a word" if len(unknown) == 1 else "are not words"
+    guesses = [" or ".join(repr(c) for c in near[w]) + ("" if len(unknown) == 1 else f" for {w!r}")
+               for w in unknown if near[w]]
+    hint = f"did you mean {'; '.join(guesses)}?" if guesses else "nothing close among its words (`rm-edit info` lists them)"
+    return (f"{named} {verb} this model knows; {hint} (instruction {text[:80]!r}; "
+            "allow_unknown_words=True or --allow-unknown-words edits anyway)")
+
+
+def has_no_words(tokenizer, text: str) -> bool:
+    """Nothing left once the tokenizer has normalised ``text`` (spaces or punctuation only)."""
+    if not text.strip():
+        return True
+    return not tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 class InputChecks:
@@ -92,11 +125,18 @@ class InputChecks:
                     self._once("colours", f"image {i} has {n} distinct colours (a photo?): {self._name} knows "
                                           f"images of at most {max_colours}, so edits of it are likely poor")
 
-    def check_prompts(self, prompts: Sequence[str]) -> None:
+    def check_prompts(self, prompts: Sequence[str], allow_unknown_words: bool = False) -> None:
+        """A one-line ValueError for an instruction with no words, or with words the model does not know
+        (unless ``allow_unknown_words``: then a warning, once)."""
         if self.tokenizer is None:
             return
         for i, text in enumerate(dict.fromkeys(prompts)):
+            if has_no_words(self.tokenizer, text):
+                raise ValueError(f"instruction {text!r} has no words: say what to change, e.g. "
+                                 "'make the red circle blue'")
             unknown = unknown_words(self.tokenizer, text)
+            if unknown and not allow_unknown_words:
+                raise ValueError(unknown_words_message(self.tokenizer, text, unknown))
             if unknown:
                 shown = ", ".join(repr(w) for w in unknown[:5])
                 self._once("words", f"instruction {text[:60]!r}: {shown} not in the model's vocabulary; "

@@ -56,13 +56,15 @@ COMMANDS: dict[str, Command] = {
                           help="train the image tokenizer (vq) or the editing model (mdm)"),
     "eval": lazy_command("rm_edit.evaluation.cli",
                          help="evaluate a model or another tool's edits on a benchmark (or `eval compare`)"),
+    "info": lazy_command("rm_edit.cli.info", help="what a model understands: its world, words, example instructions"),
     "convert": lazy_command("rm_edit.pipelines.lumina_dimoo",
                             help="convert a released checkpoint to this project's pipeline format"),
 }
 
 _MAIN_EPILOG = """\
 examples:
-  rm-edit edit photo.png "make the circle blue" -o edited.png --save-mask region.png
+  rm-edit edit assets/example.png "turn the green square red" -o edited.png --save-mask region.png
+  rm-edit info                      # what the default model understands: its world, words, example instructions
   rm-edit batch data/test/manifest.jsonl --out results/
   rm-edit data shapes --out data/shapes_train --n 20000
   rm-edit train mdm --config configs/mdm_grid_rm.json

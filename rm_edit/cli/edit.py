@@ -24,10 +24,11 @@ from .options import (PROG, CliError, SubParsers, add_sampler_options, check_ima
 # ---- edit -----------------------------------------------------------------------------------------------
 _EDIT_EPILOG = """\
 examples:
-  rm-edit edit cat.png "make the cat blue" -o blue.png
-  rm-edit edit in.png "remove the red circle" -o out.png --save-mask region.png --save-trajectory steps.gif
-  rm-edit edit in.png "add a green square" -o out.png --mask allowed.png --no-paste-back
-  rm-edit edit in.png "turn the square red" -o out.png --strategy regenerate --steps 16
+  rm-edit edit assets/example.png "turn the green square red" -o red.png
+  rm-edit edit assets/example.png "remove the yellow square" -o out.png --save-mask region.png --save-trajectory steps.gif
+  rm-edit edit assets/example.png "add a large blue circle at the top right" -o out.png --mask allowed.png
+  rm-edit edit assets/example.png "move the green triangle to the bottom left" -o out.png --no-paste-back
+  rm-edit info        # the default model's world, words and example instructions
 """
 
 
@@ -70,8 +71,11 @@ def run_edit(args: argparse.Namespace) -> int:
     image = open_image(args.image, max_pixels=args.max_pixels)  # its own mode: grey / alpha come back as given
     region = None if args.mask is None else _load_mask_for(args.mask, image.size, args.max_pixels)
     pipe = load_pipeline(args.model, args.device)
-    out = pipe(image, args.instruction, mask_image=region, generator=torch.Generator().manual_seed(args.seed),
-               return_trajectory=args.save_trajectory is not None, **kwargs)
+    try:
+        out = pipe(image, args.instruction, mask_image=region, generator=torch.Generator().manual_seed(args.seed),
+                   return_trajectory=args.save_trajectory is not None, **kwargs)
+    except ValueError as exc:  # unknown words, an instruction with no words, too long: one line, nothing written
+        raise CliError(str(exc)) from None
 
     if args.save_mask is not None:
         save_image(args.save_mask, mask_image(out.edit_masks[0]))
@@ -86,10 +90,19 @@ def run_edit(args: argparse.Namespace) -> int:
         print(f"{PROG}: note: {args.out.suffix} has no alpha channel; the edit is saved without it", file=sys.stderr)
         edited = edited.convert("RGB" if edited.mode == "RGBA" else "L")
     save_image(args.out, edited)
-    tokens = out.edit_region_tokens[0]
-    print(f"{args.image} -> {args.out}: {out.num_forward_passes} forward passes, "
-          f"{int(tokens.sum())} of {tokens.numel()} tokens in the edit region")
+    print(f"{args.image} -> {args.out}: {region_summary(out, 0)}")
+    if not out.edit_region_tokens[0].any():
+        print(f"nothing to change: the model found nothing in {args.image} that {args.instruction!r} asks to "
+              f"change ({args.out} is the input as it was)")
     return 0
+
+
+def region_summary(out, i: int) -> str:
+    """Forward passes, the codes the model re-masked and the pixels that were repainted (the --save-mask
+    region: the re-masked cells grown by the decoder's reach), one line."""
+    tokens, pixels = out.edit_region_tokens[i], out.edit_masks[i]
+    return (f"{out.num_forward_passes} forward passes, {int(tokens.sum())} of {tokens.numel()} image codes "
+            f"re-masked, {int(pixels.sum())} of {pixels.size} pixels repainted (the --save-mask region)")
 
 
 def _load_mask_for(path: Path, size: tuple[int, int], max_pixels: int):

@@ -143,10 +143,15 @@ def load_pipeline(model: str | None, device: str | None) -> ReflectiveMaskingEdi
 
 
 # ---- sampler options (shared by edit and batch) ----------------------------------------------------------
-def add_sampler_options(parser: argparse.ArgumentParser, paste_back: bool = True) -> None:
+def add_sampler_options(parser: argparse.ArgumentParser, paste_back: bool = True, refuse_unknown: bool = True) -> None:
     """``paste_back``: the default of --paste-back / --no-paste-back (on for edits a user keeps; an evaluation
-    of the model's own output turns it off)."""
+    of the model's own output turns it off). ``refuse_unknown``: offer --allow-unknown-words (an evaluation
+    scores every item as the benchmark words it, so it always allows them)."""
     g = parser.add_argument_group("model and sampler")
+    if refuse_unknown:
+        g.add_argument("--allow-unknown-words", action="store_true",
+                       help="edit even when the instruction has words the model does not know (default: refuse "
+                            "the item, naming them and the nearest known words)")
     g.add_argument("--model", metavar="DIR", help="a saved pipeline folder (default: the model shipped with rm-edit)")
     g.add_argument("--strategy", choices=("reflective", "regenerate"),
                    help="reflective: re-generate only the tokens the model chooses; regenerate: re-generate the "
@@ -194,7 +199,7 @@ def sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         remask_margin=args.remask_margin, held_code_bias=args.held_code_bias,
         guidance_scale=args.guidance_scale, image_guidance_scale=args.image_guidance_scale,
         use_history=args.history, history_decay=args.history_decay, paste_back=args.paste_back,
-        use_kv_cache=args.kv_cache,
+        use_kv_cache=args.kv_cache, allow_unknown_words=getattr(args, "allow_unknown_words", True),
     )
     if args.steps is not None:
         kwargs["num_inference_steps"] = args.steps

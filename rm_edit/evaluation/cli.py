@@ -95,7 +95,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="never use the network (also: HF_HUB_OFFLINE=1): metric weights and datasets from caches only")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_sampler_options(p, paste_back=False)  # scores the model's own output unless --paste-back
+    add_sampler_options(p, paste_back=False, refuse_unknown=False)  # scores the model's own output unless --paste-back
     return p
 
 

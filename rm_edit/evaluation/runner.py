@@ -168,6 +168,8 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
     config = {"mode": "model", "benchmark": benchmark.name, "n": len(benchmark), "call_options": options,
               "seed": seed, "use_benchmark_masks": use_benchmark_masks, "model": model, "label": label}
     check_run_config(out_dir, config)
+    # A benchmark is scored as it words its items: words the model does not know warn, not refuse.
+    options = {"allow_unknown_words": True, **options}
     images_dir, regions_dir = out_dir / "images", out_dir / "regions"
     log = SampleLog(out_dir / "samples.jsonl")
     errors = _Errors(out_dir / "errors.jsonl", benchmark)

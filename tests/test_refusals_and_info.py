@@ -1,0 +1,129 @@
+"""Refusing what the model cannot read, saying when there is nothing to change, and `rm-edit info`
+(issue #24 items 2 and 5)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+
+import rm_edit
+from rm_edit.cli import main
+from rm_edit.cli.edit import _EDIT_EPILOG
+from rm_edit.cli import _MAIN_EPILOG
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "assets" / "example.png"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return rm_edit.load_default_pipeline()
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rm-edit: error: "), err
+    return err[0]
+
+
+def test_pipeline_refuses_unknown_words_naming_the_nearest(pipe) -> None:
+    image = PIL.Image.open(EXAMPLE)
+    with pytest.raises(ValueError, match=r"^'sky' is not a word this model knows; nothing close") as exc:
+        pipe(image, "make the sky blue")
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ValueError, match=r"'Colr' is not a word this model knows; did you mean .*'colour'"):
+        pipe(image, "change the Colr of the yellow square to purple")
+    with pytest.raises(ValueError, match=r"'undo', 'sqare' are not words .* 'square'.* for 'sqare'"):
+        pipe(image, ["turn the green square red", "undo the sqare"])
+    for empty in ("   ", "...", " ?! "):
+        with pytest.raises(ValueError, match="empty|has no words"):
+            pipe(image, empty)
+    out = pipe(image, "make the sky blue", allow_unknown_words=True, output_type="latent")
+    assert out.images.shape[0] == 1
+
+
+def test_edit_cli_refuses_and_writes_nothing(tmp_path, capsys) -> None:
+    out = tmp_path / "out.png"
+    assert main(["edit", str(EXAMPLE), "undo", "-o", str(out)]) == 2
+    line = _one_error_line(capsys)
+    assert "'undo' is not a word this model knows" in line and "--allow-unknown-words" in line
+    assert not out.exists()
+    assert main(["edit", str(EXAMPLE), " . ", "-o", str(out)]) == 2
+    assert "has no words" in _one_error_line(capsys)
+    assert main(["edit", str(EXAMPLE), "undo", "-o", str(out), "--allow-unknown-words"]) == 0
+    assert out.is_file()
+
+
+def test_edit_says_nothing_to_change_when_the_region_is_empty(tmp_path, capsys) -> None:
+    """An all-black --mask lets nothing change: the region comes back empty and the CLI says so (exit 0)."""
+    black = tmp_path / "none.png"
+    PIL.Image.new("L", (64, 64), 0).save(black)
+    out = tmp_path / "out.png"
+    assert main(["edit", str(EXAMPLE), "turn the green square red", "-o", str(out), "--mask", str(black)]) == 0
+    printed = capsys.readouterr().out
+    assert "0 of 64 image codes re-masked, 0 of 4096 pixels repainted" in printed
+    assert "nothing to change" in printed
+    assert np.array_equal(np.asarray(PIL.Image.open(out)), np.asarray(PIL.Image.open(EXAMPLE).convert("RGB")))
+
+
+def test_edit_prints_codes_and_repainted_pixels_matching_the_saved_mask(tmp_path, capsys) -> None:
+    out, mask = tmp_path / "out.png", tmp_path / "mask.png"
+    assert main(["edit", str(EXAMPLE), "Turn the green square red.", "-o", str(out), "--save-mask", str(mask)]) == 0
+    printed = capsys.readouterr().out
+    painted = int((np.asarray(PIL.Image.open(mask)) > 0).sum())
+    # The large green square is 2x2 cells of 8 px: 4 codes re-masked; the repainted pixels are the saved mask's.
+    assert "4 of 64 image codes re-masked" in printed and f", {painted} of 4096 pixels repainted" in printed
+    assert "nothing to change" not in printed
+
+
+def test_batch_writes_an_error_row_for_unknown_words_and_goes_on(tmp_path, capsys) -> None:
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"id": "good", "source": str(EXAMPLE), "instruction": "Turn the green square red."},
+            {"id": "sky", "source": str(EXAMPLE), "instruction": "make the sky blue"}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "--out", str(out), "--no-progress"]) == 1
+    assert (out / "good.png").is_file() and not (out / "sky.png").exists()
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == ["sky"] and "'sky' is not a word this model knows" in errors[0]["reason"]
+
+
+def test_info_reads_world_words_and_examples_from_the_folder(capsys) -> None:
+    assert main(["info"]) == 0
+    printed = capsys.readouterr().out
+    assert "world: image_size 64, name shapes" in printed
+    words = re.search(r"^words \((\d+);.*?: (.*)$", printed, re.M)
+    listed = words.group(2).split()
+    assert int(words.group(1)) == len(listed) and {"colour", "square", "center", "recolour"} <= set(listed)
+    assert "color" not in listed and "." not in listed  # folded by the normalizer, not words of their own
+    examples = re.findall(r"^  (recolour|remove|add|replace|move) +(.+)$", printed, re.M)
+    assert {kind for kind, _ in examples} == {"recolour", "remove", "add", "replace", "move"}
+    assert all(set(text.split()) <= set(listed) for _, text in examples)
+
+
+def test_info_of_a_folder_without_a_world(tmp_path, capsys) -> None:
+    from tests.conftest import make_tiny_pipeline
+
+    make_tiny_pipeline().save_pretrained(tmp_path)
+    assert main(["info", "--model", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "world: none recorded" in printed and "example instructions" not in printed
+    assert main(["info", "--model", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in _one_error_line(capsys)
+
+
+def test_help_examples_are_edits_the_default_model_does(pipe) -> None:
+    """Every `rm-edit edit` example of the help, run on its image: all words known, and the model edits."""
+    lines = [l for l in (_MAIN_EPILOG + _EDIT_EPILOG).splitlines() if l.strip().startswith("rm-edit edit ")]
+    assert len(lines) >= 4
+    calls = [shlex.split(l.split("#")[0])[2:4] for l in lines]
+    images = [PIL.Image.open(ROOT / path) for path, _ in calls]
+    out = pipe(images, [text for _, text in calls], output_type="latent")
+    for (path, text), region in zip(calls, out.edit_region_tokens):
+        assert region.any(), text
