@@ -32,6 +32,7 @@ from rm_edit.schedulers import CodeSpaceEditScheduler, LuminaRegenerateScheduler
 from rm_edit.transformer import LLaDATransformer
 from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes
 
+from .adapter_folder import is_adapter_folder, load_adapter_pipeline
 from .guidance_branches import forward_branches
 from .rm_requirement import require_rm_post_training
 
@@ -112,6 +113,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         store fp16 to stay small, and fp16 matmuls on CPU are slow)."""
         if _is_local_path(pretrained_model_name_or_path) and not Path(pretrained_model_name_or_path).expanduser().is_dir():
             raise FileNotFoundError(f"folder not found: {pretrained_model_name_or_path}")
+        if _is_local_path(pretrained_model_name_or_path) and is_adapter_folder(pretrained_model_name_or_path):
+            return load_adapter_pipeline(cls, pretrained_model_name_or_path, **kwargs)  # base + RM adapter, merged
         # diffusers renamed torch_dtype to dtype (the old name warns); either is accepted here, passed on quietly.
         if _DTYPE_KEY == "dtype" and "torch_dtype" in kwargs:
             kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
@@ -304,8 +307,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
         use_history: bool | None = None,
-        history_alpha: float = 1.0,
-        history_decay: float = 1.0,
+        history_alpha: float | None = None,
+        history_decay: float | None = None,
         mask_image: Any = None,
         temperature: float | None = None,
         remask_margin: float | None = None,
@@ -367,10 +370,10 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 History Reference: add ``history_alpha`` x the decayed mean of the embeddings of the codes each
                 position held at earlier steps to its input (no parameters). Models trained with it
                 (``shapes-rm-her``) want it on; a model recorded as trained without it warns.
-            history_alpha (`float`, defaults to 1.0):
+            history_alpha (`float`, *optional*; default: the model's own `history_alpha` config, else 1.0):
                 The scale of History Reference; 0 leaves the model's input unchanged.
-            history_decay (`float`, defaults to 1.0):
-                The per-step decay of older states, in (0, 1].
+            history_decay (`float`, *optional*; default: the model's own `history_decay` config (the decay it
+                was trained with), else 1.0): The per-step decay of older states, in (0, 1].
             mask_image (`PIL.Image.Image`, array, or a list, *optional*):
                 White = may change: codes outside it keep the source's (reflective: never re-masked;
                 regenerate: frozen). One mask for all images or one per image, at the image's size.
@@ -439,6 +442,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             use_history = bool(self.transformer.config.get("history_reference"))
         elif use_history:
             self.input_checks.check_history(self.transformer)
+        # Unset: the History Reference the model was trained with (its config records it), else 1.0.
+        history_alpha = _trained_or(self.transformer, "history_alpha", history_alpha)
+        history_decay = _trained_or(self.transformer, "history_decay", history_decay)
 
         prepared = self.image_processor.preprocess(images)
         encoded_prompts = self._encode_prompts(prompts, negatives)
@@ -505,6 +511,12 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         return self.image_processor.postprocess(decoded, prepared, region_tokens, paste_back, output_type)
 
 
+def _trained_or(transformer, key: str, value: float | None) -> float:
+    """``value``, else the transformer config's recorded ``key`` (what it was trained with), else 1.0."""
+    recorded = transformer.config.get(key)
+    return value if value is not None else 1.0 if recorded is None else float(recorded)
+
+
 def _is_local_path(name) -> bool:
     """A folder rather than a hub repo id ("owner/name"): a Path, absolute, ./ ~/ relative, or deeper."""
     if isinstance(name, Path):
@@ -525,7 +537,8 @@ def load_default_pipeline(name: str = DEFAULT_MODEL, **kwargs) -> ReflectiveMask
     import rm_edit
 
     folder = Path(rm_edit.__file__).parent / "models" / name
-    if not (folder / "model_index.json").is_file():
-        available = sorted(p.name for p in folder.parent.glob("*") if (p / "model_index.json").is_file())
+    if not ((folder / "model_index.json").is_file() or is_adapter_folder(folder)):
+        available = sorted(p.name for p in folder.parent.glob("*")
+                           if (p / "model_index.json").is_file() or is_adapter_folder(p))
         raise FileNotFoundError(f"no shipped model {name!r} in {folder.parent}; available: {available}")
     return ReflectiveMaskingEditPipeline.from_pretrained(folder, **kwargs)

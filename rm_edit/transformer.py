@@ -121,6 +121,8 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         tie_word_embeddings: bool = False,
         rm_post_trained: bool | None = None,  # taught to predict [MASK] (RM); None: not recorded (older folders)
         history_reference: bool | None = None,  # trained with History Reference inputs; None: not recorded
+        history_alpha: float | None = None,  # ... with this scale and decay (the samplers' defaults); None: 1.0
+        history_decay: float | None = None,
         grid_position_size: int = 0,  # > 0: learned (row, column) embeddings for image codes up to this side
         image_begin_id: int | None = None,  # the image block's tokens (grid positions are read off them)
         end_of_row_id: int | None = None,

@@ -21,8 +21,13 @@ def codes(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
     manifest = write_shapes_dataset(root / "train", 24, split="train", progress=False)
     vq = build_vq(seed=0).eval()
+    vq.save_pretrained(root / "vq")  # the VQ the trained pipelines decode with (``vq`` below)
     out = pretokenize_manifest(manifest, vq, root / "train" / "codes.safetensors", batch_size=8, progress=False)
     return out
+
+
+def _weights(folder):
+    return load_file(str(folder / "transformer" / "diffusion_pytorch_model.safetensors"))
 
 
 def test_pretokenized_cache_round_trip(codes):
@@ -90,18 +95,18 @@ def test_reflective_trajectory_oracle_labels():
 
 def _cfg(codes, tmp_path, **kw):
     base = dict(train_codes=str(codes), out=str(tmp_path / "run"), model=TINY_MODEL, steps=6, batch_size=4,
-                warmup_steps=1, save_every=3, log_every=1, seed=0)
+                warmup_steps=1, save_every=3, log_every=1, seed=0, vq=str(codes.parents[1] / "vq"))
     return MDMTrainConfig(**{**base, **kw})
 
 
 def test_vanilla_then_reflective_with_history(codes, tmp_path):
     base = train(_cfg(codes, tmp_path / "base"), progress=False)
-    assert (base / "diffusion_pytorch_model.safetensors").exists()
+    assert (base / "transformer" / "diffusion_pytorch_model.safetensors").exists()
     rm = train(_cfg(codes, tmp_path / "rm", objective="reflective", history=True, init_from=str(base),
                     native_refresh_every=2, extra_codes=[str(codes)]), progress=False)
     log = [json.loads(line) for line in (tmp_path / "rm" / "run" / "log.jsonl").read_text().splitlines()]
     assert {"reveal", "mask", "keep"} <= set(log[-1])
-    model = LLaDATransformer.from_pretrained(rm)
+    model = LLaDATransformer.from_pretrained(rm / "transformer")
     assert model.config.d_model == 32
 
 
@@ -117,23 +122,26 @@ def test_resume_reproduces_uninterrupted_run(codes, tmp_path):
     (tmp_path / "c" / "run" / "checkpoint" / "training_state.json").write_text(
         (tmp_path / "b" / "run" / "checkpoint" / "training_state.json").read_text())
     resumed = train(part, progress=False)
-    a = load_file(str(full / "diffusion_pytorch_model.safetensors"))
-    r = load_file(str(resumed / "diffusion_pytorch_model.safetensors"))
+    a, r = _weights(full), _weights(resumed)
     for k in a:
         torch.testing.assert_close(a[k], r[k], atol=1e-5, rtol=1e-4)
 
 
-def test_lora_option_trains_adapters_and_ships_plain_weights(codes, tmp_path):
+def test_lora_run_writes_an_adapter_and_its_merge_changes_only_adapted_weights_and_the_mask_row(codes, tmp_path):
     base = train(_cfg(codes, tmp_path / "base"), progress=False)
     out = train(_cfg(codes, tmp_path / "lora", objective="reflective", init_from=str(base), lora_rank=4,
-                     steps=3, save_every=100), progress=False)
-    keys = load_file(str(out / "diffusion_pytorch_model.safetensors")).keys()
-    assert not any("lora" in k for k in keys)
-    before = load_file(str(base / "diffusion_pytorch_model.safetensors"))
-    after = load_file(str(out / "diffusion_pytorch_model.safetensors"))
+                     steps=3, save_every=100, save_merged=True), progress=False)
+    assert {"pytorch_lora_weights.safetensors", "mask_row_delta.safetensors", "rm_adapter.json"} <= {
+        p.name for p in out.iterdir()}
+    assert not (out / "transformer").exists()  # the base's weights are not copied
+    merged = out.parent / "merged"
+    before, after = _weights(base), _weights(merged)
+    assert set(before) == set(after) and not any("lora" in k for k in after)
     q = "transformer.blocks.0.q_proj.weight"
     assert not torch.equal(before[q], after[q])
     assert torch.equal(before["transformer.wte.weight"], after["transformer.wte.weight"])
+    head = "transformer.ff_out.weight"  # the [MASK] row (token id 2 in the shapes layout) and nothing else
+    assert (before[head] != after[head]).any(-1).nonzero().flatten().tolist() == [2]
 
 
 def test_code_rows_seeded_from_codebook_keep_its_geometry():
@@ -164,10 +172,12 @@ def test_command_line_takes_list_options(codes, tmp_path):
                                       save_every=2, log_every=1)))
     out = tmp_path / "run"
     main(["--config", str(config), "--train-codes", str(codes), "--extra-codes", str(codes), str(codes),
-          "--edit-types", "remove", "recolour", "--out", str(out), "--no-progress"])
+          "--edit-types", "remove", "recolour", "--out", str(out), "--no-progress", "--vq", str(codes.parents[1] / "vq"),
+          "--sampler", '{"num_turns": 3}'])
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["extra_codes"] == [str(codes)] * 2 and saved["edit_types"] == ["remove", "recolour"]
-    assert (out / "final" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (out / "final" / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    assert json.loads((out / "final" / "scheduler" / "scheduler_config.json").read_text())["num_turns"] == 3
 
 
 # ---- the sampler's own passes (states = "sampler") -------------------------------------------------------
@@ -240,7 +250,6 @@ def test_sampler_states_training_stops_early_and_resumes_to_the_same_weights(cod
     resumed = train(_cfg(codes, tmp_path / "b", **kw), progress=False)
     log = [json.loads(line) for line in (tmp_path / "b" / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and "total" in log[-1]
-    a = load_file(str(full / "diffusion_pytorch_model.safetensors"))
-    r = load_file(str(resumed / "diffusion_pytorch_model.safetensors"))
+    a, r = _weights(full), _weights(resumed)
     for k in a:
         torch.testing.assert_close(a[k], r[k], atol=1e-5, rtol=1e-4)

@@ -35,12 +35,19 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_training_state(folder: Path, model, optimizer, lr_schedule, generator: torch.Generator,
-                        buffer: torch.Tensor, step: int) -> None:
-    """Write the state atomically: into a temp folder, then swap it in, so a crash never leaves half a checkpoint."""
+                        buffer: torch.Tensor, step: int, weights: dict[str, torch.Tensor] | None = None) -> None:
+    """Write the state atomically: into a temp folder, then swap it in, so a crash never leaves half a checkpoint.
+
+    weights: the tensors to keep (e.g. only what LoRA trains: the frozen base is the init folder's); None: the
+    whole model."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp / "model", safe_serialization=True)
+    if weights is None:
+        model.save_pretrained(tmp / "model", safe_serialization=True)
+    else:
+        (tmp / "model").mkdir(exist_ok=True)
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "model" / "diffusion_pytorch_model.safetensors"))
     tensors, meta = _flatten_optimizer(optimizer)
     tensors["rng.generator"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
@@ -66,7 +73,11 @@ def load_training_state(folder: Path, model, optimizer, lr_schedule, generator: 
     weights = folder / "model" / "diffusion_pytorch_model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"checkpoint {folder} has no model weights ({weights.name})")
-    model.load_state_dict(load_file(str(weights)), strict=False)
+    saved = load_file(str(weights))
+    unknown = set(saved) - set(model.state_dict())
+    if unknown:
+        raise ValueError(f"checkpoint {folder} does not fit the model: {sorted(unknown)[:3]} ...")
+    model.load_state_dict(saved, strict=False)
     tensors = load_file(str(folder / "training_state.safetensors"))
     meta = json.loads((folder / "training_state.json").read_text())
     optimizer.load_state_dict(_unflatten_optimizer(tensors, meta))

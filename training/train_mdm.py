@@ -15,94 +15,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm.auto import tqdm
 
+from rm_edit.adapters import merge_rm_adapter
 from rm_edit.data.pretokenize import CodeCache, load_code_cache
 from rm_edit.history import history_embedding, history_of_states, scatter_offsets
-from rm_edit.layout import TokenLayout, build_edit_sequence, edit_prompt_text, get_layout, pad_sequences
+from rm_edit.layout import TokenLayout, build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
 from rm_edit.losses import changed_weighted_loss, rm_losses, weighted_loss
 from rm_edit.reflective import choose_reveal
-from rm_edit.transformer import LLaDATransformer
 
 from .checkpoint import load_training_state, save_training_state
+from .mdm_config import PRESETS, MDMTrainConfig, add_config_arguments
+from .mdm_model import build_model, init_code_rows_from_codebook, lora_dtype, optimizer_groups, trainable_parameters
+from .mdm_output import check_output_parts, training_record, write_adapter_folder, write_pipeline_folder
+from .mdm_start import load_start
 from .trajectories import (KEEP, MASK, REVEAL, SamplerStatesConfig, TrajectoryConfig, reflective_trajectory,
                            sampler_states, vanilla_corruption)
 
 LOSS_NAMES = {REVEAL: "reveal", MASK: "mask", KEEP: "keep"}
 REVEAL_CHANGED = 3  # a reveal at a cell the edit changes (its own loss with reveal_changed_loss)
-
-
-@dataclass
-class MDMTrainConfig:
-    objective: str = "vanilla"  # "vanilla" | "reflective"
-    history: bool = False  # reflective only: simulate History Reference inputs
-    history_alpha: float = 1.0
-    history_gamma: float = 0.7
-    layout: str = "shapes"
-    model: dict = field(default_factory=lambda: dict(d_model=192, n_layers=4, n_heads=4, mlp_hidden_size=384))
-    init_from: str | None = None  # a LLaDATransformer folder to start from
-    code_embedding_init: str | None = None  # fresh models: a VQModel folder whose codebook seeds the code rows
-    grid_positions: int = 0  # > 0: (row, column) embeddings of image codes (LLaDATransformer.grid_position_size)
-    attribute_rows: bool = False  # shapes-grid: code rows = free row + sum of the cell's attribute vectors
-    tokenizer: str | None = None  # a tokenizer folder; None = build the shapes tokenizer
-    train_codes: str = "data/shapes/train/codes.safetensors"
-    extra_codes: list | None = None  # more code caches trained on with train_codes (e.g. confusable edits)
-    edit_types: list | None = None  # train on these edit types only (a curriculum phase); None = all
-    out: str = "runs/mdm"
-    steps: int = 1000  # the length of the learning-rate schedule
-    stop_after: int | None = None  # end (and save) after this many steps, partway through the schedule
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-3
-    warmup_steps: int = 50
-    weight_decay: float = 0.01
-    p_drop_instruction: float = 0.1
-    p_drop_image: float = 0.1
-    native_refresh_every: int = 4  # reflective: refresh the model's own samples for one batch every N steps
-    trajectory: dict = field(default_factory=dict)  # TrajectoryConfig overrides
-    states: str = "simulated"  # reflective: "simulated" trajectories, or the "sampler"'s own passes
-    sampler_states: dict = field(default_factory=dict)  # SamplerStatesConfig overrides (states = "sampler")
-    changed_weight: float = 0.0  # > 0: one cross-entropy over all positions, changed cells weighted this much
-    loss_weights: dict = field(default_factory=lambda: {"reveal": 1.0, "mask": 1.0, "keep": 1.0})
-    reveal_changed_loss: bool = False  # reflective: reveals of the cells the edit changes get their own mean loss
-    lora_rank: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
-    mixed_precision: str = "no"
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-    save_every: int = 250
-    log_every: int = 10
-
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> "MDMTrainConfig":
-        raw = json.loads(Path(path).read_text()) if path else {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**raw)
+__all__ = ["MDMTrainConfig", "PRESETS", "PromptBank", "build_batch", "history_offsets", "init_code_rows_from_codebook",
+           "sample_native", "train"]
 
 
 class PromptBank:
-    """Token ids of every prompt variant, computed once (tokenising per step would dominate on CPU)."""
+    """Token ids of every prompt variant, computed once (tokenising per step would dominate on CPU), tokenised
+    as the pipeline does at inference (:func:`rm_edit.layout.encode_edit_prompts`, Lumina-DiMOO's way)."""
 
     def __init__(self, tokenizer, layout: TokenLayout, instructions: list[str]):
-        encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        unique = {text: encode(edit_prompt_text(layout, text)[0]) for text in dict.fromkeys(instructions)}
-        self.prompts = [unique[text] for text in instructions]  # few distinct instructions, many examples
-        unconditional, close = edit_prompt_text(layout, None)
-        self.unconditional = encode(unconditional)
-        self.close = encode(close)
+        unique = list(dict.fromkeys(instructions))  # few distinct instructions, many examples
+        heads, self.unconditional, self.close = encode_edit_prompts(tokenizer, layout, unique)
+        by_text = dict(zip(unique, heads))
+        self.prompts = [by_text[text] for text in instructions]
 
 
-def build_batch(layout, bank: PromptBank, cache: CodeCache, index, state, cfg: MDMTrainConfig, gen):
+def build_batch(layout, bank: PromptBank, cache: CodeCache, index, state, cfg, gen):
     """Sequences for a batch of examples with target state ``state`` (B, N), with guidance dropout."""
     drop_text = torch.rand(len(index), generator=gen) < cfg.p_drop_instruction
     drop_image = torch.rand(len(index), generator=gen) < cfg.p_drop_image
@@ -128,102 +84,78 @@ def sample_native(model, layout, bank, cache, index, cfg, gen) -> torch.Tensor:
     """The model's own samples for fully masked targets (temperature 1): its native mistakes."""
     n = cache.target[0].numel()
     state = torch.full((len(index), n), layout.mask_code)
-    nocfg = MDMTrainConfig(**{**asdict(cfg), "p_drop_instruction": 0.0, "p_drop_image": 0.0})
-    batch = build_batch(layout, bank, cache, index, state, nocfg, gen)
-    logits = model(batch.input_ids, batch.attention_mask, output_positions=batch.target_positions).logits
-    log_probs = layout.image_code_logits(logits.float()).log_softmax(-1)
+    batch = build_batch(layout, bank, cache, index, state, SimpleNamespace(p_drop_instruction=0.0, p_drop_image=0.0), gen)
+    device = next(model.parameters()).device
+    logits = model(batch.input_ids.to(device), batch.attention_mask.to(device),
+                   output_positions=batch.target_positions.to(device)).logits
+    log_probs = layout.image_code_logits(logits).float().log_softmax(-1).cpu()
     return choose_reveal(log_probs, state, temperature=1.0, generator=gen)[1]
 
 
-@torch.no_grad()
-def init_code_rows_from_codebook(model: LLaDATransformer, layout: TokenLayout, codebook: torch.Tensor, seed: int) -> None:
-    """Seed the image-code rows of the input embedding and output head with a random projection of the codebook.
-
-    Codes that stand for similar cells (same colour, similar coverage) then start with similar embeddings and
-    logits, so the model need not discover from co-occurrence alone which of 1,024 codes are "green".
-    """
-    if codebook.shape[0] != layout.codebook_size:
-        raise ValueError(f"codebook has {codebook.shape[0]} codes, layout {layout.name!r} {layout.codebook_size}")
-    gen = torch.Generator().manual_seed(seed)
-    d = model.get_input_embeddings().weight.shape[1]
-    centred = codebook.float() - codebook.float().mean(0)
-    rows = centred @ torch.randn(codebook.shape[1], d, generator=gen)
-    rows *= 0.02 / rows.std().clamp_min(1e-8)  # the scale of the model's own init
-    codes = slice(layout.image_code_offset, layout.image_code_offset + layout.codebook_size)
-    model.get_input_embeddings().weight[codes] = rows
-    model.output_head_weight[codes] = rows
 
 
-def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.objective not in ("vanilla", "reflective"):
-        raise ValueError(f"objective must be 'vanilla' or 'reflective', got {cfg.objective!r}")
-    if cfg.states not in ("simulated", "sampler"):
-        raise ValueError(f"states must be 'simulated' or 'sampler', got {cfg.states!r}")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    layout = get_layout(cfg.layout)
+def load_codes(cfg: MDMTrainConfig, layout: TokenLayout, vq, accelerator) -> CodeCache:
+    """The training code caches (made from ``manifest`` with the VQ first when ``train_codes`` is missing)."""
+    codes = Path(cfg.train_codes)
+    if not codes.is_file() and cfg.manifest:
+        if vq is None:
+            raise ValueError(f"manifest {cfg.manifest}: no VQ to pre-tokenise it with (set vq or init_from)")
+        if accelerator.is_main_process:
+            from rm_edit.data.pretokenize import pretokenize_manifest
 
-    from transformers import AutoTokenizer
-
-    if cfg.tokenizer:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
-    else:
-        from rm_edit.data.text_tokenizer import build_shapes_tokenizer
-
-        tokenizer = build_shapes_tokenizer()
-    cache = load_code_cache(cfg.train_codes)
+            pretokenize_manifest(cfg.manifest, vq.to(accelerator.device).eval(), codes, progress=False)
+            vq.to("cpu")
+        accelerator.wait_for_everyone()
+    cache = load_code_cache(codes)
     if cfg.extra_codes:
         cache = CodeCache.concat([cache, *(load_code_cache(path) for path in cfg.extra_codes)])
     if cfg.edit_types:
         cache = cache.with_edit_types(cfg.edit_types)
-    bank = PromptBank(tokenizer, layout, cache.instructions)
+    if int(cache.target.max()) >= layout.codebook_size or int(cache.source.max()) >= layout.codebook_size:
+        raise ValueError(f"{codes}: codes beyond the {layout.name!r} codebook ({layout.codebook_size})")
+    return cache
+
+
+def _check(cfg: MDMTrainConfig) -> None:
+    for name, value, allowed in (("objective", cfg.objective, ("vanilla", "reflective")),
+                                 ("states", cfg.states, ("simulated", "sampler")),
+                                 ("loss_classes", cfg.loss_classes, ("vocab", "codes"))):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
+    """Train (full or LoRA) and write ``out/final``: a pipeline folder, or for LoRA an adapter folder (both load
+    with ``ReflectiveMaskingEditPipeline.from_pretrained``); returns it."""
+    _check(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    # On a machine without CUDA every process runs on CPU (gloo for several processes).
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())
+    main_process = accelerator.is_main_process
+    out = Path(cfg.out)
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    gen = torch.Generator().manual_seed(cfg.seed + 1000 * accelerator.process_index)
+    layout = get_layout(cfg.layout)
+    start = load_start(cfg.init_from, layout.name, cfg.tokenizer, cfg.vq,
+                       lora_dtype(cfg.lora_dtype) if cfg.lora_rank else torch.float32)
+    if not cfg.lora_rank or cfg.save_merged:
+        check_output_parts(start, cfg)
+    cache = load_codes(cfg, layout, start.vq, accelerator)
+    bank = PromptBank(start.tokenizer, layout, cache.instructions)
     n_pos = cache.target[0].numel()
 
-    grid = dict(grid_position_size=cfg.grid_positions, image_begin_id=layout.image_begin_id,
-                end_of_row_id=layout.end_of_row_id, image_end_id=layout.image_end_id) if cfg.grid_positions else {}
-    if cfg.init_from:
-        model = LLaDATransformer.from_pretrained(cfg.init_from)
-        if grid and not model.config.grid_position_size:  # add them, starting at zero: the same function at step 0
-            config = {k: v for k, v in model.config.items() if not k.startswith("_")}
-            grown = LLaDATransformer(**{**config, **grid})
-            missing = grown.load_state_dict(model.state_dict(), strict=False).missing_keys
-            assert all(k.startswith("transformer.grid_") for k in missing), missing
-            with torch.no_grad():
-                grown.transformer["grid_rows"].weight.zero_()
-                grown.transformer["grid_cols"].weight.zero_()
-            model = grown
-    else:
-        seq_len = 64 + 2 * (n_pos + cache.grid_size[0] + 2)
-        model = LLaDATransformer(
-            vocab_size=layout.vocab_size, mask_token_id=layout.mask_token_id, max_sequence_length=seq_len,
-            **cfg.model, **grid,
-        )
-        if cfg.code_embedding_init:
-            from diffusers import VQModel
-
-            codebook = VQModel.from_pretrained(cfg.code_embedding_init).quantize.embedding.weight
-            init_code_rows_from_codebook(model, layout, codebook, cfg.seed)
-    if cfg.attribute_rows:
-        from .code_embeddings import attach_attribute_rows
-
-        attach_attribute_rows(model, layout, fresh=not cfg.init_from)
-    if cfg.lora_rank:
-        from peft import LoraConfig
-
-        model.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank,
-                                     target_modules=r".*blocks\.\d+\.(q_proj|k_proj|v_proj|attn_out|ff_proj|up_proj|ff_out)"))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, start.transformer, layout, seq_len=64 + 2 * (n_pos + cache.grid_size[0] + 2))
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(optimizer_groups(cfg, model), lr=cfg.lr, betas=(0.9, cfg.adam_beta2))
     lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
 
     native = torch.full((len(cache), n_pos), -1, dtype=torch.long)
     start_step = 0
@@ -234,11 +166,14 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     traj_cfg = TrajectoryConfig(**cfg.trajectory)
     states_cfg = SamplerStatesConfig(**cfg.sampler_states)
     log_path = out / "log.jsonl"
-    if start_step == 0 and log_path.exists():
+    if main_process and start_step == 0 and log_path.exists():
         log_path.unlink()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
 
     end_step = min(cfg.steps, cfg.stop_after or cfg.steps)
-    bar = tqdm(range(start_step, end_step), initial=start_step, total=end_step, disable=not progress, desc=cfg.objective)
+    bar = tqdm(range(start_step, end_step), initial=start_step, total=end_step,
+               disable=not (progress and main_process), desc=cfg.objective + (" lora" if cfg.lora_rank else ""))
     t0, running = time.time(), {}
     for step in bar:
         with accelerator.accumulate(model):
@@ -252,7 +187,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                 if not cfg.history:
                     corrupted.history = None
             else:
-                if step % cfg.native_refresh_every == 0:
+                if cfg.native_refresh_every and step % cfg.native_refresh_every == 0:
                     raw_model.eval()
                     native[index] = sample_native(raw_model, layout, bank, cache, index, cfg, gen)
                     raw_model.train()
@@ -265,8 +200,11 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                 offset = history_offsets(raw_model, layout, corrupted.history.to(accelerator.device),
                                          batch.target_positions, batch.input_ids.shape[1], cfg)
             logits = model(batch.input_ids, batch.attention_mask, embedding_offset=offset,
-                           output_positions=batch.target_positions).logits.float()
-            labels = layout.ids_from_code_state(corrupted.labels).to(logits.device)
+                           output_positions=batch.target_positions).logits
+            if cfg.loss_classes == "codes":  # slice before upcasting: 8,193 of Lumina's 134k classes
+                logits, labels = layout.image_code_logits(logits).float(), corrupted.labels.to(logits.device)
+            else:
+                logits, labels = logits.float(), layout.ids_from_code_state(corrupted.labels).to(logits.device)
             kind, names = corrupted.kind, LOSS_NAMES
             if cfg.reveal_changed_loss and cfg.objective == "reflective":
                 # Most masked cells are copies of the source; the few the edit changes are what the model
@@ -281,46 +219,65 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                 losses = rm_losses(logits, labels, kind.to(logits.device), names)
                 loss = weighted_loss(losses, cfg.loss_weights)
             accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(params, 1.0)
+            if accelerator.sync_gradients and cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(trained, cfg.max_grad_norm)
             optimizer.step()
             lr_schedule.step()
             optimizer.zero_grad()
 
         for name, value in losses.items():
             running[name] = 0.9 * running.get(name, value.item()) + 0.1 * value.item()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == end_step:
+        if main_process and ((step + 1) % cfg.log_every == 0 or step + 1 == end_step):
             record = {"step": step + 1, "time": round(time.time() - t0, 1), "lr": lr_schedule.get_last_lr()[0],
-                      **{n: round(v.item(), 5) for n, v in losses.items()}}
+                      "processes": accelerator.num_processes, **{n: round(v.item(), 5) for n, v in losses.items()}}
+            if torch.cuda.is_available():
+                record["peak_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix({n: f"{v:.3f}" for n, v in running.items()})
-        if ((step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps) or step + 1 == end_step < cfg.steps:
-            save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1)
+        saving = (cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps) \
+            or step + 1 == end_step < cfg.steps
+        if saving and main_process:
+            # LoRA: only what trains (the frozen base is init_from's); full: the whole model.
+            weights = {n: p.detach().cpu() for n, p in trainable_parameters(raw_model).items()} if cfg.lora_rank else None
+            save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1, weights=weights)
 
-    final = out / "final"
-    if cfg.attribute_rows:
+    final = write_outputs(cfg, accelerator, model, raw_model, start, layout, end_step, out / "final")
+    if main_process:
+        (out / "wall_time_s.txt").write_text(f"{time.time() - t0:.1f}\n")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return final
+
+
+def write_outputs(cfg: MDMTrainConfig, accelerator, model, raw_model, start, layout, steps_done: int, final: Path) -> Path:
+    """``final``: the pipeline folder (full training) or the adapter folder (LoRA; plus ``merged/`` with
+    ``save_merged``), each with its records."""
+    record = training_record(cfg, start, steps_done, accelerator.num_processes)
+    if cfg.attribute_rows and not cfg.lora_rank:
         from .code_embeddings import detach_attribute_rows
 
         detach_attribute_rows(raw_model)
-    if cfg.lora_rank:  # ship plain weights: fold the adapters in
-        raw_model.fuse_lora()
-        raw_model.unload_lora()
-    raw_model.save_pretrained(final, safe_serialization=True)
-    (out / "wall_time_s.txt").write_text(f"{time.time() - t0:.1f}\n")
+    # A gathered state dict: a collective under FSDP / ZeRO-3 (every rank calls it), the module's own otherwise.
+    state = accelerator.get_state_dict(model) if cfg.lora_rank and accelerator.num_processes > 1 else None
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        if cfg.lora_rank:
+            write_adapter_folder(final, raw_model, start, cfg, layout, record, state_dict=state)
+            if cfg.save_merged:
+                merge_rm_adapter(raw_model)
+                write_pipeline_folder(final.parent / "merged", raw_model, start, cfg, layout, record)
+        else:
+            write_pipeline_folder(final, raw_model, start, cfg, layout, record)
+    accelerator.wait_for_everyone()
     return final
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="JSON config (configs/mdm_*.json)")
-    for f in fields(MDMTrainConfig):
-        if f.type in ("int", "int | None", "float", "str", "str | None", "bool"):
-            kind = {"int": int, "int | None": int, "float": float,
-                    "bool": lambda s: s.lower() in ("1", "true", "yes")}.get(f.type, str)
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None)
-        elif f.type == "list | None":  # e.g. --edit-types remove, --extra-codes A.safetensors B.safetensors
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, nargs="+", default=None)
+    add_config_arguments(parser)
     parser.add_argument("--no-progress", action="store_true")
     args = vars(parser.parse_args(argv))
     progress = not args.pop("no_progress")
@@ -331,4 +288,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -131,8 +131,9 @@ def load_pipeline(model: str | None, device: str | None) -> ReflectiveMaskingEdi
             raise CliError(f"{exc}; pass --model DIR to use a saved pipeline") from None
     else:
         folder = Path(model)
-        if not (folder / "model_index.json").is_file():
-            what = "does not exist" if not folder.exists() else "is not a saved pipeline (no model_index.json)"
+        if not ((folder / "model_index.json").is_file() or (folder / "rm_adapter.json").is_file()):
+            what = "does not exist" if not folder.exists() else \
+                "is not a saved pipeline (no model_index.json) or RM adapter folder (no rm_adapter.json)"
             raise CliError(f"model folder {folder} {what}")
         try:
             pipe = ReflectiveMaskingEditPipeline.from_pretrained(folder)
@@ -152,7 +153,8 @@ def add_sampler_options(parser: argparse.ArgumentParser, paste_back: bool = True
         g.add_argument("--allow-unknown-words", action="store_true",
                        help="edit even when the instruction has words the model does not know (default: refuse "
                             "the item, naming them and the nearest known words)")
-    g.add_argument("--model", metavar="DIR", help="a saved pipeline folder (default: the model shipped with rm-edit)")
+    g.add_argument("--model", metavar="DIR",
+                   help="a saved pipeline or RM adapter folder (default: the model shipped with rm-edit)")
     g.add_argument("--strategy", choices=("reflective", "regenerate"),
                    help="reflective: re-generate only the tokens the model chooses; regenerate: re-generate the "
                         "whole image from all-[MASK] (baseline). Default: the model's sampler (reflective for "
@@ -171,8 +173,9 @@ def add_sampler_options(parser: argparse.ArgumentParser, paste_back: bool = True
     g.add_argument("--image-guidance-scale", type=number, metavar="F", help="source-image guidance (default: the model's)")
     g.add_argument("--history", action=argparse.BooleanOptionalAction, default=None,
                    help="History Reference: condition each turn on the codes seen before (default: on for a model trained with it)")
-    g.add_argument("--history-decay", type=unit_float, default=1.0, metavar="F",
-                   help="history weight decay per turn, in (0, 1] (default 1.0)")
+    g.add_argument("--history-decay", type=unit_float, default=None, metavar="F",
+                   help="history weight decay per turn, in (0, 1] (default: the decay the model was trained with, "
+                        "else 1.0)")
     g.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=paste_back,
                    help="blend the edit into the original so every pixel outside the region the model chose stays "
                         f"the original's, bit for bit (default: {'on' if paste_back else 'off'})")
