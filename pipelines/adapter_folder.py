@@ -10,36 +10,23 @@ model), ``base_weights_sha256``, ``transformer_config`` and ``pipeline``, and ``
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from diffusers.utils import logging
 
 import rm_edit
-from rm_edit.adapters import ADAPTER_INFO, load_rm_adapter
+from rm_edit.adapters import ADAPTER_INFO, load_rm_adapter, weights_sha256
 
 logger = logging.get_logger(__name__)
 HASH_CHECK_MAX_BYTES = 1 << 30  # bases above this are not re-hashed on every load (an 8B model: ~16 GB to read)
 
-__all__ = ["is_adapter_folder", "load_adapter_pipeline", "resolve_base", "weights_sha256"]
+__all__ = ["is_adapter_folder", "load_adapter_pipeline", "resolve_base"]
 
 
 def is_adapter_folder(folder: str | Path) -> bool:
     folder = Path(folder).expanduser()
     return (folder / ADAPTER_INFO).is_file() and not (folder / "model_index.json").is_file()
-
-
-def weights_sha256(folder: str | Path) -> str:
-    """One hash over a folder's weight files (``*.safetensors`` at any depth, in path order, with their paths)."""
-    folder = Path(folder)
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.safetensors")):
-        digest.update(str(path.relative_to(folder)).encode())
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_base(folder: Path, reference: str) -> Path:
@@ -86,9 +73,9 @@ def load_adapter_pipeline(cls, folder: str | Path, **kwargs):
     if (base / "model_index.json").is_file() or is_adapter_folder(base):
         pipe = cls.from_pretrained(base, **kwargs)
     else:  # a Lumina-DiMOO checkpoint folder as released
-        from .lumina_dimoo import load_lumina_dimoo
+        from .lumina_checkpoint import lumina_components
 
-        pipe = load_lumina_dimoo(base, torch_dtype=kwargs.get("torch_dtype", kwargs.get("dtype")))
+        pipe = cls(**lumina_components(base, torch_dtype=kwargs.get("torch_dtype", kwargs.get("dtype"))))
     _check_base(base, info)
     load_rm_adapter(pipe.transformer, folder, merge=True)
     pipe.transformer.register_to_config(**info.get("transformer_config", {}))

@@ -10,6 +10,7 @@ pipeline loads an adapter without importing the training code.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -27,7 +28,7 @@ MASK_ROW_WEIGHTS = "mask_row_delta.safetensors"
 ADAPTER_INFO = "rm_adapter.json"
 
 __all__ = ["LORA_TARGET_MODULES", "MaskRowDelta", "attach_mask_row", "detach_mask_row", "load_rm_adapter",
-           "merge_rm_adapter", "save_rm_adapter", "unload_rm_adapter"]
+           "merge_rm_adapter", "save_rm_adapter", "unload_rm_adapter", "weights_sha256"]
 
 # ---- the [MASK] row ------------------------------------------------------------------------------------------
 class MaskRowDelta(nn.Module):
@@ -96,6 +97,19 @@ def detach_mask_row(transformer: LLaDATransformer) -> torch.Tensor | None:
     return row.delta.detach()
 
 
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """One hash over a folder's weight files (``*.safetensors`` at any depth, in path order, with their paths):
+    what an adapter records of the base it was trained on."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.safetensors")):
+        digest.update(str(path.relative_to(folder)).encode())
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _adapter_config(transformer, adapter_name: str) -> dict:

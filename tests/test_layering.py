@@ -17,7 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSUMERS = ("rm_edit.cli", "rm_edit.evaluation", "rm_edit.pipelines", "rm_edit.training")
-EVALUATES = {"rm_edit.training.grid_report", "rm_edit.training.recipe"}
+EVALUATES = {"rm_edit.training.grid_report", "rm_edit.training.recipe",
+             "rm_edit.training.model_folders"}  # loads an init folder as a pipeline, writes the trained one
 
 
 def package_folders(root: Path = ROOT) -> dict[str, Path]:
@@ -98,7 +99,7 @@ def test_the_graph_is_read_from_every_package_folder():
     g = graph()
     assert {"rm_edit.schedulers", "rm_edit.adapters", "rm_edit.metrics", "rm_edit.pipelines.lumina_dimoo",
             "rm_edit.training.lora_rm", "rm_edit.cli.batch", "rm_edit.evaluation.runner"} <= set(g)
-    assert "rm_edit.adapters" in g["rm_edit.pipelines.lumina_dimoo"]  # edges are read
+    assert "rm_edit.adapters" in g["rm_edit.pipelines.lumina_checkpoint"]  # edges are read
 
 
 def test_each_layer_imports_only_the_layers_below():

@@ -184,7 +184,20 @@ def test_ddp_two_cpu_processes_write_an_adapter(checkpoint, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3] and records[-1]["processes"] == 2
-    adapter = out / "adapter"
+    adapter = out / "final"
     assert (adapter / "pytorch_lora_weights.safetensors").is_file() and (adapter / "mask_row_delta.safetensors").is_file()
     model = load_rm_adapter(_base(checkpoint), adapter)
     assert model.rm_mask_row.delta.abs().sum() > 0
+    # The adapter folder names its base (the checkpoint as released) and loads as a pipeline with it applied.
+    record = json.loads((adapter / "training.json").read_text())
+    assert record["kind"] == "lora" and record["init_from"]["kind"] == "llada" and record["examples"] == 3 * 2 * 2
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+    from rm_edit.schedulers import ReflectiveMaskingScheduler
+
+    pipe = ReflectiveMaskingEditPipeline.from_pretrained(adapter)
+    assert pipe.transformer.config.rm_post_trained is True and pipe.transformer.config.history_reference is False
+    assert isinstance(pipe.scheduler, ReflectiveMaskingScheduler) and pipe.scheduler.config.reveal_steps == 4
+    assert pipe.config.crop_multiple == 32 and pipe.config.layout == "lumina-dimoo"
+    merged = merge_rm_adapter(load_rm_adapter(_base(checkpoint), adapter)).state_dict()
+    for name, value in pipe.transformer.state_dict().items():
+        torch.testing.assert_close(value, merged[name])

@@ -142,3 +142,19 @@ def test_a_relative_base_resolves_beside_the_adapter_then_in_the_package(folders
     assert resolve_base(lora, "../../base/final") == lora / "../../base/final"
     shipped = resolve_base(tmp_path, "rm_edit/models/shapes-base")
     assert (shipped / "model_index.json").is_file() and shipped.parent.name == "models"
+
+
+def test_an_adapter_of_a_shipped_base_names_it_package_relative_and_loads_as_a_shipped_model(folders, monkeypatch, tmp_path):
+    import rm_edit
+    from rm_edit.pipelines.pipeline_reflective_edit import load_default_pipeline
+    from rm_edit.training.mdm_config import MDMTrainConfig
+    from rm_edit.training.model_folders import SHIPPED_MODELS, base_reference
+
+    assert base_reference(MDMTrainConfig(init_from=str(SHIPPED_MODELS / "shapes-base"))) == "rm_edit/models/shapes-base"
+    assert base_reference(MDMTrainConfig(init_from="x", base_reference="../shapes-base")) == "../shapes-base"
+    _, _, lora = folders
+    package = tmp_path / "rm_edit"
+    shutil.copytree(lora, package / "models" / "tiny-lora")  # its base_model is an absolute path
+    monkeypatch.setattr(rm_edit, "__file__", str(package / "__init__.py"))
+    pipe = load_default_pipeline("tiny-lora")
+    assert pipe.transformer.config.rm_post_trained is True and isinstance(pipe.scheduler, ReflectiveMaskingScheduler)

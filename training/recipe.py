@@ -91,7 +91,7 @@ class Recipe:
 
     def _mdm(self, stage: str, config: str, init: str | None, **extra) -> None:
         overrides = dict(out=str(self.work / stage), train_codes=str(self.work / "codes" / "train.safetensors"),
-                         init_from=init, threads=self.threads, **extra)
+                         init_from=init, threads=self.threads, vq=str(self.vq_dir), **extra)
         if self.smoke:
             overrides.update(model=SMOKE_MODEL, steps=4, stop_after=None, batch_size=4, save_every=2, log_every=1,
                              warmup_steps=1)
@@ -140,7 +140,9 @@ def package_pipeline(vq_dir: Path, transformer_dir: Path, out: Path, rm_post_tra
 
     from rm_edit.vq import as_vq_tokenizer
 
-    transformer = LLaDATransformer.from_pretrained(transformer_dir)
+    # A trainer's final/ is a pipeline folder (older runs: a bare transformer folder).
+    is_pipeline = (transformer_dir / "model_index.json").is_file()
+    transformer = LLaDATransformer.from_pretrained(transformer_dir, subfolder="transformer" if is_pipeline else None)
     # Recorded so the pipeline picks the right defaults: reflective only for RM models, History Reference on
     # for a model trained with it.
     transformer.register_to_config(rm_post_trained=rm_post_trained, history_reference=history_reference)

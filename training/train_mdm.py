@@ -1,7 +1,9 @@
-"""Train the editing MDM: the base model, vanilla SFT, and Reflective Masking post-training (+ History Reference).
+"""Train the editing MDM: the base model, vanilla SFT, and Reflective Masking post-training (+ History Reference),
+full or with LoRA, for the shapes world and Lumina-DiMOO alike: one loop.
 
     python -m rm_edit.training.train_mdm --config configs/mdm_grid_base.json --train-codes runs/codes/train.safetensors
     python -m rm_edit.training.train_mdm --config configs/mdm_grid_rm_her.json --train-codes ...
+    rm-edit train mdm --config configs/mdm_grid_rm_lora.json --init-from rm_edit/models/shapes-base --train-codes ...
 
 Stages (``objective``): ``vanilla`` is Lumina-DiMOO's recipe (target-only masking with ratio cos(r pi/2),
 cross-entropy on masked codes, instruction / source dropout for guidance); the base model and the vanilla
@@ -9,6 +11,11 @@ SFT baseline use it. ``reflective`` trains with the three oracle labels (reveal,
 with History Reference, on ``states``: ``"sampler"`` = the reflective sampler's own passes
 (``trajectories.sampler_states``, the shipped models) or ``"simulated"`` trajectories (``reflective_trajectory``,
 which can also mix in the model's own samples; used for LoRA on Lumina-DiMOO-class models).
+
+``lora_rank`` > 0 trains LoRA adapters and the [MASK] row on a frozen ``init_from`` (:mod:`.mdm_model`); the
+config (:mod:`.mdm_config`) has presets, e.g. ``lumina-dimoo-lora`` (:mod:`.lora_rm`). Output ``out/final``
+(:mod:`.model_folders`): a pipeline folder, or for LoRA an adapter folder naming its base, both loadable with
+``ReflectiveMaskingEditPipeline.from_pretrained`` and recording what they were trained as.
 """
 
 from __future__ import annotations
@@ -36,8 +43,7 @@ from rm_edit.reflective import choose_reveal
 from .checkpoint import load_training_state, save_training_state
 from .mdm_config import PRESETS, MDMTrainConfig, add_config_arguments
 from .mdm_model import build_model, init_code_rows_from_codebook, lora_dtype, optimizer_groups, trainable_parameters
-from .mdm_output import check_output_parts, training_record, write_adapter_folder, write_pipeline_folder
-from .mdm_start import load_start
+from .model_folders import check_output_parts, load_start, training_record, write_adapter_folder, write_pipeline_folder
 from .trajectories import (KEEP, MASK, REVEAL, SamplerStatesConfig, TrajectoryConfig, reflective_trajectory,
                            sampler_states, vanilla_corruption)
 

@@ -1,6 +1,10 @@
-"""What MDM training writes: a complete pipeline folder (full training) or an RM adapter folder (LoRA), each
-recording what it was trained as, so it loads with ``ReflectiveMaskingEditPipeline.from_pretrained`` and the
-sampler defaults follow the training without a packaging step.
+"""The folders of MDM training: what it starts from and what it writes.
+
+Start: the init folder (pipeline, RM adapter, Lumina-DiMOO / LLaDA checkpoint or bare transformer) loaded with the
+parts the trained model ships with (tokenizer, VQ, pipeline config). Output: a complete pipeline folder (full
+training) or an RM adapter folder naming its base (LoRA), each recording what it was trained as, so it loads with
+``ReflectiveMaskingEditPipeline.from_pretrained`` and the sampler defaults follow the training without a
+packaging step.
 
 Records: the transformer config's ``rm_post_trained`` (reflective objective), ``history_reference`` with the
 ``history_alpha`` / ``history_decay`` it was trained with, the pipeline's ``world``, and ``training.json``
@@ -10,14 +14,110 @@ Records: the transformer config's ``rm_post_trained`` (reflective objective), ``
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
+import rm_edit
+from rm_edit.adapters import ADAPTER_INFO, save_rm_adapter, weights_sha256
 from rm_edit.layout import TokenLayout
 from rm_edit.transformer import LLaDATransformer
 
-from .mdm_start import SHAPES_WORLD, SHIPPED_MODELS, Start
+# The VQ of the shapes-grid layout when neither the init folder nor the config names one: the shipped tokenizer.
+SHIPPED_MODELS = Path(rm_edit.__file__).resolve().parent / "models"
+SHAPES_GRID_VQ = SHIPPED_MODELS / "shapes-base" / "vqvae"
+SHAPES_WORLD = {"name": "shapes", "image_size": 64}
 
+
+@dataclass
+class Start:
+    transformer: LLaDATransformer | None  # None: a fresh model is built by the trainer
+    tokenizer: object
+    vq: object | None  # a VQTokenizer (None: no VQ known; the trainer refuses before training)
+    pipeline_config: dict = field(default_factory=dict)  # the init pipeline's config (layout, crops, guidance, world)
+    scheduler: object | None = None  # the init pipeline's scheduler
+    record: dict | None = None  # what training started from (written to the output's training.json)
+
+
+def folder_kind(folder: Path) -> str:
+    """"pipeline", "adapter", "llada" (a Lumina-DiMOO / LLaDA checkpoint as released) or "transformer"."""
+    if (folder / "model_index.json").is_file():
+        return "pipeline"
+    if (folder / "rm_adapter.json").is_file():
+        return "adapter"
+    config = folder / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"init_from {folder}: not a pipeline, adapter, checkpoint or transformer folder")
+    raw = json.loads(config.read_text())
+    return "transformer" if raw.get("_class_name") == "LLaDATransformer" else "llada"
+
+
+def _load_vq(folder: str | Path):
+    from diffusers import VQModel
+
+    from rm_edit.vq import as_vq_tokenizer
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"vq {folder}: not a saved VQModel folder (no config.json)")
+    return as_vq_tokenizer(VQModel.from_pretrained(folder).eval())
+
+
+def _load_tokenizer(folder: str | Path, layout_name: str):
+    if layout_name == "lumina-dimoo":
+        from rm_edit.lumina_tokenizer import load_lumina_tokenizer
+
+        return load_lumina_tokenizer(Path(folder))
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def load_start(init_from: str | None, layout_name: str, tokenizer: str | None, vq: str | None,
+               dtype: torch.dtype = torch.float32) -> Start:
+    """The init model and what its output will ship with; ``tokenizer`` / ``vq`` folders override the init's."""
+    start = Start(None, None, None)
+    if init_from:
+        folder = Path(init_from)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"init_from {folder}: folder not found")
+        kind = folder_kind(folder)
+        if kind in ("pipeline", "adapter"):
+            from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+            pipe = ReflectiveMaskingEditPipeline.from_pretrained(folder, torch_dtype=dtype)
+            config = {k: v for k, v in pipe.config.items() if not k.startswith("_") and not isinstance(v, (list, tuple))}
+            start = Start(pipe.transformer, pipe.tokenizer, pipe.vqvae, config, pipe.scheduler)
+        elif kind == "llada":
+            from rm_edit.pipelines.lumina_dimoo import LUMINA_PIPELINE_CONFIG, load_lumina_dimoo
+
+            pipe = load_lumina_dimoo(folder, torch_dtype=dtype)
+            start = Start(pipe.transformer, pipe.tokenizer, pipe.vqvae, dict(LUMINA_PIPELINE_CONFIG), pipe.scheduler)
+        else:
+            start.transformer = LLaDATransformer.from_pretrained(folder, torch_dtype=dtype)
+        start.transformer.train()
+        start.record = {"path": str(folder), "kind": kind,
+                        "transformer_config": {k: v for k, v in start.transformer.config.items() if not k.startswith("_")}}
+        if start.pipeline_config.get("layout", layout_name) != layout_name:
+            raise ValueError(f"init_from {folder}: its layout is {start.pipeline_config['layout']!r}, "
+                             f"the config's {layout_name!r}")
+    if tokenizer:
+        start.tokenizer = _load_tokenizer(tokenizer, layout_name)
+    elif start.tokenizer is None:
+        if not layout_name.startswith("shapes"):
+            raise ValueError(f"layout {layout_name!r}: set tokenizer (or init_from a folder that has one)")
+        from rm_edit.data.text_tokenizer import build_shapes_tokenizer
+
+        start.tokenizer = build_shapes_tokenizer()
+    if vq:
+        start.vq = _load_vq(vq)
+    elif start.vq is None and layout_name == "shapes-grid" and SHAPES_GRID_VQ.is_dir():
+        start.vq = _load_vq(SHAPES_GRID_VQ)
+    return start
+
+
+# ---- the output ----------------------------------------------------------------------------------------
 TRAINING_RECORD = "training.json"
 # The shapes world's samplers (as the shipped folders): reflective turn 1 re-masks what the edit needs and
 # reveals it in one pass, turn 2 finds nothing wrong and stops; regenerate: 16 argmax steps from all [MASK].
@@ -47,7 +147,7 @@ def output_scheduler(start: Start, cfg, layout: TokenLayout):
     if isinstance(start.scheduler, cls):
         config = {k: v for k, v in start.scheduler.config.items() if not k.startswith("_")}
     elif layout.name == "lumina-dimoo":
-        from rm_edit.pipelines.lumina_dimoo import lumina_regenerate_scheduler, lumina_scheduler
+        from rm_edit.pipelines.lumina_checkpoint import lumina_regenerate_scheduler, lumina_scheduler
 
         config = dict((lumina_scheduler() if reflective else lumina_regenerate_scheduler()).config)
     else:
@@ -58,7 +158,7 @@ def output_scheduler(start: Start, cfg, layout: TokenLayout):
 
 def output_pipeline_config(start: Start, cfg, layout: TokenLayout) -> dict:
     if layout.name == "lumina-dimoo":
-        from rm_edit.pipelines.lumina_dimoo import LUMINA_PIPELINE_CONFIG
+        from rm_edit.pipelines.lumina_checkpoint import LUMINA_PIPELINE_CONFIG
 
         defaults = dict(LUMINA_PIPELINE_CONFIG)
     else:
@@ -70,9 +170,11 @@ def output_pipeline_config(start: Start, cfg, layout: TokenLayout) -> dict:
 
 
 def training_record(cfg, start: Start, steps_done: int, processes: int) -> dict:
+    """training.json: the config, what training started from (with its weights' hash) and how much it saw."""
+    init = None if start.record is None else {**start.record, "weights_sha256": weights_sha256(start.record["path"])}
     return {
         "trainer": "rm_edit.training.train_mdm", "kind": "lora" if cfg.lora_rank else "full",
-        "init_from": start.record, "steps": steps_done,
+        "init_from": init, "steps": steps_done,
         "examples": steps_done * cfg.batch_size * cfg.grad_accum * processes, "processes": processes,
         "records": trained_flags(cfg), "config": asdict(cfg),
     }
@@ -118,11 +220,9 @@ def write_adapter_folder(folder: Path, transformer: LLaDATransformer, start: Sta
     """The LoRA adapter and [MASK] row (``rm_edit.adapters.save_rm_adapter``), with ``rm_adapter.json`` naming
     the base (``base_model``, its weights hash) and what loading records (``transformer_config``), the sampler it
     edits with (``scheduler/``), its pipeline config and ``training.json``."""
-    from rm_edit.adapters import ADAPTER_INFO, save_rm_adapter
-
     folder = Path(save_rm_adapter(transformer, folder, state_dict=state_dict))
     info = json.loads((folder / ADAPTER_INFO).read_text())
-    info.update(base_model=base_reference(cfg), base_weights_sha256=(start.record or {}).get("weights_sha256"),
+    info.update(base_model=base_reference(cfg), base_weights_sha256=record["init_from"]["weights_sha256"],
                 transformer_config=trained_flags(cfg), pipeline=output_pipeline_config(start, cfg, layout))
     (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2))
     output_scheduler(start, cfg, layout).save_pretrained(folder / "scheduler")
