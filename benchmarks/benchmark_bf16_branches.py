@@ -6,8 +6,8 @@ One guided step runs the conditional, no-instruction and no-image branches as on
 branch is shorter). Lumina-DiMOO's own code runs each branch alone, unpadded. This script samples the same
 edit both ways with the same random numbers (Lumina's regenerate sampler, temperature 1) on a random-weight
 LLaDA with Lumina's vocabulary, and prints the fraction of final codes that agree, per dtype; ``--by-length``
-adds :func:`~rm_edit.pipelines.guidance_branches.forward_branches` (what the pipeline runs: in 16-bit, the
-branches grouped by length, each group unpadded).
+adds :func:`~rm_edit.pipelines.guidance_branches.forward_branches` (what the pipeline runs: every branch packed
+into one row, one forward pass, attention per group of equal-length branches without a mask).
 """
 
 from __future__ import annotations

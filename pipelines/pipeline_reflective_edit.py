@@ -21,19 +21,19 @@ from diffusers.pipelines import pipeline_utils as _diffusers_pipeline_utils
 from diffusers.utils import BaseOutput, logging
 from transformers import PreTrainedTokenizerBase
 
-from rm_edit.history import HistoryReference, scatter_offsets
+from rm_edit.history import HistoryReference
 from rm_edit.image_inputs import as_pil_images
 from rm_edit.image_processor import EditImageProcessor
 from rm_edit.input_checks import InputChecks, check_sequence_length
 from rm_edit.kv_cache import KVCache
-from rm_edit.layout import SequenceBatch, build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
+from rm_edit.layout import build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
 from rm_edit.reflective import generators_on
 from rm_edit.schedulers import CodeSpaceEditScheduler, LuminaRegenerateScheduler, ReflectiveMaskingScheduler
 from rm_edit.transformer import LLaDATransformer
 from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes
 
 from .adapter_folder import is_adapter_folder, load_adapter_pipeline
-from .guidance_branches import forward_branches
+from .guidance_branches import BranchInputs
 from .rm_requirement import require_rm_post_training
 
 logger = logging.get_logger(__name__)
@@ -229,41 +229,29 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             seqs += [build_edit_sequence(self.layout, p, None, state[i].view(h, w), close) for i, p in enumerate(prompts)]
         return pad_sequences(seqs, self.layout.pad_token_id)
 
-    def _branch_batch(self, prompts, source_host: torch.Tensor, rows: tuple[int, ...], g_text: float, g_image: float):
-        """The batch ``rows``' branch sequences on the device, target codes left to :meth:`_with_state` (built on
-        the host once per set of rows, so a step writes only the (B, N) state into it)."""
+    def _branch_inputs(self, prompts, source_host: torch.Tensor, rows: tuple[int, ...], g_text: float,
+                       g_image: float) -> BranchInputs:
+        """The batch ``rows``' branch sequences on the device (built on the host once per set of rows; a step
+        writes only the state into them): one packed row, or the padded batch a key/value cache needs."""
         conditional, uncond, close = prompts
         picked = list(rows)
         batch = self._branches([conditional[j] for j in picked], [uncond[j] for j in picked], close,
                                source_host[picked], source_host[picked].flatten(1), g_text != 0, g_image != 0)
-        device = self._execution_device
-        return batch.to(device), rows, torch.tensor(picked, device=device)
-
-    def _with_state(self, batch: SequenceBatch, state: torch.Tensor) -> SequenceBatch:
-        """``batch`` with every branch's target block holding ``state`` (rows x copies, in branch order)."""
-        copies = batch.input_ids.shape[0] // state.shape[0]
-        ids = self.layout.ids_from_code_state(state).repeat(copies, 1)
-        return SequenceBatch(batch.input_ids.scatter(1, batch.target_positions, ids), batch.attention_mask,
-                             batch.target_positions)
+        return BranchInputs(self.layout, batch, rows, self._execution_device, packed=self._kv_cache is None)
 
     # ---- one forward pass ---------------------------------------------------------------------------------
-    def _predict(self, template, state, previous, reference, full: bool, g_text: float, g_image: float):
-        """Guided logits (B, N, K + 1) for the batch rows of ``template`` (other rows: ``previous``'s, or zeros),
+    def _predict(self, branches: BranchInputs, state, previous, reference, full: bool, g_text: float, g_image: float):
+        """Guided logits (B, N, K + 1) for the batch rows of ``branches`` (other rows: ``previous``'s, or zeros),
         all on the transformer's device (nothing is read back to the host).
 
         ``full=False`` reuses the key/value cache: a reveal step reads only masked positions' logits, so it
         recomputes those and the codes that changed since the cache was filled; the rest keeps its cached
         keys/values (and logits)."""
-        branches, rows, row_index = template
-        b = state.shape[0]
-        batch = self._with_state(branches, state if len(rows) == b else state.index_select(0, row_index))
-        copies = batch.input_ids.shape[0] // len(rows)  # the conditional and guidance branches
-        offset = None if reference is None else scatter_offsets(
-            reference.repeat(copies, 1, 1), batch.target_positions, batch.input_ids.shape[1])
-        cache, mask_code = self._kv_cache, self.layout.mask_code
-        classes = self._classes
+        rows, row_index, b = branches.rows, branches.row_index, state.shape[0]
+        picked = state if len(rows) == b else state.index_select(0, row_index)
+        cache, classes = self._kv_cache, self._classes
         if full:
-            out = forward_branches(self.transformer, batch, offset, cache, classes)  # unpadded branches in 16-bit
+            out = branches.forward(self.transformer, picked, reference, classes, cache)  # one pass, all branches
             if cache is not None:
                 cache.filled_from(rows, state, row_index)
             guided = self._guided(out, len(rows), g_text, g_image)
@@ -271,10 +259,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 return guided
             logits = previous.clone() if previous is not None else guided.new_zeros(b, *guided.shape[1:])
             return logits.index_copy_(0, row_index, guided)
-        target_idx = cache.stale_positions(state, mask_code)
-        seq_idx = torch.gather(batch.target_positions, 1, target_idx.repeat(copies, 1))
-        out = self.transformer(batch.input_ids, batch.attention_mask, embedding_offset=offset, kv_cache=cache,
-                               compute_positions=seq_idx, output_classes=classes).logits
+        target_idx = cache.stale_positions(state, self.layout.mask_code)
+        out = branches.forward_cached(self.transformer, picked, reference, classes, cache, target_idx)
         logits = previous.clone()
         logits[row_index[:, None].expand_as(target_idx), target_idx] = self._guided(out, len(rows), g_text, g_image)
         return logits
@@ -468,18 +454,18 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         self._num_timesteps, self._interrupt = len(scheduler.timesteps), False
         trajectory = [{"codes": state.view(b, h, w).clone(), "remasked": torch.zeros_like(state, dtype=torch.bool)
                        .view(b, h, w)}]
-        logits, passes, template = None, 0, None
+        logits, passes, branches = None, 0, None
         # The loop reads nothing back from the device except the rows at their fixed point, once per reflect step.
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
             for i, t in enumerate(scheduler.timesteps.tolist()):
                 if self.interrupt or scheduler.finished:
                     break
                 rows = scheduler.active_row_list
-                if template is None or template[1] != rows:  # the first step, and rows that reached a fixed point
-                    template = self._branch_batch(encoded_prompts, source_host, rows, g_text, g_image)
+                if branches is None or branches.rows != rows:  # the first step, and rows that reached a fixed point
+                    branches = self._branch_inputs(encoded_prompts, source_host, rows, g_text, g_image)
                 full = self._kv_cache is None or scheduler.needs_full_forward(t, kv_cache_refresh_every) \
                     or not self._kv_cache.serves(rows)
-                logits = self._predict(template, state, logits, scheduler.history_reference(template[2]), full,
+                logits = self._predict(branches, state, logits, scheduler.history_reference(branches.row_index), full,
                                        g_text, g_image)
                 passes += 1
                 step = scheduler.step(logits, t, state, generator=generator)

@@ -21,6 +21,8 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .kv_cache import KVCache
+from .llada_checkpoint import _llada_weight_files, llada_config, llada_config_to_kwargs, save_llada_checkpoint
+from .packing import PackedSequences, grouped_attention
 
 
 class RMSNorm(nn.Module):
@@ -72,8 +74,10 @@ class LLaDABlock(nn.Module):
         self.ff_out = nn.Linear(mlp_hidden_size, d_model, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None,
-                kv_cache: KVCache | None = None, layer: int = 0, compute_positions: torch.Tensor | None = None):
-        """``x`` holds every position, or with ``compute_positions`` only those (the rest come from ``kv_cache``)."""
+                kv_cache: KVCache | None = None, layer: int = 0, compute_positions: torch.Tensor | None = None,
+                groups: tuple | None = None):
+        """``x`` holds every position, or with ``compute_positions`` only those (the rest come from ``kv_cache``);
+        with ``groups`` (:class:`~rm_edit.packing.PackedSequences`) it is one packed row of several sequences."""
         b, l, _ = x.shape
         h = self.attn_norm(x)
         q = self.q_proj(h).view(b, l, self.n_heads, self.head_dim).transpose(1, 2)
@@ -85,10 +89,13 @@ class LLaDABlock(nn.Module):
                 kv_cache.store(layer, k, v)
             else:
                 k, v = kv_cache.update(layer, compute_positions, k, v)
-        att = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv_heads != self.n_heads
-        )
-        x = x + self.attn_out(att.transpose(1, 2).reshape(b, l, -1))
+        gqa = self.n_kv_heads != self.n_heads
+        if groups is not None:
+            att = grouped_attention(q, k, v, groups, gqa)
+        else:
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=gqa)
+            att = att.transpose(1, 2).reshape(b, l, -1)
+        x = x + self.attn_out(att)
         h = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
 
@@ -182,6 +189,7 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         kv_cache: KVCache | None = None,
         compute_positions: torch.Tensor | None = None,
         output_classes: torch.Tensor | None = None,
+        packing: PackedSequences | None = None,
     ) -> LLaDAOutput | tuple[torch.Tensor]:
         """Logits for ``input_ids`` (B, L).
 
@@ -194,12 +202,15 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             the cached keys/values of the rest, and the logits are for those positions (B, P, V).
         output_classes: (C,) class ids; when given, the head computes only those rows, in that order (..., C):
             a sampler reads 8,193 of Lumina-DiMOO's 126,464 classes, so the full head would be ~15x the work.
+        packing: ``input_ids`` is ``packing.input_ids`` (1, T), several sequences packed end to end
+            (:mod:`rm_edit.packing`): RoPE positions restart per sequence and attention stays within each.
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         b, l = input_ids.shape
-        if l > self.config.max_sequence_length:
-            raise ValueError(f"sequence length {l} exceeds max_sequence_length {self.config.max_sequence_length}")
+        longest = max(g[2] for g in packing.groups) if packing is not None else l  # a packed row holds several
+        if longest > self.config.max_sequence_length:
+            raise ValueError(f"sequence length {longest} exceeds max_sequence_length {self.config.max_sequence_length}")
         if compute_positions is not None:
             return self._cached_forward(input_ids, attention_mask, embedding_offset, kv_cache, compute_positions,
                                         return_dict, output_classes)
@@ -207,14 +218,20 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         if embedding_offset is not None:
             x = x + embedding_offset.to(x.dtype)
 
-        positions, attn_mask = _positions_and_mask(attention_mask, b, l, input_ids.device)
+        if packing is not None:
+            if attention_mask is not None or kv_cache is not None or b != 1:
+                raise ValueError("packing takes one packed row, without attention_mask or kv_cache")
+            positions, attn_mask, groups = packing.positions, None, packing.groups
+        else:
+            positions, attn_mask = _positions_and_mask(attention_mask, b, l, input_ids.device)
+            groups = None
         cos, sin = rotary_cos_sin(positions, self.config.d_model // self.config.n_heads, self.config.rope_theta)
 
         for i, block in enumerate(self.transformer["blocks"]):
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, cos, sin, attn_mask)
+                x = self._gradient_checkpointing_func(block, x, cos, sin, attn_mask, None, i, None, groups)
             else:
-                x = block(x, cos, sin, attn_mask, kv_cache, i)
+                x = block(x, cos, sin, attn_mask, kv_cache, i, None, groups)
         if kv_cache is not None:
             kv_cache.input_ids, kv_cache.attention_mask = input_ids, attention_mask
             kv_cache.full_passes += 1
@@ -331,122 +348,6 @@ def _positions_and_mask(attention_mask: torch.Tensor | None, b: int, l: int, dev
         return torch.arange(l, device=device).expand(b, l), None
     keep = attention_mask.bool()
     return (keep.long().cumsum(-1) - 1).clamp(min=0), keep[:, None, None, :]
-
-
-def _llada_weight_files(folder: Path) -> list[Path]:
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        files = [folder / n for n in names]
-    else:
-        files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{folder}: no safetensors weights (only safetensors checkpoints are loaded)")
-    for f in files:
-        if not f.is_file():
-            raise FileNotFoundError(f"{folder}: the index names {f.name}, which is missing")
-    return files
-
-
-# LLaDA config keys whose value (or default when absent) this implementation cannot honour.
-_UNSUPPORTED = {
-    "alibi": (False, "ALiBi attention biases"),
-    "include_bias": (False, "linear-layer biases"),
-    "bias_for_layer_norm": (False, "norm biases"),
-    "attention_layer_norm": (False, "QK layer norm"),
-    "input_emb_norm": (False, "embedding normalisation"),
-    "scale_logits": (False, "logit scaling"),
-}
-
-
-def llada_config_to_kwargs(cfg: dict) -> dict:
-    """Translate a LLaDA ``config.json`` into constructor kwargs, refusing what this model cannot honour.
-
-    Absent keys take the reference's GPT-2-like defaults, so a config that omits ``block_type`` or ``rope``
-    is refused rather than silently loaded as something it is not.
-    """
-    def refuse(what: str) -> ValueError:
-        return ValueError(f"unsupported LLaDA config: {what}")
-
-    if cfg.get("block_type", "sequential") != "llama":
-        raise refuse(f"block_type={cfg.get('block_type', 'sequential (default)')!r}; only 'llama' is implemented")
-    if cfg.get("layer_norm_type", "default") != "rms":
-        raise refuse(f"layer_norm_type={cfg.get('layer_norm_type', 'default')!r}; only 'rms' is implemented")
-    if cfg.get("activation_type", "swiglu") != "silu":
-        raise refuse(f"activation_type={cfg.get('activation_type', 'swiglu (default)')!r}; only 'silu' is implemented")
-    if not cfg.get("rope", False):
-        raise refuse("rope is false or absent; only RoPE positions are implemented")
-    for key, (ok, what) in _UNSUPPORTED.items():
-        if bool(cfg.get(key, ok)) != ok:
-            raise refuse(f"{key}={cfg[key]!r} ({what})")
-    if cfg.get("clip_qkv") is not None:
-        raise refuse(f"clip_qkv={cfg['clip_qkv']!r}")
-    if cfg.get("multi_query_attention"):
-        n_kv = 1
-    else:
-        n_kv = cfg.get("n_kv_heads") or cfg["n_heads"]
-    d_model = cfg["d_model"]
-    hidden = cfg.get("mlp_hidden_size") or int(cfg.get("mlp_ratio", 4) * d_model)
-    return dict(
-        vocab_size=cfg["vocab_size"],
-        embedding_size=cfg.get("embedding_size") or cfg["vocab_size"],
-        d_model=d_model,
-        n_layers=cfg["n_layers"],
-        n_heads=cfg["n_heads"],
-        n_kv_heads=n_kv,
-        mlp_hidden_size=hidden,
-        rope_theta=float(cfg.get("rope_theta", 10000.0)),
-        rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
-        max_sequence_length=cfg.get("max_sequence_length", 4096),
-        mask_token_id=cfg.get("mask_token_id", 126336),
-        tie_word_embeddings=bool(cfg.get("weight_tying", True)),
-        rm_post_trained=cfg.get("rm_post_trained"),
-    )
-
-
-def llada_config(model: LLaDATransformer) -> dict:
-    """``model``'s config in LLaDA's ``config.json`` keys (what :func:`llada_config_to_kwargs` reads back)."""
-    c = model.config
-    cfg = {
-        "model_type": "llada", "d_model": c.d_model, "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads,
-        "n_layers": c.n_layers, "mlp_hidden_size": c.mlp_hidden_size, "mlp_ratio": c.mlp_hidden_size // c.d_model,
-        "vocab_size": c.vocab_size, "embedding_size": c.embedding_size or c.vocab_size, "rope": True,
-        "rope_theta": c.rope_theta, "rms_norm_eps": c.rms_norm_eps, "block_type": "llama",
-        "layer_norm_type": "rms", "activation_type": "silu", "weight_tying": c.tie_word_embeddings,
-        "include_bias": False, "alibi": False, "mask_token_id": c.mask_token_id,
-        "max_sequence_length": c.max_sequence_length, "architectures": ["LLaDAModelLM"],
-    }
-    if c.get("rm_post_trained") is not None:
-        cfg["rm_post_trained"] = bool(c.rm_post_trained)
-    return cfg
-
-
-def save_llada_checkpoint(model: LLaDATransformer, folder: str | Path, max_shard_bytes: int = 2 << 30) -> None:
-    """Write ``model`` as a LLaDA checkpoint folder (config.json + sharded safetensors + index).
-
-    The inverse of :meth:`LLaDATransformer.from_llada_checkpoint`; used to make test fixtures in the exact
-    layout real checkpoints ship in.
-    """
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(llada_config(model), indent=2))
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for name, tensor in model.state_dict().items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1]["model." + name] = tensor.detach().contiguous().cpu()
-        size += nbytes
-    weight_map = {}
-    for i, shard in enumerate(shards):
-        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(folder / fname), metadata={"format": "pt"})
-        weight_map.update({k: fname for k in shard})
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=2))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -75,9 +75,23 @@ def test_fixture_has_the_release_layout(checkpoint):
     assert tok.convert_tokens_to_ids(["<|mdm_mask|>", "<|eor|>", "<|pad|>"]) == [126336, 126084, 126339]
 
 
+def _branch_rows(ids: torch.Tensor, packing) -> list[torch.Tensor]:
+    """The sequences of one forward in branch order: the padded batch's rows, or cut out of a packed row (each
+    branch's sequence is the group slot holding its first target position)."""
+    if packing is None:
+        return list(ids)
+    rows = []
+    for first in packing.target_positions[:, 0].tolist():
+        start, count, length = next(g for g in packing.groups if g[0] <= first < g[0] + g[1] * g[2])
+        begin = start + (first - start) // length * length
+        rows.append(ids[0, begin : begin + length])
+    return rows
+
+
 def _capture_inputs(pipe):
     seen = []
-    handle = pipe.transformer.register_forward_pre_hook(lambda m, a, k: seen.append(a[0].clone()), with_kwargs=True)
+    handle = pipe.transformer.register_forward_pre_hook(
+        lambda m, a, k: seen.append(_branch_rows(a[0].clone(), k.get("packing"))), with_kwargs=True)
     return seen, handle
 
 
@@ -139,15 +153,15 @@ def test_edit_end_to_end_with_real_ids(pipe, image, strategy):
     assert out.edit_region_tokens.shape == (1, 4, 4)
     assert 0 < out.num_forward_passes == len(seen)
     ids = seen[0]
-    assert ids.shape[0] == 3  # conditional, no-instruction, no-image branches (fp32: one padded batch)
+    assert len(ids) == 3  # conditional, no-instruction, no-image branches, packed in one row
     cond, uncond, noimg = ids
     for row, images in ((cond, 2), (uncond, 2), (noimg, 1)):
         assert (row == L.image_begin_id).sum() == images and (row == L.image_end_id).sum() == images
         assert (row == L.end_of_row_id).sum() == 4 * images  # one end-of-row per image row
         assert (row == L.answer_begin_id).sum() == 1 and (row == L.answer_end_id).sum() == 1
     assert (uncond == L.uncondition_id).sum() == 1 and (cond == L.uncondition_id).sum() == 0
-    assert (noimg == L.pad_token_id).sum() > 0  # the shorter branch is padded
-    codes = ids[(ids >= L.image_code_offset)]
+    assert len(noimg) < len(cond) and not any((row == L.pad_token_id).any() for row in ids)  # packed: no padding
+    codes = torch.cat(ids)[torch.cat(ids) >= L.image_code_offset]
     assert codes.numel() and int(codes.max()) < L.vocab_size
     start = int((cond == L.answer_begin_id).nonzero()) + 1  # the target block: after <answer><IMAGE>
     target = cond[L.image_positions(start, 4, 4)]

@@ -86,7 +86,9 @@ def _patch_mask_logit(monkeypatch, pipe, mask_logit: torch.Tensor | float, count
         logits = original(*args, **kwargs).logits.clone()
         classes = kwargs.get("output_classes")  # the pipeline asks for the image codes then [MASK] only
         column = pipe.layout.mask_token_id if classes is None else classes.tolist().index(pipe.layout.mask_token_id)
-        logits[..., column] = torch.as_tensor(mask_logit, dtype=logits.dtype)
+        packing = kwargs.get("packing")  # branches packed in one row: (1, S * N) -> (S, N) per branch
+        per_branch = logits if packing is None else logits.view(*packing.target_positions.shape, -1)
+        per_branch[..., column] = torch.as_tensor(mask_logit, dtype=logits.dtype)
         return LLaDAOutput(logits=logits)
 
     monkeypatch.setattr(pipe.transformer, "forward", forward)

@@ -1,0 +1,81 @@
+"""Sequences of different lengths in one forward pass, without padding: packed end to end in one row.
+
+An editing step runs up to three guidance branches per image (conditional, no instruction, no source image) of
+different lengths. A padded batch attends with a key mask, which in 16-bit dtypes is not the computation of each
+sequence alone (another attention kernel, another rounding); running each length alone costs a forward pass per
+length. Packing puts every sequence in one row (grouped by length, each sequence's RoPE positions from 0), so
+every token-wise layer (norms, projections, MLP, head: nearly all of the FLOPs) runs once over all of them, and
+attention runs per group of equal-length sequences (one unmasked SDPA call per length, as each would run alone:
+no sequence sees another). The layout is decided on the host once per set of sequences, so the per-step forward
+needs no host read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .layout import SequenceBatch
+
+
+@dataclass
+class PackedSequences:
+    """S sequences in one row of T tokens, grouped by length."""
+
+    input_ids: torch.Tensor  # (1, T)
+    positions: torch.Tensor  # (1, T) RoPE positions, from 0 in each sequence
+    target_positions: torch.Tensor  # (S, N) each sequence's target codes, as indices into the packed row
+    groups: tuple[tuple[int, int, int], ...]  # (start, count, length): ``count`` sequences of ``length`` from start
+
+    def to(self, device) -> "PackedSequences":
+        return PackedSequences(self.input_ids.to(device), self.positions.to(device), self.target_positions.to(device),
+                               self.groups)
+
+    @property
+    def num_sequences(self) -> int:
+        return self.target_positions.shape[0]
+
+
+def pack_sequences(batch: SequenceBatch) -> PackedSequences:
+    """Pack a right-padded (host) batch: sequences ordered by length (stable), padding dropped."""
+    if batch.input_ids.device.type != "cpu":
+        raise ValueError("pack_sequences works on the host batch (its lengths decide the layout)")
+    lengths = batch.attention_mask.sum(-1).tolist()
+    for i, n in enumerate(lengths):
+        if not bool(batch.attention_mask[i, :n].all()):
+            raise ValueError(f"sequence {i} is not right-padded (rm_edit.layout.pad_sequences)")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    ids, positions, starts, groups = [], [], [0] * len(lengths), []
+    offset = 0
+    for i in order:
+        n = lengths[i]
+        ids.append(batch.input_ids[i, :n])
+        positions.append(torch.arange(n))
+        starts[i] = offset
+        if groups and groups[-1][2] == n:
+            groups[-1][1] += 1
+        else:
+            groups.append([offset, 1, n])
+        offset += n
+    target = batch.target_positions + torch.tensor(starts).unsqueeze(1)
+    return PackedSequences(torch.cat(ids)[None], torch.cat(positions)[None], target,
+                           tuple(tuple(g) for g in groups))
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, groups, enable_gqa: bool) -> torch.Tensor:
+    """Attention of packed (1, heads, T, head_dim) q/k/v within each sequence -> (1, T, heads * head_dim).
+
+    Each group's sequences are viewed as a batch (count, heads, length, head_dim), with the strides a sequence run
+    alone has, and attend without a mask: the same kernel and rounding as each sequence alone."""
+    out = []
+    for start, count, length in groups:
+        span = slice(start, start + count * length)
+        qg, kg, vg = (t[0, :, span].unflatten(1, (count, length)).transpose(0, 1) for t in (q, k, v))
+        att = F.scaled_dot_product_attention(qg, kg, vg, enable_gqa=enable_gqa)
+        out.append(att.transpose(1, 2).reshape(count * length, -1))
+    return torch.cat(out)[None]
+
+
+__all__ = ["PackedSequences", "grouped_attention", "pack_sequences"]
