@@ -77,7 +77,7 @@ def unknown_words_message(tokenizer, text: str, unknown: Sequence[str]) -> str:
     verb = "is not a word" if len(unknown) == 1 else "are not words"
     guesses = [" or ".join(repr(c) for c in near[w]) + ("" if len(unknown) == 1 else f" for {w!r}")
                for w in unknown if near[w]]
-    hint = f"did you mean {'; '.join(guesses)}?" if guesses else "nothing close among its words (`rm-edit info` lists them)"
+    hint = f"did you mean {'; '.join(guesses)}?" if guesses else "nothing close among its words (rm-edit info lists them)"
     return (f"{named} {verb} this model knows; {hint} (instruction {text[:80]!r}; "
             "allow_unknown_words=True or --allow-unknown-words edits anyway)")
 

@@ -56,6 +56,7 @@ COMMANDS: dict[str, Command] = {
                           help="train the image tokenizer (vq) or the editing model (mdm)"),
     "eval": lazy_command("rm_edit.evaluation.cli",
                          help="evaluate a model or another tool's edits on a benchmark (or `eval compare`)"),
+    "demo": lazy_command("rm_edit.cli.demo", help="a local web page to try a model (pip install -e \".[demo]\")"),
     "info": lazy_command("rm_edit.cli.info", help="what a model understands: its world, words, example instructions"),
     "convert": lazy_command("rm_edit.pipelines.lumina_dimoo",
                             help="convert a released checkpoint to this project's pipeline format"),
