@@ -137,9 +137,14 @@ def test_the_cli_edits_with_an_adapter_folder_and_names_a_missing_base_in_one_li
 
 def test_a_relative_base_resolves_beside_the_adapter_then_in_the_package(folders, tmp_path):
     from rm_edit.pipelines.adapter_folder import resolve_base
+    from rm_edit.training.model_folders import copy_adapter_folder
 
     base, _, lora = folders
     assert resolve_base(lora, "../../base/final") == lora / "../../base/final"
+    shutil.copytree(base, tmp_path / "models" / "tiny-base")  # shipped side by side: found wherever the pair goes
+    copy_adapter_folder(lora, tmp_path / "models" / "tiny-lora", "../tiny-base")
+    pipe = ReflectiveMaskingEditPipeline.from_pretrained(tmp_path / "models" / "tiny-lora")
+    assert pipe.transformer.config.rm_post_trained is True
     shipped = resolve_base(tmp_path, "rm_edit/models/shapes-base")
     assert (shipped / "model_index.json").is_file() and shipped.parent.name == "models"
 

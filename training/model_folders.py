@@ -228,3 +228,18 @@ def write_adapter_folder(folder: Path, transformer: LLaDATransformer, start: Sta
     output_scheduler(start, cfg, layout).save_pretrained(folder / "scheduler")
     (folder / TRAINING_RECORD).write_text(json.dumps(record, indent=2, default=str))
     return folder
+
+
+def copy_adapter_folder(adapter: Path, out: Path, base_reference: str) -> Path:
+    """Copy an adapter folder to ``out`` naming its base as ``base_reference`` (e.g. ``"../shapes-base"`` for a
+    folder shipped beside its base: it then resolves wherever the pair is copied); the recorded base weights hash
+    is kept, so the base must be the same bytes it was trained on."""
+    import shutil
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(adapter, out)
+    info = json.loads((out / ADAPTER_INFO).read_text())
+    info["base_model"] = base_reference
+    (out / ADAPTER_INFO).write_text(json.dumps(info, indent=2))
+    return out
