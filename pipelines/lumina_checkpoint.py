@@ -89,6 +89,7 @@ def lumina_components(
     vq_dtype: torch.dtype = torch.float32,
     scheduler: ReflectiveMaskingScheduler | LuminaRegenerateScheduler | None = None,
     rm_adapter: str | Path | None = None,
+    merge_adapter: bool = True,
     **pipeline_config,
 ) -> dict:
     """A Lumina-DiMOO checkpoint folder as it ships -> the keyword arguments of a ``ReflectiveMaskingEditPipeline``.
@@ -97,8 +98,10 @@ def lumina_components(
     straight onto ``device`` (default CPU) in that dtype. The VQ stays in ``vq_dtype`` (fp32: it is small and
     decodes better). rm_adapter: an RM adapter folder (:func:`rm_edit.adapters.save_rm_adapter`) to
     load; with it (or a checkpoint whose config records ``rm_post_trained``) the default sampler is reflective
-    (:func:`lumina_scheduler`), else Lumina's own (:func:`lumina_regenerate_scheduler`). ``pipeline_config``
-    overrides :data:`LUMINA_PIPELINE_CONFIG`.
+    (:func:`lumina_scheduler`), else Lumina's own (:func:`lumina_regenerate_scheduler`). merge_adapter (default):
+    fold the adapter into the weights for inference (unmerged, LoRA adds 14 small matmuls per layer to every
+    pass); False keeps it separate (``disable_lora`` / :func:`rm_edit.adapters.unload_rm_adapter` give the base
+    model back exactly). ``pipeline_config`` overrides :data:`LUMINA_PIPELINE_CONFIG`.
     """
     folder = Path(folder)
     _check_folder(folder)
@@ -113,7 +116,7 @@ def lumina_components(
     if transformer.config.rm_post_trained is None:  # as released: [MASK] was never a training target
         transformer.register_to_config(rm_post_trained=False)
     if rm_adapter is not None:
-        load_rm_adapter(transformer, rm_adapter)
+        load_rm_adapter(transformer, rm_adapter, merge=merge_adapter)
     vqvae = VQModel.from_pretrained(str(folder / "vqvae"), torch_dtype=vq_dtype).eval()
     if not vqvae.config.lookup_from_codebook:
         raise ValueError(f"{folder}/vqvae: the image tokenizer needs lookup_from_codebook=True")

@@ -56,12 +56,13 @@ def load_lumina_dimoo(
     vq_dtype: torch.dtype = torch.float32,
     scheduler: ReflectiveMaskingScheduler | LuminaRegenerateScheduler | None = None,
     rm_adapter: str | Path | None = None,
+    merge_adapter: bool = True,
     **pipeline_config,
 ) -> ReflectiveMaskingEditPipeline:
     """A Lumina-DiMOO checkpoint folder as it ships -> :class:`ReflectiveMaskingEditPipeline` (the arguments:
     :func:`rm_edit.pipelines.lumina_checkpoint.lumina_components`)."""
     pipe = ReflectiveMaskingEditPipeline(**lumina_components(folder, torch_dtype, device, vq_dtype, scheduler,
-                                                             rm_adapter, **pipeline_config))
+                                                             rm_adapter, merge_adapter, **pipeline_config))
     if device is not None:
         pipe.to(device)
     return pipe

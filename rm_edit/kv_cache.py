@@ -68,8 +68,9 @@ class KVCache:
     def update(self, layer: int, index: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the recomputed positions ``index`` (B, P) of ``layer``; return the layer's full keys/values."""
         idx = index[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[-1])
-        self.keys[layer] = self.keys[layer].scatter(2, idx, k)
-        self.values[layer] = self.values[layer].scatter(2, idx, v)
+        # In place: only the recomputed positions are written (an out-of-place scatter rewrites the whole cache).
+        self.keys[layer].scatter_(2, idx, k)
+        self.values[layer].scatter_(2, idx, v)
         return self.keys[layer], self.values[layer]
 
     def select_rows(self, rows: torch.Tensor) -> None:

@@ -241,6 +241,13 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         logits = F.linear(x, self.head_weight(output_classes))
         return LLaDAOutput(logits=logits) if return_dict else (logits,)
 
+    def compile_blocks(self, **compile_kwargs) -> "LLaDATransformer":
+        """``torch.compile`` each block in place (fuses RMSNorm, RoPE and SwiGLU's elementwise work, which run
+        unfused in fp32 otherwise); ``dynamic=True`` by default, as sequence lengths vary between edits."""
+        for block in self.transformer["blocks"]:
+            block.compile(**{"dynamic": True, **compile_kwargs})
+        return self
+
     def head_weight(self, classes: torch.Tensor | None = None) -> torch.Tensor:
         """The output head's rows for ``classes`` (all when None)."""
         weight = self.output_head_weight

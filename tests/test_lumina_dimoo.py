@@ -132,6 +132,10 @@ def test_rm_adapter_enables_reflective(checkpoint, image, tmp_path):
     assert pipe.scheduler.__class__.__name__ == "ReflectiveMaskingScheduler"
     out = pipe(image, "make the sky red", num_turns=1, output_type="latent")
     assert out.images.shape == (1, 4, 4) and out.num_forward_passes >= 1
+    # Merged at load for inference (no LoRA layers or [MASK]-row hook left); merge_adapter=False keeps them apart.
+    assert not getattr(pipe.transformer, "peft_config", None) and not hasattr(pipe.transformer, "rm_mask_row")
+    apart = load_lumina_dimoo(checkpoint, torch_dtype=torch.float32, rm_adapter=adapter, merge_adapter=False, **SMALL)
+    assert apart.transformer.peft_config and hasattr(apart.transformer, "rm_mask_row")
 
 
 # ---- 2-3. what the model reads: the reference's crop, prompt and image splice ----------------------------------

@@ -141,3 +141,40 @@ def test_missing_shard_is_a_clear_error(tmp_path):
     next((tmp_path / "c").glob("model-00002-*.safetensors")).unlink()
     with pytest.raises(FileNotFoundError, match="missing"):
         LLaDATransformer.from_pretrained(tmp_path / "c")
+
+
+def test_output_classes_are_those_columns_of_the_full_head():
+    model = _tiny(seed=6)
+    ids = torch.randint(0, 300, (2, 10))
+    classes = torch.tensor([299, 7, 0, 150])  # any order, as the sampler's codes-then-[MASK]
+    with torch.no_grad():
+        full = model(ids, output_positions=torch.tensor([[1, 4], [0, 9]])).logits
+        some = model(ids, output_positions=torch.tensor([[1, 4], [0, 9]]), output_classes=classes).logits
+    assert some.shape == (2, 2, 4) and torch.equal(some, full[..., classes])
+
+
+def test_gradient_checkpointing_with_packed_sequences_same_gradients():
+    from rm_edit.layout import SequenceBatch
+    from rm_edit.packing import pack_sequences
+
+    model = _tiny(seed=7).train()
+    mask = torch.tensor([[1] * 9, [1] * 6 + [0] * 3])
+    batch = SequenceBatch(torch.randint(0, 300, (2, 9)), mask, torch.tensor([[2, 5], [1, 3]]))
+    packed = pack_sequences(batch)
+    out = lambda: model(packed.input_ids, packing=packed, output_positions=packed.target_positions.reshape(1, -1))  # noqa: E731
+    out().logits.square().mean().backward()
+    g0 = model.transformer["blocks"][0].q_proj.weight.grad.clone()
+    model.zero_grad()
+    model.enable_gradient_checkpointing()
+    out().logits.square().mean().backward()
+    torch.testing.assert_close(model.transformer["blocks"][0].q_proj.weight.grad, g0, atol=1e-6, rtol=1e-5)
+
+
+def test_compile_blocks_keeps_outputs():
+    """The plumbing of ``--compile`` (the eager backend: no compiler needed; inductor is timed by the GPU check)."""
+    model = _tiny(seed=8)
+    ids = torch.randint(0, 300, (1, 11))
+    with torch.no_grad():
+        before = model(ids).logits
+        after = model.compile_blocks(backend="eager")(ids).logits
+    assert torch.equal(before, after)

@@ -59,8 +59,9 @@ def rm_losses(model, layout: TokenLayout, batch: SequenceBatch, corrupted: Corru
               embedding_offset: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The reveal / mask / keep cross-entropies over the image codes and [MASK] (code-space labels)."""
     logits = model(batch.input_ids, batch.attention_mask, embedding_offset=embedding_offset,
-                   output_positions=batch.target_positions).logits
-    code_logits = layout.image_code_logits(logits).float()  # slice before upcasting: 8193 of 134k classes
+                   output_positions=batch.target_positions,
+                   output_classes=layout.image_class_ids(batch.input_ids.device)).logits
+    code_logits = logits.float()  # the head computed only the 8,193 classes (of 134k) before the upcast
     device = code_logits.device
     return per_kind_losses(code_logits, corrupted.labels.to(device), corrupted.kind.to(device), LOSS_NAMES)
 

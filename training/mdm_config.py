@@ -16,6 +16,7 @@ PRESETS: dict[str, dict] = {
         layout="lumina-dimoo", objective="reflective", states="simulated", lora_rank=16, lr=1e-4, warmup_steps=20,
         weight_decay=0.0, batch_size=1, adam_beta2=0.99, loss_classes="codes", p_drop_instruction=0.1,
         p_drop_image=0.1, save_every=0, grid_positions=0, attribute_rows=False,
+        gradient_checkpointing=True,  # ~24 GB of activations per 2.2k-token sequence without it (8B)
     ),
     # The shipped shapes world's LoRA recipe on a base folder (configs/mdm_grid_rm_lora.json sets the rest).
     "shapes-lora": dict(layout="shapes-grid", objective="reflective", lora_rank=16, weight_decay=0.0,

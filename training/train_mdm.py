@@ -93,8 +93,9 @@ def sample_native(model, layout, bank, cache, index, cfg, gen) -> torch.Tensor:
     batch = build_batch(layout, bank, cache, index, state, SimpleNamespace(p_drop_instruction=0.0, p_drop_image=0.0), gen)
     device = next(model.parameters()).device
     logits = model(batch.input_ids.to(device), batch.attention_mask.to(device),
-                   output_positions=batch.target_positions.to(device)).logits
-    log_probs = layout.image_code_logits(logits).float().log_softmax(-1).cpu()
+                   output_positions=batch.target_positions.to(device),
+                   output_classes=layout.image_class_ids(device)).logits  # the head computes only codes + [MASK]
+    log_probs = logits.float().log_softmax(-1).cpu()
     return choose_reveal(log_probs, state, temperature=1.0, generator=gen)[1]
 
 
@@ -181,6 +182,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     bar = tqdm(range(start_step, end_step), initial=start_step, total=end_step,
                disable=not (progress and main_process), desc=cfg.objective + (" lora" if cfg.lora_rank else ""))
     t0, running = time.time(), {}
+    classes = layout.image_class_ids(accelerator.device) if cfg.loss_classes == "codes" else None
     for step in bar:
         with accelerator.accumulate(model):
             index = torch.randint(0, len(cache), (cfg.batch_size,), generator=gen)
@@ -206,9 +208,9 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                 offset = history_offsets(raw_model, layout, corrupted.history.to(accelerator.device),
                                          batch.target_positions, batch.input_ids.shape[1], cfg)
             logits = model(batch.input_ids, batch.attention_mask, embedding_offset=offset,
-                           output_positions=batch.target_positions).logits
-            if cfg.loss_classes == "codes":  # slice before upcasting: 8,193 of Lumina's 134k classes
-                logits, labels = layout.image_code_logits(logits).float(), corrupted.labels.to(logits.device)
+                           output_positions=batch.target_positions, output_classes=classes).logits
+            if cfg.loss_classes == "codes":  # the head computed only 8,193 of Lumina's 134k classes
+                logits, labels = logits.float(), corrupted.labels.to(logits.device)
             else:
                 logits, labels = logits.float(), layout.ids_from_code_state(corrupted.labels).to(logits.device)
             kind, names = corrupted.kind, LOSS_NAMES
