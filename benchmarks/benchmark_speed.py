@@ -23,7 +23,7 @@ from PIL import Image
 from rm_edit.data.shapes import ShapesWorld
 from rm_edit.evaluation.token_eval import evaluate_tokens
 from rm_edit.layout import SHAPES
-from rm_edit.pipelines.pipeline_reflective_edit import REGENERATE_STEPS
+from rm_edit.schedulers import REGENERATE_STEPS
 from rm_edit.transformer import LLaDATransformer
 
 

@@ -21,14 +21,14 @@ from diffusers.pipelines import pipeline_utils as _diffusers_pipeline_utils
 from diffusers.utils import BaseOutput, logging
 from transformers import PreTrainedTokenizerBase
 
-from rm_edit.history import HistoryReference
+from rm_edit.history import HistoryRecorder
 from rm_edit.image_inputs import as_pil_images
 from rm_edit.image_processor import EditImageProcessor
 from rm_edit.input_checks import InputChecks, check_sequence_length
 from rm_edit.kv_cache import KVCache
 from rm_edit.layout import build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
 from rm_edit.reflective import generators_on
-from rm_edit.schedulers import CodeSpaceEditScheduler, LuminaRegenerateScheduler, ReflectiveMaskingScheduler
+from rm_edit.schedulers import CodeSpaceEditScheduler, scheduler_for_strategy
 from rm_edit.transformer import LLaDATransformer
 from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes
 
@@ -41,10 +41,6 @@ logger = logging.get_logger(__name__)
 _DTYPE_KEY = "dtype" if hasattr(_diffusers_pipeline_utils, "_resolve_dtype") else "torch_dtype"
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor | list
-STRATEGIES = {"reflective": ReflectiveMaskingScheduler, "regenerate": LuminaRegenerateScheduler}
-REGENERATE_STEPS = 16  # the regenerate sampler's steps when ``strategy="regenerate"`` swaps it in
-# Per-call sampler settings: they override the scheduler's config of the same name, for one call.
-SCHEDULER_OVERRIDES = ("reveal_steps", "temperature", "remask_margin", "held_code_bias", "max_remask_fraction")
 
 
 @dataclass
@@ -204,21 +200,6 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         neg_heads = iter(encode_edit_prompts(self.tokenizer, self.layout, texts)[0] if texts else ())
         return heads, [next(neg_heads) if p.strip() else uncond for p in negative_prompts], close
 
-    def _call_scheduler(self, strategy: str | None, overrides: dict[str, Any]) -> CodeSpaceEditScheduler:
-        """``self.scheduler``, or for ``strategy`` the scheduler of that name, with this call's overrides."""
-        scheduler = self.scheduler
-        if strategy is not None:
-            if strategy not in STRATEGIES:
-                raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
-            if not isinstance(scheduler, STRATEGIES[strategy]):
-                scheduler = LuminaRegenerateScheduler(codebook_size=self.layout.codebook_size,
-                                                      num_inference_steps=REGENERATE_STEPS) \
-                    if strategy == "regenerate" else ReflectiveMaskingScheduler(codebook_size=self.layout.codebook_size)
-        overrides = {k: v for k, v in overrides.items() if v is not None and k in scheduler.config}
-        # A copy when anything changes: a call's settings never stick to the pipeline's scheduler.
-        return type(scheduler).from_config(scheduler.config, **overrides) if overrides or scheduler is not self.scheduler \
-            else scheduler
-
     def _branches(self, prompts, uncond, close, source: torch.Tensor, state: torch.Tensor, use_text: bool, use_image: bool):
         """The sequences of one forward: every image's conditional branch, then the guidance branches."""
         b, h, w = source.shape
@@ -300,10 +281,10 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         remask_margin: float | None = None,
         held_code_bias: float | None = None,
         max_remask_fraction: float | None = None,
-        paste_back: bool = False,
+        paste_back: bool = True,
         allow_unknown_words: bool = False,
         use_kv_cache: bool = False,
-        kv_cache_refresh_every: int = 4,
+        kv_cache_refresh_every: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_trajectory: bool = False,
@@ -328,7 +309,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             strategy (`str`, *optional*):
                 ``"reflective"`` or ``"regenerate"``: use that sampler for this call instead of
                 ``self.scheduler`` (a convenience: a regenerate scheduler set as ``pipe.scheduler`` does the
-                same). ``None`` (default) uses ``self.scheduler``.
+                same). ``None`` (default) uses ``self.scheduler``. Each sampler takes only its own options
+                (``scheduler.call_options``): one of the other sampler's is refused with an error naming it.
             num_turns (`int`, *optional*):
                 Reflective: the budget of keep / re-mask / reveal turns (default: the scheduler's). An edit
                 stops earlier at its fixed point.
@@ -372,17 +354,18 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 revealed; higher keeps more of the source.
             max_remask_fraction (`float`, *optional*):
                 Reflective: at most this fraction of positions re-masked per reflect step.
-            paste_back (`bool`, defaults to `False`):
+            paste_back (`bool`, defaults to `True`):
                 Blend the decoded edit into the input over the chosen region grown by the decoder's reach
-                (feathered): every pixel outside ``edit_masks`` is then the input's, bit for bit.
+                (feathered): every pixel outside ``edit_masks`` is then the input's, bit for bit (the product's
+                promise; the CLI and ``rm-edit eval`` share this default). False keeps the decoder's whole image.
             allow_unknown_words (`bool`, defaults to `False`):
                 An instruction with words the tokenizer does not know raises a one-line ValueError naming
                 them and the nearest known ones; True edits anyway (with a warning).
             use_kv_cache (`bool`, defaults to `False`):
                 Reuse keys/values between steps (approximate): cached steps recompute only masked and changed
                 codes. The scheduler says when to rebuild it (reflective: every reflect step).
-            kv_cache_refresh_every (`int`, defaults to 4):
-                Regenerate with the cache: rebuild it every this many steps.
+            kv_cache_refresh_every (`int`, *optional*):
+                Regenerate with the cache: rebuild it every this many steps (default: the scheduler's, 4).
             generator (`torch.Generator` or a list, one per edit, *optional*):
                 Randomness of sampling at temperature > 0 (nothing else is random: at temperature 0 a call is
                 deterministic and the generator unused); one per edit (images x ``num_images_per_prompt``)
@@ -414,20 +397,15 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         g_image = self.config.image_guidance_scale if image_guidance_scale is None else image_guidance_scale
         if negatives is not None and g_text == 0:
             raise ValueError("negative_prompt replaces the no-instruction guidance branch: it needs guidance_scale != 0")
-        scheduler = self._call_scheduler(strategy, dict(
-            reveal_steps=reveal_steps, temperature=temperature, remask_margin=remask_margin,
-            held_code_bias=held_code_bias, max_remask_fraction=max_remask_fraction))
-        require_rm_post_training(scheduler, self.transformer)  # reflective needs a model that predicts [MASK]
-        scheduler.set_timesteps(num_inference_steps, num_turns=num_turns)
+        scheduler = scheduler_for_strategy(strategy, self.scheduler, self.layout.codebook_size).for_call(
+            num_turns=num_turns, num_inference_steps=num_inference_steps, reveal_steps=reveal_steps,
+            temperature=temperature, remask_margin=remask_margin, held_code_bias=held_code_bias,
+            max_remask_fraction=max_remask_fraction, kv_cache_refresh_every=kv_cache_refresh_every)
+        require_rm_post_training(scheduler, self.transformer)  # a sampler that needs [MASK] predictions
         if num_images_per_prompt > 1 and scheduler.config.temperature == 0:
             logger.warning(f"num_images_per_prompt={num_images_per_prompt} at temperature 0 (argmax): the copies "
                            "are identical; pass temperature > 0 for variations")
-        self.input_checks.check_images(images)
-        self.input_checks.check_prompts(prompts, allow_unknown_words)
-        if use_history is None:  # a model trained with History Reference runs with it unless told otherwise
-            use_history = bool(self.transformer.config.get("history_reference"))
-        elif use_history:
-            self.input_checks.check_history(self.transformer)
+        use_history = self._check_call_inputs(images, prompts, use_history, allow_unknown_words)
         # Unset: the History Reference the model was trained with (its config records it), else 1.0.
         history_alpha = _trained_or(self.transformer, "history_alpha", history_alpha)
         history_decay = _trained_or(self.transformer, "history_decay", history_decay)
@@ -438,15 +416,11 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         source = encode_to_codes(self.vqvae, prepared.pixels.to(device)).to(device)
         source_host = source.cpu()  # the branch sequences' prompts are assembled on the host, once
         b, h, w = source.shape
-        heads, uncond, close = encoded_prompts
-        check_sequence_length(
-            [len(build_edit_sequence(self.layout, max(heads[i], uncond[i], key=len), source_host[i], source_host[i],
-                                     close).input_ids) for i in range(b)],
-            prompts, self.transformer.config.get("max_sequence_length"))
+        self._check_sequence_lengths(encoded_prompts, source_host, prompts)
         region = self.image_processor.region_tokens(masks, prepared.crops, h, w)
         region = None if region is None else region.to(device)
-        history = HistoryReference(self.transformer.get_input_embeddings(), self.layout, b, h * w, history_alpha,
-                                   history_decay, device) if use_history else None
+        history = HistoryRecorder(self.transformer.get_input_embeddings(), self.layout, b, h * w, history_alpha,
+                                  history_decay, device) if use_history else None
         state = scheduler.begin(source.reshape(b, h * w), region, history)
         generator = generators_on(generator, device)
         self._classes = self.layout.image_class_ids(device)
@@ -463,9 +437,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 rows = scheduler.active_row_list
                 if branches is None or branches.rows != rows:  # the first step, and rows that reached a fixed point
                     branches = self._branch_inputs(encoded_prompts, source_host, rows, g_text, g_image)
-                full = self._kv_cache is None or scheduler.needs_full_forward(t, kv_cache_refresh_every) \
-                    or not self._kv_cache.serves(rows)
-                logits = self._predict(branches, state, logits, scheduler.history_reference(branches.row_index), full,
+                full = self._kv_cache is None or scheduler.needs_full_forward(t) or not self._kv_cache.serves(rows)
+                logits = self._predict(branches, state, logits, scheduler.history_embeddings(branches.row_index), full,
                                        g_text, g_image)
                 passes += 1
                 step = scheduler.step(logits, t, state, generator=generator)
@@ -485,6 +458,26 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         images_out, masks = self._decode(codes, prepared, region_tokens, paste_back, output_type)
         out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host)
         return ReflectiveEditOutput(*out) if return_dict else out
+
+    def _check_call_inputs(self, images: list, prompts: list[str], use_history: bool | None,
+                           allow_unknown_words: bool) -> bool:
+        """Warn once about inputs outside what the model knows (unknown words: refused unless allowed); History
+        Reference as the model was trained (its transformer config's ``history_reference``) unless the call
+        says otherwise."""
+        self.input_checks.check_images(images)
+        self.input_checks.check_prompts(prompts, allow_unknown_words)
+        if use_history is None:
+            return bool(self.transformer.config.get("history_reference"))
+        if use_history:
+            self.input_checks.check_history(self.transformer)
+        return use_history
+
+    def _check_sequence_lengths(self, encoded_prompts, source: torch.Tensor, prompts: list[str]) -> None:
+        heads, uncond, close = encoded_prompts
+        check_sequence_length(
+            [len(build_edit_sequence(self.layout, max(heads[i], uncond[i], key=len), source[i], source[i], close)
+                 .input_ids) for i in range(len(source))],
+            prompts, self.transformer.config.get("max_sequence_length"))
 
     # ---- outputs -----------------------------------------------------------------------------------------
     def _decode(self, codes: torch.Tensor, prepared, region_tokens: torch.Tensor, paste_back: bool, output_type: str):

@@ -3,7 +3,7 @@
 Each target position keeps a decayed running mean of the embeddings (from the model's own input table) of
 the image codes it held at earlier steps; [MASK] states are not recorded. ``alpha`` times that mean is added
 to the position's input embedding, so a position re-masked after holding a wrong code still "sees" the code
-it rejected and the model can avoid replaying it. With ``gamma < 1`` older states fade. Nothing here is
+it rejected and the model can avoid replaying it. With ``decay < 1`` older states fade (``history_decay`` at inference and in training configs). Nothing here is
 learned, and ``alpha = 0`` leaves the model's input untouched.
 """
 
@@ -35,15 +35,15 @@ def code_embeddings(embedding: nn.Embedding, layout: TokenLayout, state: torch.T
 
 
 def update_history(
-    history: HistoryState, embeddings: torch.Tensor, holds_code: torch.Tensor, gamma: float = 1.0
+    history: HistoryState, embeddings: torch.Tensor, holds_code: torch.Tensor, decay: float = 1.0
 ) -> HistoryState:
-    """Record one step: decay what was there by ``gamma``, add the codes held now."""
-    if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"history decay gamma must be in (0, 1], got {gamma}")
+    """Record one step: decay what was there by ``decay``, add the codes held now."""
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"history decay must be in (0, 1], got {decay}")
     present = holds_code.unsqueeze(-1).float()
     return HistoryState(
-        total=gamma * history.total + embeddings.detach().float() * present,
-        weight=gamma * history.weight + present,
+        total=decay * history.total + embeddings.detach().float() * present,
+        weight=decay * history.weight + present,
     )
 
 
@@ -53,7 +53,7 @@ def history_embedding(history: HistoryState, alpha: float = 1.0) -> torch.Tensor
 
 
 def history_of_states(
-    embedding: nn.Embedding, layout: TokenLayout, states: torch.Tensor, gamma: float = 1.0
+    embedding: nn.Embedding, layout: TokenLayout, states: torch.Tensor, decay: float = 1.0
 ) -> HistoryState:
     """The history after recording ``states`` (B, N, T), oldest first ([MASK] = ``layout.mask_code``), one
     :func:`update_history` per step: what inference has accumulated after T steps. Training simulates
@@ -61,20 +61,20 @@ def history_of_states(
     b, n, steps = states.shape
     history = HistoryState.empty(b, n, embedding.weight.shape[1], device=states.device)
     for t in range(steps):
-        history = update_history(history, *code_embeddings(embedding, layout, states[..., t]), gamma)
+        history = update_history(history, *code_embeddings(embedding, layout, states[..., t]), decay)
     return history
 
 
-class HistoryReference:
+class HistoryRecorder:
     """History Reference for one sampling call: records every state a forward pass saw and gives the
-    ``alpha``-scaled reference of the rows asked for. A scheduler owns it during the call
+    ``alpha``-scaled history embeddings of the rows asked for. A scheduler owns it during the call
     (``scheduler.begin(..., history=...)``) and records each ``sample`` it steps from."""
 
     def __init__(self, embedding: nn.Embedding, layout: TokenLayout, batch: int, positions: int,
-                 alpha: float = 1.0, gamma: float = 1.0, device: torch.device | str | None = None):
-        if not 0.0 < gamma <= 1.0:
-            raise ValueError(f"history decay gamma must be in (0, 1], got {gamma}")
-        self.embedding, self.layout, self.alpha, self.gamma = embedding, layout, alpha, gamma
+                 alpha: float = 1.0, decay: float = 1.0, device: torch.device | str | None = None):
+        if not 0.0 < decay <= 1.0:
+            raise ValueError(f"history decay must be in (0, 1], got {decay}")
+        self.embedding, self.layout, self.alpha, self.decay = embedding, layout, alpha, decay
         # The state lives where the embedding lookups run (the transformer's device): recording and reading it
         # never copies (B, N, D) tensors between host and device.
         self.device = embedding.weight.device if device is None else torch.device(device)
@@ -83,9 +83,9 @@ class HistoryReference:
     def record(self, sample: torch.Tensor) -> None:
         """Record the (B, N) code-space state the last forward pass saw ([MASK] positions record nothing)."""
         emb, held = code_embeddings(self.embedding, self.layout, sample.to(self.device))
-        self.state = update_history(self.state, emb, held, self.gamma)
+        self.state = update_history(self.state, emb, held, self.decay)
 
-    def reference(self, rows: torch.Tensor) -> torch.Tensor | None:
+    def embeddings(self, rows: torch.Tensor) -> torch.Tensor | None:
         """(len(rows), N, D) ``alpha`` x the decayed mean for batch ``rows``; None when alpha is 0."""
         if self.alpha == 0:
             return None

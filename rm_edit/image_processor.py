@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 
 from .image_inputs import InputMode, as_pil_images, restore_mode, split_mode
-from .vq import VQCrop, crop_for_vq, paste_back as restore_input_size, preprocess_image
+from .vq import VQCrop, crop_for_vq, preprocess_image, restore_input_size
 
 
 @dataclass

@@ -14,6 +14,9 @@ A sampling call (the pipeline's loop) goes ``begin`` -> ``step`` per timestep ->
 scheduler owns the call's state (the user region, rows at their fixed point, the positions chosen for the
 edit, History Reference, when the model's key/value cache must be rebuilt), so a loop does not branch on the
 strategy. ``step`` alone (without ``begin``) is the plain rule on what it is given.
+
+Each sampler names the options a call may set (``call_options``, the pipeline's keywords; the CLI reads them
+too) and :meth:`~CodeSpaceEditScheduler.for_call` refuses any other with a one-line error naming it.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from .history import HistoryReference
+from .history import HistoryRecorder
 from .reflective import Generators, reflective_step
 from .schedules import reveal_count
+
+REGENERATE_STEPS = 16  # the regenerate sampler's steps when a call swaps it in (Lumina's 64 for 1,024 codes, scaled)
 
 
 @dataclass
@@ -44,9 +49,37 @@ class CodeSpaceEditScheduler(SchedulerMixin, ConfigMixin):
 
     config_name = "scheduler_config.json"
     order = 1
+    strategy = ""  # the pipeline's ``strategy=`` name of this sampler
+    # The options a call may set (pipeline keywords): ``timestep_options`` go to ``set_timesteps``, the others
+    # override the config of the same name for one call.
+    call_options: tuple[str, ...] = ()
+    timestep_options: tuple[str, ...] = ("num_inference_steps",)
+
+    @classmethod
+    def swapped_in(cls, codebook_size: int) -> "CodeSpaceEditScheduler":
+        """The scheduler a call's ``strategy=`` puts in place of another sampler."""
+        return cls(codebook_size=codebook_size)
+
+    @classmethod
+    def refuse_other_options(cls, names) -> None:
+        """One-line ValueError naming the first of ``names`` this sampler does not take."""
+        other = [n for n in names if n not in cls.call_options]
+        if other:
+            raise ValueError(f"{other[0]} is not an option of the {cls.strategy} sampler (it takes "
+                             f"{', '.join(cls.call_options)})")
+
+    def for_call(self, **options) -> "CodeSpaceEditScheduler":
+        """This scheduler with one call's ``options`` (None: the scheduler's own) and its timesteps set; a copy
+        when a setting changes, so a call's settings never stick. Options of another sampler are refused."""
+        given = {k: v for k, v in options.items() if v is not None}
+        self.refuse_other_options(given)
+        overrides = {k: v for k, v in given.items() if k not in self.timestep_options}
+        scheduler = type(self).from_config(self.config, **overrides) if overrides else self
+        scheduler.set_timesteps(**{k: given.get(k) for k in self.timestep_options})
+        return scheduler
 
     def begin(self, source: torch.Tensor, region: torch.Tensor | None = None,
-              history: HistoryReference | None = None) -> torch.Tensor:
+              history: HistoryRecorder | None = None) -> torch.Tensor:
         """Start a call on the source codes (B, N); ``region`` (B, N) bool: only there may codes change.
         Returns the first sample."""
         b, n = source.shape
@@ -92,8 +125,8 @@ class CodeSpaceEditScheduler(SchedulerMixin, ConfigMixin):
         """:attr:`active_row_list` as a (CPU) tensor."""
         return torch.tensor(self.active_row_list, dtype=torch.long)
 
-    def history_reference(self, rows: torch.Tensor) -> torch.Tensor | None:
-        return None if self.history is None else self.history.reference(rows)
+    def history_embeddings(self, rows: torch.Tensor) -> torch.Tensor | None:
+        return None if self.history is None else self.history.embeddings(rows)
 
     def _call_frozen(self, frozen: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
         """Positions this step must not touch: finished rows (during a call) and what the caller froze."""
@@ -123,6 +156,11 @@ class CodeSpaceEditScheduler(SchedulerMixin, ConfigMixin):
 
 
 class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
+    strategy = "reflective"
+    call_options = ("num_turns", "num_inference_steps", "reveal_steps", "temperature", "remask_margin",
+                    "held_code_bias", "max_remask_fraction")
+    timestep_options = ("num_inference_steps", "num_turns")
+
     @register_to_config
     def __init__(
         self,
@@ -163,7 +201,7 @@ class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
     def is_reflect_step(self, timestep: int) -> bool:
         return int(timestep) % self.steps_per_turn == 0
 
-    def needs_full_forward(self, timestep: int, refresh_every: int = 4) -> bool:
+    def needs_full_forward(self, timestep: int) -> bool:
         """Every reflect step decides at every position, so it rebuilds the key/value cache."""
         return self.is_reflect_step(timestep)
 
@@ -236,23 +274,32 @@ class LuminaRegenerateScheduler(CodeSpaceEditScheduler):
     """Lumina-DiMOO's sampler (the baseline): regenerate the whole target from all [MASK] (with a region:
     only the region, the rest stays the source's)."""
 
+    strategy = "regenerate"
+    call_options = ("num_inference_steps", "temperature", "kv_cache_refresh_every")
+
     @register_to_config
     def __init__(self, codebook_size: int = 256, num_inference_steps: int = 64, temperature: float = 1.0,
-                 min_masked_until_last: int = 0):
+                 min_masked_until_last: int = 0, kv_cache_refresh_every: int = 4):
         # min_masked_until_last: keep at least this many masked until the last step (Lumina-DiMOO clamps to 1).
+        # kv_cache_refresh_every: with the key/value cache, rebuild it every this many steps.
+        if kv_cache_refresh_every < 1:
+            raise ValueError(f"kv_cache_refresh_every must be >= 1, got {kv_cache_refresh_every}")
         self._end_call()
         self.set_timesteps(num_inference_steps)
 
-    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
-                      num_turns: int | None = None) -> None:
-        """``num_inference_steps`` steps (default: the config's); ``num_turns`` is the reflective sampler's."""
+    @classmethod
+    def swapped_in(cls, codebook_size: int) -> "LuminaRegenerateScheduler":
+        return cls(codebook_size=codebook_size, num_inference_steps=REGENERATE_STEPS)
+
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None) -> None:
+        """``num_inference_steps`` steps (default: the config's)."""
         self.num_inference_steps = num_inference_steps or self.config.num_inference_steps
         self.timesteps = torch.arange(self.num_inference_steps, device=device)
         self._initial_masked = None
 
-    def needs_full_forward(self, timestep: int, refresh_every: int = 4) -> bool:
-        """Every ``refresh_every``-th step rebuilds the key/value cache."""
-        return int(timestep) % refresh_every == 0
+    def needs_full_forward(self, timestep: int) -> bool:
+        """Every ``kv_cache_refresh_every``-th step rebuilds the key/value cache."""
+        return int(timestep) % self.config.kv_cache_refresh_every == 0
 
     def _first_sample(self, source: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
         start = torch.full_like(source, self.config.codebook_size)
@@ -271,7 +318,6 @@ class LuminaRegenerateScheduler(CodeSpaceEditScheduler):
         frozen: torch.Tensor | None = None,
         generator: Generators = None,
         return_dict: bool = True,
-        **_: object,
     ) -> MaskedSchedulerOutput | tuple:
         t = int(timestep)
         mask_code = self.config.codebook_size
@@ -295,3 +341,17 @@ class LuminaRegenerateScheduler(CodeSpaceEditScheduler):
         converged = (decision.state != mask_code).all(-1)
         out = (decision.state, decision.remasked, decision.revealed, decision.kept, converged)
         return MaskedSchedulerOutput(*out) if return_dict else out
+
+
+STRATEGIES = {cls.strategy: cls for cls in (ReflectiveMaskingScheduler, LuminaRegenerateScheduler)}
+
+
+def scheduler_for_strategy(strategy: str | None, current: CodeSpaceEditScheduler,
+                           codebook_size: int) -> CodeSpaceEditScheduler:
+    """``current``, or for a ``strategy`` it is not, that sampler as a call swaps it in."""
+    if strategy is None:
+        return current
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
+    cls = STRATEGIES[strategy]
+    return current if isinstance(current, cls) else cls.swapped_in(codebook_size)

@@ -10,7 +10,7 @@ By default images with too many cells are resized down (keeping aspect) before c
 ``fill_budget=True`` every image is resized up or down onto Lumina-DiMOO's crop-size frontier
 (:func:`crop_size_frontier`), as its own inference code does (with a centre crop where it picks a random
 offset). :class:`VQCrop` records the geometry so results can be pasted back at the input's size
-(:func:`paste_back`).
+(:func:`restore_input_size`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ __all__ = [
     "encode_to_codes",
     "cell_latents",
     "image_to_tensor",
-    "paste_back",
+    "restore_input_size",
     "preprocess_image",
     "small_vq_config",
     "tensor_to_image",
@@ -349,7 +349,7 @@ def preprocess_image(
     return image_to_tensor(pil.crop(crop.box)), crop
 
 
-def paste_back(original: Image.Image, edited: Image.Image | torch.Tensor, crop: VQCrop) -> Image.Image:
+def restore_input_size(original: Image.Image, edited: Image.Image | torch.Tensor, crop: VQCrop) -> Image.Image:
     """Put an edited crop back into ``original`` so the result has the input's size.
 
     Pixels outside the crop box keep the original's values.

@@ -105,7 +105,22 @@ def test_remask_margin_and_held_code_bias_reach_the_sampler(tmp_path, image_path
     assert main([*base, "--held-code-bias=-1"]) == 2
     _one_line_error(capsys, "--held-code-bias")
     assert main([*base, "--strategy", "regenerate", "--remask-margin", "1"]) == 2
-    _one_line_error(capsys, "--remask-margin")
+    _one_line_error(capsys, "--remask-margin is not an option of the regenerate sampler (it takes --steps)")
+
+
+def test_a_models_own_sampler_refuses_the_other_samplers_flags(tmp_path, image_path, capsys):
+    """Without --strategy the flags are checked against the model's own sampler (here regenerate), before
+    any item runs; the option list is the scheduler's."""
+    from rm_edit.schedulers import LuminaRegenerateScheduler
+
+    pipe = make_tiny_pipeline()
+    pipe.scheduler = LuminaRegenerateScheduler(codebook_size=pipe.scheduler.config.codebook_size)
+    pipe.save_pretrained(tmp_path / "regen")
+    out = tmp_path / "o.png"
+    assert main(["edit", str(image_path), "x", "-o", str(out), "--model", str(tmp_path / "regen"),
+                 "--reveal-steps", "2"]) == 2
+    _one_line_error(capsys, "--reveal-steps is not an option of the regenerate sampler")
+    assert not out.exists()
 
 
 def test_edit_bad_inputs_are_one_line_errors(tmp_path, image_path, model_dir, capsys):

@@ -210,11 +210,18 @@ def test_batch_prints_progress_lines_when_not_on_a_terminal(tmp_path, shapes_exa
 
 
 # ---- paste-back by default, and its seam ------------------------------------------------------------------
-def test_paste_back_is_the_default_and_can_be_turned_off():
-    p = build_parser("edit")
-    assert p.parse_args(["edit", "i.png", "x", "-o", "o.png"]).paste_back is True
-    assert p.parse_args(["edit", "i.png", "x", "-o", "o.png", "--no-paste-back"]).paste_back is False
-    assert build_parser("eval").parse_args(["eval", "--out", "o"]).paste_back is False  # scores the raw output
+def test_paste_back_is_one_default_on_everywhere_and_can_be_turned_off():
+    """One default for the pipeline, edit, batch and eval: on (pixels outside the region stay the source's)."""
+    import inspect
+
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+    assert inspect.signature(ReflectiveMaskingEditPipeline.__call__).parameters["paste_back"].default is True
+    for command, args in (("edit", ["edit", "i.png", "x", "-o", "o.png"]), ("batch", ["batch", "m.jsonl", "--out", "o"]),
+                          ("eval", ["eval", "--out", "o"])):
+        p = build_parser(command)
+        assert p.parse_args(args).paste_back is True, command
+        assert p.parse_args([*args, "--no-paste-back"]).paste_back is False, command
 
 
 def test_seam_ring_and_error_by_hand():

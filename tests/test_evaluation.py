@@ -309,7 +309,10 @@ def test_compare_shapes(tmp_path):
         pipe.save_pretrained(models / name)
     result = compare_shapes(models, 1, tmp_path / "cmp", progress=False)
     names = [r["name"] for r in result["rows"]]
-    assert len(names) == 6 and names[-1].endswith("+ paste-back") and names[0].startswith('"Lumina-style" base')
+    assert len(names) == 6 and names[0].startswith('"Lumina-style" base')
+    # Every row says whether it pasted back: the five rows of the models' own output, then the best with it.
+    assert all(n.endswith(", no paste-back)") for n in names[:5]) and names[-1].endswith(", paste-back)")
+    assert [r["options"]["paste_back"] for r in result["rows"]] == [False] * 5 + [True]
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert all(label in md for _, label in COMPARE_COLUMNS)
     data = json.loads((tmp_path / "cmp" / "compare.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rm_edit.history import (
-    HistoryReference,
+    HistoryRecorder,
     HistoryState,
     code_embeddings,
     history_embedding,
@@ -239,7 +239,7 @@ def test_history_skips_mask_states_whose_embedding_is_not_zero():
     emb, hist = _embedding(), HistoryState.empty(1, 3, 2)
     # position 0: code 0, [MASK], code 1; position 1: [MASK] throughout; position 2: code 2, [MASK], [MASK]
     for state in ([0, MASK, 2], [MASK, MASK, MASK], [1, MASK, MASK]):
-        hist = update_history(hist, *code_embeddings(emb, TINY, torch.tensor([state])), gamma=0.5)
+        hist = update_history(hist, *code_embeddings(emb, TINY, torch.tensor([state])), decay=0.5)
     # position 0: total = 0.25 * (4, 0) + (0, 5) = (1, 5), weight = 0.25 + 1 = 1.25 -> mean (0.8, 4.0)
     # position 1: nothing recorded -> total 0, weight 0 -> zero offset (not the (10, 10) of the clamped code)
     # position 2: total = 0.25 * (10, 10) = (2.5, 2.5), weight 0.25 -> mean (10, 10)
@@ -249,7 +249,7 @@ def test_history_skips_mask_states_whose_embedding_is_not_zero():
     torch.testing.assert_close(history_embedding(hist, alpha=0.5)[0], torch.tensor([[0.4, 2.0], [0.0, 0.0], [5.0, 5.0]]))
 
 
-def test_history_default_gamma_is_a_plain_mean():
+def test_history_default_decay_is_a_plain_mean():
     emb, hist = _embedding(), HistoryState.empty(1, 1, 2)
     for code in (0, 1, MASK, 1):
         hist = update_history(hist, *code_embeddings(emb, TINY, torch.tensor([[code]])))
@@ -257,22 +257,22 @@ def test_history_default_gamma_is_a_plain_mean():
     torch.testing.assert_close(history_embedding(hist)[0, 0], torch.tensor([4 / 3, 10 / 3]))
 
 
-@pytest.mark.parametrize("gamma", [0.0, -0.5, 1.01])
-def test_history_rejects_a_decay_outside_0_1(gamma):
-    with pytest.raises(ValueError, match=f"gamma must be in \\(0, 1\\], got {gamma}"):
-        update_history(HistoryState.empty(1, 1, 2), torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool), gamma)
-    with pytest.raises(ValueError, match=f"gamma must be in \\(0, 1\\], got {gamma}"):
-        HistoryReference(_embedding(), TINY, 1, 1, gamma=gamma)
+@pytest.mark.parametrize("decay", [0.0, -0.5, 1.01])
+def test_history_rejects_a_decay_outside_0_1(decay):
+    with pytest.raises(ValueError, match=f"decay must be in \\(0, 1\\], got {decay}"):
+        update_history(HistoryState.empty(1, 1, 2), torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool), decay)
+    with pytest.raises(ValueError, match=f"decay must be in \\(0, 1\\], got {decay}"):
+        HistoryRecorder(_embedding(), TINY, 1, 1, decay=decay)
 
 
 # The sequence of states of test_history_skips_mask_states_whose_embedding_is_not_zero, as (B, N, T), and
-# its hand-worked means at gamma 0.5: (0.8, 4.0), zero, (10, 10).
+# its hand-worked means at decay 0.5: (0.8, 4.0), zero, (10, 10).
 STATES = torch.tensor([[[0, MASK, 1], [MASK, MASK, MASK], [2, MASK, MASK]]])
 MEANS = torch.tensor([[[0.8, 4.0], [0.0, 0.0], [10.0, 10.0]]])
 
 
 def test_history_of_states_defaults_and_device():
-    # gamma 1 by default: position 0 holds codes 0 then 1 -> ((4, 0) + (0, 5)) / 2 = (2, 2.5)
+    # decay 1 by default: position 0 holds codes 0 then 1 -> ((4, 0) + (0, 5)) / 2 = (2, 2.5)
     hist = history_of_states(_embedding(), TINY, torch.tensor([[[0, MASK, 1]]]))
     torch.testing.assert_close(history_embedding(hist), torch.tensor([[[2.0, 2.5]]]))
     meta = history_of_states(torch.nn.Embedding(13, 2, device="meta"), TINY, STATES.to("meta"))
@@ -280,19 +280,19 @@ def test_history_of_states_defaults_and_device():
 
 
 def test_history_of_states_is_the_recorded_history():
-    hist = history_of_states(_embedding(), TINY, STATES, gamma=0.5)
+    hist = history_of_states(_embedding(), TINY, STATES, decay=0.5)
     torch.testing.assert_close(hist.weight[0, :, 0], torch.tensor([1.25, 0.0, 0.25]))
     torch.testing.assert_close(history_embedding(hist), MEANS)
 
 
 def test_history_reference_records_each_sample_and_gives_the_rows_asked_for():
-    ref = HistoryReference(_embedding(), TINY, batch=2, positions=3, alpha=0.5, gamma=0.5)
+    ref = HistoryRecorder(_embedding(), TINY, batch=2, positions=3, alpha=0.5, decay=0.5)
     for t in range(3):  # row 1 holds code 1 at every position, every step: its mean is (0, 5)
         ref.record(torch.cat([STATES[..., t], torch.ones(1, 3, dtype=torch.long)]))
-    torch.testing.assert_close(ref.reference(torch.tensor([0])), 0.5 * MEANS)
-    torch.testing.assert_close(ref.reference(torch.tensor([1, 0])),
+    torch.testing.assert_close(ref.embeddings(torch.tensor([0])), 0.5 * MEANS)
+    torch.testing.assert_close(ref.embeddings(torch.tensor([1, 0])),
                                torch.cat([torch.tensor([[[0.0, 2.5]] * 3]), 0.5 * MEANS]))
-    assert HistoryReference(_embedding(), TINY, 1, 3, alpha=0.0).reference(torch.tensor([0])) is None
+    assert HistoryRecorder(_embedding(), TINY, 1, 3, alpha=0.0).embeddings(torch.tensor([0])) is None
 
 
 def test_scatter_offsets_place_rows_at_their_sequence_positions():

@@ -17,7 +17,7 @@ def test_history_adds_no_parameters_and_alpha_zero_is_identity():
     hist = HistoryState.empty(1, 4, 32)
     for state in ([5, 6, SHAPES.mask_code, 7], [5, 9, 1, 7]):
         e, held = code_embeddings(emb, SHAPES, torch.tensor([state]))
-        hist = update_history(hist, e, held, gamma=0.5)
+        hist = update_history(hist, e, held, decay=0.5)
     ids = torch.randint(0, 512, (1, 10))
     positions = torch.tensor([[2, 3, 4, 5]])
     with torch.no_grad():
@@ -38,7 +38,7 @@ def test_decayed_mean_by_hand():
         emb.weight[SHAPES.image_code_offset + 2] = torch.tensor([0.0, 1.0])
     hist = HistoryState.empty(1, 2, 2)
     for state in ([1, SHAPES.mask_code], [2, SHAPES.mask_code]):
-        hist = update_history(hist, *code_embeddings(emb, SHAPES, torch.tensor([state])), gamma=0.5)
+        hist = update_history(hist, *code_embeddings(emb, SHAPES, torch.tensor([state])), decay=0.5)
     ref = history_embedding(hist, alpha=2.0)
     # position 0: (0.5*e1 + e2) / 1.5, times alpha 2; position 1 never held a code -> zero
     torch.testing.assert_close(ref[0, 0], 2 * torch.tensor([0.5, 1.0]) / 1.5)

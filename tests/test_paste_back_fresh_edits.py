@@ -57,7 +57,7 @@ def test_pipeline_paste_back_on_50_fresh_edits(pipe):
         regions = [_user_region(size, rng) for _ in images]
         strategy = "reflective" if k % 2 == 0 else "regenerate"
         out = pipe(images, [INSTRUCTIONS[i % 4] for i in range(PER_SIZE)], mask_image=regions, paste_back=True,
-                   strategy=strategy, num_turns=2, num_inference_steps=4, temperature=1.0,
+                   strategy=strategy, temperature=1.0, **({"num_turns": 2} if strategy == "reflective" else {"num_inference_steps": 4}),
                    generator=[torch.Generator().manual_seed(1000 * k + i) for i in range(PER_SIZE)])
         for i, (image, edited, inside) in enumerate(zip(images, out.images, out.edit_masks)):
             src = np.asarray(image.convert("RGB"))

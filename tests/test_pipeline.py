@@ -225,7 +225,7 @@ def test_mask_image_confines_the_edit(monkeypatch, pipe, pil_images, strategy):
     region = _expected_region()
     # A model that wants to re-mask everything: without a region, reflective would rewrite the whole grid.
     _patch_mask_logit(monkeypatch, pipe, 1e4)
-    kw = dict(strategy=strategy, num_inference_steps=4, output_type="latent")
+    kw = dict(strategy=strategy, num_inference_steps=4, output_type="latent", paste_back=False)  # the token region
     out = pipe(image, PROMPT, mask_image=_user_mask(), **kw)
     codes, chosen = out.images[0], out.edit_region_tokens[0]
     assert torch.equal(codes[~region], source[~region])
@@ -291,7 +291,7 @@ def test_reflective_always_mask_positions_are_in_edit_region(monkeypatch, pipe, 
     wanted[1, 2] = wanted[5, 5] = wanted[6, 0] = True
     mask_logit = torch.where(wanted.reshape(-1), torch.tensor(1e4), torch.tensor(-1e4))
     _patch_mask_logit(monkeypatch, pipe, mask_logit)
-    out = pipe(image, PROMPT, strategy="reflective", num_turns=2, output_type="latent")
+    out = pipe(image, PROMPT, strategy="reflective", num_turns=2, output_type="latent", paste_back=False)
     assert torch.equal(out.edit_region_tokens[0], wanted)
     assert out.num_forward_passes == 2 * (1 + pipe.scheduler.config.reveal_steps)  # never converges
     source = _source_codes(pipe, image)
@@ -392,6 +392,17 @@ def test_prompt_image_count_mismatch_rejected(pipe, pil_images):
 def test_unknown_strategy_rejected(pipe, pil_images):
     with pytest.raises(ValueError, match="strategy"):
         pipe(pil_images[0], PROMPT, strategy="maskgit")
+
+
+@pytest.mark.parametrize("strategy, option, value", [
+    ("regenerate", "num_turns", 2), ("regenerate", "reveal_steps", 2), ("regenerate", "remask_margin", 0.5),
+    ("regenerate", "held_code_bias", 1.0), ("regenerate", "max_remask_fraction", 0.5),
+    ("reflective", "kv_cache_refresh_every", 2),
+])
+def test_a_call_refuses_the_other_samplers_options(pipe, pil_images, strategy, option, value):
+    """Nothing is silently ignored: an option of the other sampler is one line naming it."""
+    with pytest.raises(ValueError, match=f"^{option} is not an option of the {strategy} sampler"):
+        pipe(pil_images[0], PROMPT, strategy=strategy, **{option: value})
 
 
 # ---- devices and dtypes -------------------------------------------------------------------------------

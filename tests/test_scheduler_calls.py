@@ -5,7 +5,7 @@ positions, History Reference, a call stopped mid-turn, the budget and the cache-
 import pytest
 import torch
 
-from rm_edit.history import HistoryReference
+from rm_edit.history import HistoryRecorder
 from rm_edit.layout import TokenLayout
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
 
@@ -94,17 +94,17 @@ def test_history_reference_records_each_sample_the_scheduler_steps_from():
         emb.weight[11] = torch.tensor([2.0, 0.0])  # code 1
         emb.weight[14] = torch.tensor([0.0, 4.0])  # code 4
     sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=1, reveal_steps=2)
-    sample = sched.begin(SOURCE, REGION, history=HistoryReference(emb, layout, 1, 6, alpha=0.5))
-    assert sched.history_reference(torch.tensor([0])).abs().sum() == 0  # nothing recorded yet
+    sample = sched.begin(SOURCE, REGION, history=HistoryRecorder(emb, layout, 1, 6, alpha=0.5))
+    assert sched.history_embeddings(torch.tensor([0])).abs().sum() == 0  # nothing recorded yet
     out = sched.step(REFLECT, 0, sample)  # records the source: code 1 everywhere
     out = sched.step(REVEAL, 1, out.prev_sample)  # records [1 1 M M 1 1]
     sched.step(REVEAL, 2, out.prev_sample)  # records [1 1 4 M 1 1]
     # position 2: codes 1, 4 -> mean (1, 2), times alpha 0.5 -> (0.5, 1); position 3: code 1 once -> (1, 0);
     # the others: code 1 three times -> (1, 0)
     expected = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.5, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]])
-    torch.testing.assert_close(sched.history_reference(torch.tensor([0])), expected)
+    torch.testing.assert_close(sched.history_embeddings(torch.tensor([0])), expected)
     sched.finish(SOURCE)
-    assert ReflectiveMaskingScheduler(codebook_size=K).history_reference(torch.tensor([0])) is None
+    assert ReflectiveMaskingScheduler(codebook_size=K).history_embeddings(torch.tensor([0])) is None
 
 
 def test_regenerate_call_with_a_region_by_hand():
@@ -156,7 +156,40 @@ def test_budget_and_cache_refresh_schedule():
     regen.set_timesteps()
     assert regen.num_inference_steps == 12
     assert [regen.needs_full_forward(t) for t in range(9)] == [True, False, False, False, True, False, False, False, True]
-    assert [regen.needs_full_forward(t, refresh_every=3) for t in range(4)] == [True, False, False, True]
+    regen3 = LuminaRegenerateScheduler(codebook_size=K, kv_cache_refresh_every=3)
+    assert [regen3.needs_full_forward(t) for t in range(4)] == [True, False, False, True]
+
+
+# Each sampler takes only its own options; one of the other's is refused with one line naming it.
+REFLECTIVE_ONLY = {"num_turns": 2, "reveal_steps": 2, "remask_margin": 0.5, "held_code_bias": 1.0,
+                   "max_remask_fraction": 0.5}
+REGENERATE_ONLY = {"kv_cache_refresh_every": 2}
+
+
+@pytest.mark.parametrize("option", sorted(REFLECTIVE_ONLY))
+def test_the_regenerate_sampler_refuses_each_reflective_option(option):
+    with pytest.raises(ValueError, match=f"^{option} is not an option of the regenerate sampler "
+                                         r"\(it takes num_inference_steps, temperature, kv_cache_refresh_every\)$"):
+        LuminaRegenerateScheduler(codebook_size=K).for_call(**{option: REFLECTIVE_ONLY[option]})
+
+
+@pytest.mark.parametrize("option", sorted(REGENERATE_ONLY))
+def test_the_reflective_sampler_refuses_each_regenerate_option(option):
+    with pytest.raises(ValueError, match=f"^{option} is not an option of the reflective sampler"):
+        ReflectiveMaskingScheduler(codebook_size=K).for_call(**{option: REGENERATE_ONLY[option]})
+
+
+def test_for_call_sets_only_the_call_and_leaves_the_scheduler_as_it_was():
+    sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=3, reveal_steps=2)
+    call = sched.for_call(reveal_steps=1, num_turns=None, held_code_bias=2.0)
+    # a copy with the call's settings: 3 turns x (1 reflect + 1 reveal) = 6 steps
+    assert call is not sched and call.config.reveal_steps == 1 and call.config.held_code_bias == 2.0
+    assert call.num_inference_steps == 6 and sched.config.reveal_steps == 2 and sched.num_inference_steps == 9
+    # a step budget of 7 at 3 steps per turn: 7 // 3 = 2 whole turns
+    assert sched.for_call(num_inference_steps=7).num_turns == 2
+    regen = LuminaRegenerateScheduler(codebook_size=K, num_inference_steps=12)
+    assert regen.for_call(num_inference_steps=5, temperature=None).num_inference_steps == 5
+    assert regen.for_call(kv_cache_refresh_every=2).needs_full_forward(2)
 
 
 def test_scheduler_errors_name_the_culprit():
@@ -310,9 +343,9 @@ def test_regenerate_records_history():
         emb.weight.zero_()
         emb.weight[12] = torch.tensor([3.0, 1.0])  # code 2
     sched = LuminaRegenerateScheduler(codebook_size=K, num_inference_steps=2, temperature=0.0)
-    sample = sched.begin(torch.tensor([[2, 2]]), torch.tensor([[False, True]]), history=HistoryReference(emb, layout, 1, 2))
+    sample = sched.begin(torch.tensor([[2, 2]]), torch.tensor([[False, True]]), history=HistoryRecorder(emb, layout, 1, 2))
     sched.step(_logits([2, 2]), 0, sample)  # records [2, M]: position 0 holds code 2, position 1 nothing
-    torch.testing.assert_close(sched.history_reference(torch.tensor([0])), torch.tensor([[[3.0, 1.0], [0.0, 0.0]]]))
+    torch.testing.assert_close(sched.history_embeddings(torch.tensor([0])), torch.tensor([[[3.0, 1.0], [0.0, 0.0]]]))
 
 
 def test_timesteps_on_the_requested_device_and_tuple_outputs():

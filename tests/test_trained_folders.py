@@ -46,7 +46,7 @@ def _train(root, codes, name, **config):
 def folders(world):
     root, codes = world
     base = _train(root, codes, "base", objective="vanilla")
-    her = _train(root, codes, "her", objective="reflective", history=True, history_alpha=3.0, history_gamma=0.5,
+    her = _train(root, codes, "her", objective="reflective", history=True, history_alpha=3.0, history_decay=0.5,
                  init_from=str(base))
     lora = _train(root, codes, "lora", objective="reflective", init_from=str(base), lora_rank=4, lr=1e-2,
                   save_merged=True)

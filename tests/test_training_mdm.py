@@ -253,3 +253,13 @@ def test_sampler_states_training_stops_early_and_resumes_to_the_same_weights(cod
     a, r = _weights(full), _weights(resumed)
     for k in a:
         torch.testing.assert_close(a[k], r[k], atol=1e-5, rtol=1e-4)
+
+
+def test_a_config_saved_with_the_old_decay_name_still_loads(tmp_path):
+    """``history_gamma`` was renamed ``history_decay`` (the pipeline's name); saved configs keep working."""
+    from rm_edit.configs import path as config_path
+
+    path = tmp_path / "old.json"
+    path.write_text('{"objective": "reflective", "history": true, "history_gamma": 0.5}')
+    assert MDMTrainConfig.from_file(path).history_decay == 0.5
+    assert MDMTrainConfig.from_file(config_path("mdm_grid_rm_her.json")).history_decay == 1.0

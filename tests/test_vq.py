@@ -17,7 +17,7 @@ from rm_edit.vq import (
     crop_for_vq,
     decode_codes,
     encode_to_codes,
-    paste_back,
+    restore_input_size,
     preprocess_image,
     small_vq_config,
     vq_downsample_factor,
@@ -105,7 +105,7 @@ def test_crop_examples() -> None:
     assert crop_for_vq(1000, 100, 32).grid == (12, 3)
 
 
-def test_preprocess_and_paste_back() -> None:
+def test_preprocess_and_restore_input_size() -> None:
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, size=(61, 70, 3), dtype=np.uint8)
     img = Image.fromarray(arr)
@@ -114,12 +114,12 @@ def test_preprocess_and_paste_back() -> None:
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
     l, t, r, b = crop.box
     np.testing.assert_allclose(x[0].permute(1, 2, 0).numpy() * 255, arr[t:b, l:r], atol=1e-3)
-    out = paste_back(img, x, crop)
+    out = restore_input_size(img, x, crop)
     assert out.size == img.size
     np.testing.assert_array_equal(np.asarray(out), arr)  # unchanged crop pasted back = identity
     big = Image.fromarray(rng.integers(0, 256, size=(300, 500, 3), dtype=np.uint8))
     y, crop2 = preprocess_image(big, multiple=32, max_tokens=16)
-    assert y.shape[2] * y.shape[3] <= 16 * 32 * 32 and paste_back(big, y, crop2).size == big.size
+    assert y.shape[2] * y.shape[3] <= 16 * 32 * 32 and restore_input_size(big, y, crop2).size == big.size
 
 
 def test_smoke_training_writes_loadable_safetensors_vq(tmp_path: Path) -> None:

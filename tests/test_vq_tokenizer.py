@@ -8,7 +8,7 @@ import json
 import torch
 from diffusers import VQModel
 
-from rm_edit.history import HistoryReference, history_embedding, history_of_states
+from rm_edit.history import HistoryRecorder, history_embedding, history_of_states
 from rm_edit.layout import SHAPES
 from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 from rm_edit.vq import VQTokenizer, as_vq_tokenizer, build_vq, encode_to_codes
@@ -49,11 +49,11 @@ def test_training_history_is_what_the_sampler_records():
     mask = SHAPES.mask_code
     # two positions, two steps: position 0 held code 1 then code 2; position 1 held [MASK] then code 1
     states = torch.tensor([[[1, 2], [mask, 1]]])
-    recorder = HistoryReference(emb, SHAPES, batch=1, positions=2, alpha=2.0, gamma=0.5)
+    recorder = HistoryRecorder(emb, SHAPES, batch=1, positions=2, alpha=2.0, decay=0.5)
     for t in range(2):
         recorder.record(states[..., t])
-    sampled = recorder.reference(torch.tensor([0]))
-    trained = history_embedding(history_of_states(emb, SHAPES, states, gamma=0.5), 2.0)
+    sampled = recorder.embeddings(torch.tensor([0]))
+    trained = history_embedding(history_of_states(emb, SHAPES, states, decay=0.5), 2.0)
     # position 0: alpha * (0.5 e1 + e2) / 1.5 = 2 * (0.5, 3) / 1.5 = (0.6667, 4); position 1: 2 * e1 = (2, 0)
     expected = torch.tensor([[[2 * 0.5 / 1.5, 2 * 3 / 1.5], [2.0, 0.0]]])
     torch.testing.assert_close(sampled, expected)

@@ -26,7 +26,6 @@ from rm_edit.evaluation.token_eval import image_token_scores
 from rm_edit.metrics import edit_success
 
 MODEL_ORDER = ("shapes-base", "shapes-sft", "shapes-rm", "shapes-rm-her")
-CLI_DEFAULTS = dict(paste_back=True)  # what `rm-edit edit` / `rm-edit batch` run: the figures are the user's
 
 
 def _load(folder: Path):
@@ -80,7 +79,7 @@ def evaluate_models(models: Path, out: Path, n: int, progress: bool = True) -> d
     results = {}
     for name in MODEL_ORDER:
         if (models / name).exists():
-            result = evaluate_pipeline(_load(models / name), n, progress=progress, **CLI_DEFAULTS)
+            result = evaluate_pipeline(_load(models / name), n, progress=progress)
             out.mkdir(parents=True, exist_ok=True)
             (out / f"{name}.json").write_text(json.dumps(result, indent=2))
             results[name] = {k: v for k, v in result.items() if k != "rows"}
@@ -94,7 +93,7 @@ def render_edit_grid(model: Path, out: Path, start: int, n: int = 8, split: str 
     world = ShapesWorld(split=split)
     examples = [world[i] for i in range(start, start + n)]
     result = pipe([Image.fromarray(e.source) for e in examples], [e.instruction for e in examples],
-                  generator=[torch.Generator().manual_seed(start + i) for i in range(n)], **CLI_DEFAULTS)
+                  generator=[torch.Generator().manual_seed(start + i) for i in range(n)])
     size, caption, gap = 64 * scale, 14, 4
     sheet = Image.new("RGB", (4 * size + 5 * gap, n * (size + caption + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     folders = [Path(a.model)] if a.model else [a.models / m for m in MODEL_ORDER if (a.models / m).exists()]
     results = {}
     for folder in folders:
-        r = evaluate_pipeline(_load(folder), a.n, a.start, a.split, **CLI_DEFAULTS)
+        r = evaluate_pipeline(_load(folder), a.n, a.start, a.split)
         results[folder.name] = {k: v for k, v in r.items() if k != "rows"}
         print(folder.name, json.dumps(results[folder.name]), flush=True)
     print(figures_table(results))
@@ -182,7 +181,7 @@ def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict
         if not folder.exists():
             continue
         r = results.get(name)
-        own = (f"Held-out figures ({r['n']} fresh test edits, the folder's own sampler, paste-back as in the CLI): pixel edit success "
+        own = (f"Held-out figures ({r['n']} fresh test edits, the folder's own sampler, paste-back on, the default of the pipeline and the CLI): pixel edit success "
                f"{r['edit_success']:.3f}, exact codes {r['exact_codes']:.3f}, token precision {r['token_precision']:.3f}, "
                f"recall {r['token_recall']:.3f}, unchanged tokens kept {r['kept_outside']:.4f}, "
                f"{r['forward_passes']:.1f} forward passes per edit.\n" if r else "")
@@ -195,7 +194,7 @@ def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict
             "`rm_edit.data.shapes`. Photos, other sizes or other words are outside what it has seen (the pipeline warns).\n\n"
             "See `MODEL_CARD.md` beside this folder for the recipe, every figure and how to reproduce them.\n")
     card = (f"# The shipped shapes models\n\nReproduce: `{command}` (stages resume; run in stages of at most two hours).\n\n"
-            f"Held-out test edits (fresh indices of the test split; each folder's own sampler; paste-back, as the CLI):\n\n{table}\n"
+            f"Held-out test edits (fresh indices of the test split; each folder's own sampler; paste-back on, the default):\n\n{table}\n"
             f"Image tokenizer: PSNR {vq_metrics['psnr_mean']} dB mean (min {vq_metrics['psnr_min']}) on "
             f"{vq_metrics['images']} held-out images, codes exact {vq_metrics['codes_exact']:.3f}"
             + (f"; decoding the exact target codes of {vq_metrics['oracle_edits']} validation edits (the ceiling of a "

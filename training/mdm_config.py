@@ -24,13 +24,22 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# Config keys renamed since a config was saved: accepted for one release under their old names.
+RENAMED_CONFIG_KEYS = {"history_gamma": "history_decay"}
+
+
+def renamed_config_keys(raw: dict) -> dict:
+    """``raw`` with old key names (:data:`RENAMED_CONFIG_KEYS`) under their new ones."""
+    return {RENAMED_CONFIG_KEYS.get(k, k): v for k, v in raw.items()}
+
+
 @dataclass
 class MDMTrainConfig:
     preset: str | None = None  # a PRESETS name whose values are the defaults of this config
     objective: str = "vanilla"  # "vanilla" | "reflective"
     history: bool = False  # reflective only: simulate History Reference inputs
     history_alpha: float = 1.0
-    history_gamma: float = 0.7  # the decay; recorded in the output (transformer config history_decay)
+    history_decay: float = 0.7  # History Reference's per-step decay (the pipeline's history_decay); recorded
     layout: str = "shapes"
     model: dict = field(default_factory=lambda: dict(d_model=192, n_layers=4, n_heads=4, mlp_hidden_size=384))
     # What training starts from: a pipeline folder (model_index.json), an RM adapter folder, a Lumina-DiMOO /
@@ -85,7 +94,7 @@ class MDMTrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path | None, **overrides) -> "MDMTrainConfig":
-        raw = json.loads(Path(path).read_text()) if path else {}
+        raw = renamed_config_keys(json.loads(Path(path).read_text()) if path else {})
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known
         if unknown:

@@ -134,7 +134,7 @@ def trained_flags(cfg) -> dict:
     her = reflective and bool(cfg.history)
     return dict(rm_post_trained=reflective, history_reference=her,
                 history_alpha=float(cfg.history_alpha) if her else None,
-                history_decay=float(cfg.history_gamma) if her else None)
+                history_decay=float(cfg.history_decay) if her else None)
 
 
 def output_scheduler(start: Start, cfg, layout: TokenLayout):

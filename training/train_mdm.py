@@ -81,7 +81,7 @@ def history_offsets(model, layout: TokenLayout, history: torch.Tensor, positions
     """Embedding offsets for simulated histories (B, N, 2) (older, newer; -1 = none): exactly what inference's
     History Reference adds after recording those states (one function, rm_edit.history.history_of_states)."""
     states = torch.where(history >= 0, history, layout.mask_code)
-    recorded = history_of_states(model.get_input_embeddings(), layout, states, cfg.history_gamma)
+    recorded = history_of_states(model.get_input_embeddings(), layout, states, cfg.history_decay)
     return scatter_offsets(history_embedding(recorded, cfg.history_alpha), positions, seq_len)
 
 

@@ -197,7 +197,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
     done = 0
     if pending:
-        pipe = load_pipeline(args.model, args.device)
+        pipe = load_pipeline(args.model, args.device, kwargs)
         # One model call needs one token grid, so group by the grid each image is cropped to.
         groups: dict[tuple[int, int], list] = {}
         for rec in pending:

@@ -116,8 +116,10 @@ def resolve_device(name: str | None) -> str:
     return name
 
 
-def load_pipeline(model: str | None, device: str | None) -> ReflectiveMaskingEditPipeline:
-    """``--model DIR`` (a saved pipeline) or the model shipped with the package."""
+def load_pipeline(model: str | None, device: str | None,
+                  sampler_options: dict[str, Any] | None = None) -> ReflectiveMaskingEditPipeline:
+    """``--model DIR`` (a saved pipeline) or the model shipped with the package; ``sampler_options`` (from
+    :func:`sampler_kwargs`) without a strategy are checked against the model's own sampler."""
     from diffusers.utils import logging as diffusers_logging
 
     import rm_edit
@@ -140,14 +142,21 @@ def load_pipeline(model: str | None, device: str | None) -> ReflectiveMaskingEdi
         except Exception as exc:  # diffusers raises many kinds; the user needs to know which folder is bad
             raise CliError(f"cannot load model from {folder}: {one_line(exc)}") from None
     pipe.set_progress_bar_config(disable=True)
+    if sampler_options is not None and sampler_options.get("strategy") is None:
+        check_sampler_flags(sampler_options, pipe.scheduler)
     return pipe.to(resolve_device(device))
 
 
 # ---- sampler options (shared by edit and batch) ----------------------------------------------------------
-def add_sampler_options(parser: argparse.ArgumentParser, paste_back: bool = True, refuse_unknown: bool = True) -> None:
-    """``paste_back``: the default of --paste-back / --no-paste-back (on for edits a user keeps; an evaluation
-    of the model's own output turns it off). ``refuse_unknown``: offer --allow-unknown-words (an evaluation
-    scores every item as the benchmark words it, so it always allows them)."""
+# The sampler flags and the pipeline keywords they set. Which sampler takes which keyword is each scheduler's
+# own list (``call_options`` in rm_edit.schedulers), read when the flags are checked.
+SAMPLER_FLAGS = {"num_turns": "--num-turns", "reveal_steps": "--reveal-steps", "remask_margin": "--remask-margin",
+                 "held_code_bias": "--held-code-bias", "num_inference_steps": "--steps"}
+
+
+def add_sampler_options(parser: argparse.ArgumentParser, refuse_unknown: bool = True) -> None:
+    """``refuse_unknown``: offer --allow-unknown-words (an evaluation scores every item as the benchmark words
+    it, so it always allows them)."""
     g = parser.add_argument_group("model and sampler")
     if refuse_unknown:
         g.add_argument("--allow-unknown-words", action="store_true",
@@ -176,9 +185,9 @@ def add_sampler_options(parser: argparse.ArgumentParser, paste_back: bool = True
     g.add_argument("--history-decay", type=unit_float, default=None, metavar="F",
                    help="history weight decay per turn, in (0, 1] (default: the decay the model was trained with, "
                         "else 1.0)")
-    g.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=paste_back,
+    g.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
                    help="blend the edit into the original so every pixel outside the region the model chose stays "
-                        f"the original's, bit for bit (default: {'on' if paste_back else 'off'})")
+                        "the original's, bit for bit (default: on; --no-paste-back keeps the decoder's whole image)")
     g.add_argument("--kv-cache", action="store_true",
                    help="reuse keys/values between steps: reveal steps recompute only masked and changed codes")
     g.add_argument("--seed", type=int, default=0,
@@ -189,14 +198,10 @@ def add_sampler_options(parser: argparse.ArgumentParser, paste_back: bool = True
 
 
 def sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The pipeline keywords the sampler options select; rejects options of the other strategy."""
+    """The pipeline keywords the sampler options select; with ``--strategy``, options that sampler does not
+    take are refused here (before a model loads), else by :func:`check_sampler_flags` once it has."""
     if args.steps is not None and args.num_turns is not None:
         raise CliError("--steps and --num-turns both set the reflective budget; pass one")
-    reflective_only = {"--num-turns": args.num_turns, "--reveal-steps": args.reveal_steps,
-                       "--remask-margin": args.remask_margin, "--held-code-bias": args.held_code_bias}
-    given = [flag for flag, value in reflective_only.items() if value is not None]
-    if args.strategy == "regenerate" and given:
-        raise CliError(f"{' / '.join(given)} apply to --strategy reflective; use --steps")
     kwargs: dict[str, Any] = dict(
         strategy=args.strategy, num_turns=args.num_turns, reveal_steps=args.reveal_steps,
         remask_margin=args.remask_margin, held_code_bias=args.held_code_bias,
@@ -206,6 +211,19 @@ def sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.steps is not None:
         kwargs["num_inference_steps"] = args.steps
+    if args.strategy is not None:
+        from rm_edit.schedulers import STRATEGIES
+
+        check_sampler_flags(kwargs, STRATEGIES[args.strategy])
     return kwargs
 
 
+def check_sampler_flags(kwargs: dict[str, Any], scheduler: Any) -> None:
+    """A one-line CliError naming the first sampler flag that ``scheduler`` (a scheduler or its class) does not
+    take, and the flags it does."""
+    given = [k for k in SAMPLER_FLAGS if kwargs.get(k) is not None]
+    other = [k for k in given if k not in scheduler.call_options]
+    if other:
+        takes = [SAMPLER_FLAGS[k] for k in scheduler.call_options if k in SAMPLER_FLAGS]
+        raise CliError(f"{SAMPLER_FLAGS[other[0]]} is not an option of the {scheduler.strategy} sampler (it takes "
+                       f"{', '.join(takes)})")

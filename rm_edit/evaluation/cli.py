@@ -95,7 +95,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="never use the network (also: HF_HUB_OFFLINE=1): metric weights and datasets from caches only")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_sampler_options(p, paste_back=False, refuse_unknown=False)  # scores the model's own output unless --paste-back
+    add_sampler_options(p, refuse_unknown=False)  # scores every item as the benchmark words it
     return p
 
 
@@ -155,7 +155,7 @@ def run_eval(args: argparse.Namespace) -> int:
             options["strategy"] = "reflective"
         if args.turns_sweep and args.num_turns is not None:
             raise CliError("--turns-sweep sets the number of turns; drop --num-turns")
-        pipe = load_pipeline(args.model, args.device)
+        pipe = load_pipeline(args.model, args.device, options)
         model = args.model or "shipped default"
         if args.turns_sweep:
             turns_sweep(pipe, benchmark, args.out, options, args.turns_sweep, report=not args.no_report,
@@ -165,7 +165,8 @@ def run_eval(args: argparse.Namespace) -> int:
             return 0
         run_sharded(lambda b, o, **kw: run_model(pipe, b, o, options, **kw), benchmark, args.out, shard=shard,
                     batch_size=args.batch_size, seed=args.seed, use_benchmark_masks=args.use_benchmark_masks,
-                    report=not args.no_report, model=model, label=f"{Path(model).name} ({args.strategy or 'its sampler'})", **common)
+                    report=not args.no_report, model=model, label=f"{Path(model).name} ({args.strategy or 'its sampler'}, "
+                          f"paste-back {'on' if options['paste_back'] else 'off'})", **common)
     if not shard.is_main:
         return 0
     if args.export_dataset is not None:

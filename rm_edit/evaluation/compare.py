@@ -1,8 +1,8 @@
 """The seed's comparison on the shapes world's test split: baselines vs Reflective Masking (+ HER).
 
-Rows (pipeline folders under ``models_dir``, call options as in ``training/shapes_report.py``):
-"Lumina-style" base (regenerate), vanilla SFT (regenerate), RM, RM + HER, RM + HER with decay 0.7, and the
-best reflective row (highest target PSNR) again with ``paste_back=True``. Columns: localization (token
+Rows (pipeline folders under ``models_dir``): "Lumina-style" base (regenerate), vanilla SFT (regenerate), RM,
+RM + HER, RM + HER with decay 0.7, each without paste-back (the model's own output, said in the row's name),
+and the best reflective row (highest target PSNR) again with paste-back (the pipeline's default). Columns: localization (token
 precision / recall, pixel IoU / leakage), background preservation (masked PSNR, SSIM, LPIPS when its
 weights are local - random weights are never used, it is reported unavailable instead), edit quality
 (target PSNR / L1, edit-region token accuracy), replayed tokens, forward passes.
@@ -24,13 +24,17 @@ from .benchmarks import shapes_benchmark
 from .success_table import success_by_type_markdown
 from .runner import _write_text, dump_json, markdown_table, run_model, unavailable_notes
 
-# (row name, model folder, pipeline call options) - the rows of training/shapes_report.py ROWS.
+# (row name, model folder, pipeline call options): the model's own output, so no paste-back.
+_RAW = dict(paste_back=False)
 ROWS: list[tuple[str, str, dict[str, Any]]] = [
-    ('"Lumina-style" base (regenerate)', "shapes-base", dict(strategy="regenerate", num_inference_steps=16)),
-    ("vanilla SFT (regenerate)", "shapes-sft", dict(strategy="regenerate", num_inference_steps=16)),
-    ("RM (reflective)", "shapes-rm", dict(strategy="reflective")),
-    ("RM + HER (reflective)", "shapes-rm-her", dict(strategy="reflective", use_history=True, history_decay=1.0)),
-    ("RM + HER, decay 0.7 (reflective)", "shapes-rm-her", dict(strategy="reflective", use_history=True, history_decay=0.7)),
+    ('"Lumina-style" base (regenerate, no paste-back)', "shapes-base",
+     dict(strategy="regenerate", num_inference_steps=16, **_RAW)),
+    ("vanilla SFT (regenerate, no paste-back)", "shapes-sft", dict(strategy="regenerate", num_inference_steps=16, **_RAW)),
+    ("RM (reflective, no paste-back)", "shapes-rm", dict(strategy="reflective", **_RAW)),
+    ("RM + HER (reflective, no paste-back)", "shapes-rm-her",
+     dict(strategy="reflective", use_history=True, history_decay=1.0, **_RAW)),
+    ("RM + HER, decay 0.7 (reflective, no paste-back)", "shapes-rm-her",
+     dict(strategy="reflective", use_history=True, history_decay=0.7, **_RAW)),
 ]
 
 COMPARE_COLUMNS: list[tuple[str, str]] = [
@@ -96,7 +100,8 @@ def compare_shapes(models_dir: str | os.PathLike[str], n: int, out_dir: str | os
     scored = [r for r in reflective if r["summary"]["means"].get(BEST_BY) is not None]
     if paste_back_row and scored:
         best = max(scored, key=lambda r: r["summary"]["means"][BEST_BY])
-        run_row(f"{best['name']} + paste-back", best["model"], {**best["options"], "paste_back": True})
+        name = best["name"].replace(", no paste-back)", ", paste-back)")
+        run_row(name, best["model"], {**best["options"], "paste_back": True})
 
     named = [(r["name"], r["summary"]) for r in results]
     notes = unavailable_notes([r["summary"] for r in results], COMPARE_COLUMNS) + [f"skipped {m}" for m in missing]
