@@ -140,9 +140,10 @@ def run(args: argparse.Namespace) -> dict:
             clock.sync()
             t0 = time.time()
             try:
-                out = pipe([image] * batch, prompt, strategy=strategy, num_turns=args.turns,
-                           reveal_steps=args.reveal_steps, num_inference_steps=args.regen_steps, generator=gens,
-                           output_type="np", use_kv_cache=use_kv_cache)
+                own = (dict(num_turns=args.turns, reveal_steps=args.reveal_steps) if strategy == "reflective"
+                       else dict(num_inference_steps=args.regen_steps))
+                out = pipe([image] * batch, prompt, strategy=strategy, generator=gens, output_type="np",
+                           use_kv_cache=use_kv_cache, **own)
             except Exception as exc:  # noqa: BLE001
                 if not (cuda and _is_oom(exc)):
                     raise

@@ -145,8 +145,9 @@ def test_edit_end_to_end_with_real_ids(pipe, image, strategy):
         pipe.transformer.register_to_config(rm_post_trained=None)
     seen, handle = _capture_inputs(pipe)
     try:
-        out = pipe(image, "make the sky red", strategy=strategy, num_turns=2, reveal_steps=2, num_inference_steps=3,
-                   generator=torch.Generator().manual_seed(0))
+        own = dict(num_turns=2, reveal_steps=2) if strategy == "reflective" else dict(num_inference_steps=3)
+        out = pipe(image, "make the sky red", strategy=strategy, generator=torch.Generator().manual_seed(0),
+                   paste_back=False, **own)  # the token region itself, not the composited one
     finally:
         handle.remove()
         pipe.transformer.register_to_config(rm_post_trained=False)
