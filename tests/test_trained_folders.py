@@ -80,12 +80,12 @@ def test_a_reflective_history_run_records_it_and_edits_with_history_by_default(f
 
     built = []
 
-    class Spy(pipeline_module.HistoryReference):
-        def __init__(self, embedding, layout, batch, positions, alpha, gamma, device=None):
-            built.append((alpha, gamma))
-            super().__init__(embedding, layout, batch, positions, alpha, gamma, device)
+    class Spy(pipeline_module.HistoryRecorder):
+        def __init__(self, embedding, layout, batch, positions, alpha, decay, device=None):
+            built.append((alpha, decay))
+            super().__init__(embedding, layout, batch, positions, alpha, decay, device)
 
-    monkeypatch.setattr(pipeline_module, "HistoryReference", Spy)
+    monkeypatch.setattr(pipeline_module, "HistoryRecorder", Spy)
     pipe.set_progress_bar_config(disable=True)
     pipe(image, "recolour the blue circle yellow", output_type="latent")  # no use_history: the model's record decides
     pipe(image, "recolour the blue circle yellow", output_type="latent", history_decay=0.9)
