@@ -29,7 +29,7 @@ import time
 import torch
 from torch import nn
 
-from rm_edit.history import HistoryReference, scatter_offsets
+from rm_edit.history import HistoryRecorder, scatter_offsets
 from rm_edit.layout import LUMINA_DIMOO as L
 from rm_edit.layout import SequenceBatch, build_edit_sequence, pad_sequences
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
@@ -72,7 +72,7 @@ def before(kind: str, steps: int, branch_logits: torch.Tensor, embedding: nn.Emb
     """ms per step of the host work of the old loop (everything after the forward ran on the host)."""
     source = torch.randint(0, L.codebook_size, (GRID, GRID), generator=torch.Generator().manual_seed(0))
     scheduler = _scheduler(kind)
-    history = HistoryReference(embedding, L, 1, GRID * GRID, device="cpu")
+    history = HistoryRecorder(embedding, L, 1, GRID * GRID, device="cpu")
     state = scheduler.begin(source.reshape(1, -1), None, history)
     generator = torch.Generator().manual_seed(0)
     device_guided = _guided(branch_logits)  # computed on the device in the old loop too: not host work
@@ -80,7 +80,7 @@ def before(kind: str, steps: int, branch_logits: torch.Tensor, embedding: nn.Emb
     for t in scheduler.timesteps.tolist()[:steps]:
         start = time.perf_counter()
         batch = _branches(source, state[0])  # rebuilt from the host state every step
-        reference = history.reference(torch.tensor([0]))
+        reference = history.embeddings(torch.tensor([0]))
         scatter_offsets(reference.repeat(3, 1, 1), batch.target_positions, batch.input_ids.shape[1])
         guided = device_guided.clone()  # the device -> host copy of ``.cpu()`` (a host memcpy here)
         logits = torch.zeros(1, GRID * GRID, L.codebook_size + 1).index_copy_(0, torch.tensor([0]), guided)
@@ -96,7 +96,7 @@ def after(kind: str, steps: int, device: str, branch_logits: torch.Tensor, embed
     branch_logits = branch_logits.to(device)
     embedding = nn.Embedding.from_pretrained(embedding.weight.to(device))  # a copy: the caller keeps its own
     scheduler = _scheduler(kind)
-    history = HistoryReference(embedding, L, 1, GRID * GRID, device=device)
+    history = HistoryRecorder(embedding, L, 1, GRID * GRID, device=device)
     state = scheduler.begin(source.reshape(1, -1).to(device), None, history)
     generator = torch.Generator(device).manual_seed(0) if device != "meta" else None  # meta has no generator
     row_index = torch.tensor([0], device=device)
@@ -106,7 +106,7 @@ def after(kind: str, steps: int, device: str, branch_logits: torch.Tensor, embed
         ids = L.ids_from_code_state(state).repeat(3, 1)
         batch = SequenceBatch(template.input_ids.scatter(1, template.target_positions, ids), template.attention_mask,
                               template.target_positions)
-        reference = history.reference(row_index)
+        reference = history.embeddings(row_index)
         scatter_offsets(reference.repeat(3, 1, 1), batch.target_positions, batch.input_ids.shape[1])
         logits = _guided(branch_logits)  # the head computed only the 8,193 classes (output_classes)
         state = scheduler.step(logits, t, state, generator=generator).prev_sample
