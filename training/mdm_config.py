@@ -91,6 +91,10 @@ class MDMTrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     save_every: int = 250  # resumable checkpoint every N steps (0: none)
     log_every: int = 10
+    val_codes: str | None = None  # a code cache scored by the masked objective's held-out loss (val_log.jsonl)
+    val_every: int = 0  # steps between held-out evaluations (0 = none)
+    val_patience: int = 0  # > 0: stop when the held-out loss has not improved for this many evaluations
+    snapshot_every: int = 0  # > 0: also save the transformer every N steps under snapshots/step_NNNNNN (curves)
 
     @classmethod
     def from_file(cls, path: str | Path | None, **overrides) -> "MDMTrainConfig":

@@ -41,9 +41,11 @@ from rm_edit.losses import changed_weighted_loss, rm_losses, weighted_loss
 from rm_edit.reflective import choose_reveal
 
 from .checkpoint import load_training_state, save_training_state
+from .validation import masked_validation_loss
 from .mdm_config import PRESETS, MDMTrainConfig, add_config_arguments
 from .mdm_model import build_model, init_code_rows_from_codebook, lora_dtype, optimizer_groups, trainable_parameters
 from .model_folders import check_output_parts, load_start, training_record, write_adapter_folder, write_pipeline_folder
+from .world_codes import CAPTION
 from .trajectories import (KEEP, MASK, REVEAL, SamplerStatesConfig, TrajectoryConfig, reflective_trajectory,
                            sampler_states, vanilla_corruption)
 
@@ -72,7 +74,8 @@ def build_batch(layout, bank: PromptBank, cache: CodeCache, index, state, cfg, g
     seqs = []
     for row, i in enumerate(index.tolist()):
         prompt = bank.unconditional if drop_text[row] else bank.prompts[i]
-        source = None if drop_image[row] else cache.source[i]
+        # A caption example (text-to-image) has no source image; its stored source is a placeholder.
+        source = None if drop_image[row] or cache.edit_types[i] == CAPTION else cache.source[i]
         seqs.append(build_edit_sequence(layout, prompt, source, state[row].view(h, w), bank.close))
     return pad_sequences(seqs, layout.pad_token_id)
 
@@ -178,6 +181,15 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
+    val = None
+    if cfg.val_codes and cfg.val_every:
+        val_cache = load_code_cache(cfg.val_codes)
+        val = (val_cache, PromptBank(tokenizer, layout, val_cache.instructions))
+    val_path = out / "val_log.jsonl"
+    val_history = [json.loads(line)["val_loss"] for line in val_path.read_text().splitlines()] if val_path.exists() and start_step else []
+    if main_process and start_step == 0 and val_path.exists():
+        val_path.unlink()
+
     end_step = min(cfg.steps, cfg.stop_after or cfg.steps)
     bar = tqdm(range(start_step, end_step), initial=start_step, total=end_step,
                disable=not (progress and main_process), desc=cfg.objective + (" lora" if cfg.lora_rank else ""))
@@ -243,12 +255,31 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix({n: f"{v:.3f}" for n, v in running.items()})
+        if main_process and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
+            save_snapshot(cfg, accelerator, model, raw_model, start, layout, step + 1, out / "snapshots" / f"step_{step + 1:06d}")
+        stop = False
+        if val is not None and (step + 1) % cfg.val_every == 0:
+            loss_val = masked_validation_loss(raw_model, layout, val[1], val[0], cfg, build_batch)
+            val_history.append(loss_val)
+            if main_process:
+                with val_path.open("a") as f:
+                    f.write(json.dumps({"step": step + 1, "time": round(time.time() - t0, 1), "val_loss": round(loss_val, 5)}) + "\n")
+            best = val_history.index(min(val_history))
+            stop = bool(cfg.val_patience) and len(val_history) - 1 - best >= cfg.val_patience
+            if stop:
+                accelerator.print(f"held-out loss has not improved for {cfg.val_patience} evaluations "
+                                  f"(best {min(val_history):.4f} at evaluation {best + 1}): stopping at step {step + 1}")
         saving = (cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps) \
-            or step + 1 == end_step < cfg.steps
+            or step + 1 == end_step < cfg.steps or stop
         if saving and main_process:
             # LoRA: only what trains (the frozen base is init_from's); full: the whole model.
             weights = {n: p.detach().cpu() for n, p in trainable_parameters(raw_model).items()} if cfg.lora_rank else None
             save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1, weights=weights)
+        if stop:
+            end_step = step + 1
+            if main_process:
+                (out / "stopped_at.txt").write_text(f"{step + 1}\n")
+            break
 
     final = write_outputs(cfg, accelerator, model, raw_model, start, layout, end_step, out / "final")
     if main_process:
@@ -280,6 +311,25 @@ def write_outputs(cfg: MDMTrainConfig, accelerator, model, raw_model, start, lay
             write_pipeline_folder(final, raw_model, start, cfg, layout, record)
     accelerator.wait_for_everyone()
     return final
+
+
+def save_snapshot(cfg: MDMTrainConfig, accelerator, model, raw_model, start, layout, steps_done: int, folder: Path) -> None:
+    """The model as it is at ``steps_done``, as a loadable folder like ``final`` (one process; for curves of
+    edit success against post-training steps)."""
+    import copy
+
+    snapshot = copy.deepcopy(raw_model)
+    record = training_record(cfg, start, steps_done, accelerator.num_processes)
+    if folder.exists():
+        shutil.rmtree(folder)
+    if cfg.lora_rank:
+        write_adapter_folder(folder, snapshot, start, cfg, layout, record)
+        return
+    if cfg.attribute_rows:
+        from .code_embeddings import detach_attribute_rows
+
+        detach_attribute_rows(snapshot)
+    write_pipeline_folder(folder, snapshot, start, cfg, layout, record)
 
 
 def main(argv: list[str] | None = None) -> None:
