@@ -184,7 +184,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     val = None
     if cfg.val_codes and cfg.val_every:
         val_cache = load_code_cache(cfg.val_codes)
-        val = (val_cache, PromptBank(tokenizer, layout, val_cache.instructions))
+        val = (val_cache, PromptBank(start.tokenizer, layout, val_cache.instructions))
     val_path = out / "val_log.jsonl"
     val_history = [json.loads(line)["val_loss"] for line in val_path.read_text().splitlines()] if val_path.exists() and start_step else []
     if main_process and start_step == 0 and val_path.exists():
