@@ -1,17 +1,24 @@
 """``rm_edit.pipelines``: the diffusers pipelines of this project.
 
-``from rm_edit.pipelines import ReflectiveMaskingEditPipeline`` imports it on first use (so ``import
-rm_edit.pipelines.lumina_dimoo`` etc. stay light).
+Importing it registers :class:`ReflectiveMaskingEditPipeline` where diffusers looks a saved folder's
+``_class_name`` up (the ``diffusers`` module's namespace), so ``DiffusionPipeline.from_pretrained(folder)``
+loads a folder this project saved, with no remote code: diffusers can otherwise only run a pipeline defined
+outside it as custom code (``custom_pipeline=..., trust_remote_code=True``), which this project never asks for.
 """
 
 from __future__ import annotations
 
+from .pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+
+def register_with_diffusers() -> None:
+    """diffusers resolves ``model_index.json``'s ``_class_name`` as an attribute of its own module."""
+    import diffusers
+
+    if getattr(diffusers, ReflectiveMaskingEditPipeline.__name__, None) is not ReflectiveMaskingEditPipeline:
+        setattr(diffusers, ReflectiveMaskingEditPipeline.__name__, ReflectiveMaskingEditPipeline)
+
+
+register_with_diffusers()
+
 __all__ = ["ReflectiveMaskingEditPipeline"]
-
-
-def __getattr__(name: str):
-    if name == "ReflectiveMaskingEditPipeline":
-        from .pipeline_reflective_edit import ReflectiveMaskingEditPipeline
-
-        return ReflectiveMaskingEditPipeline
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

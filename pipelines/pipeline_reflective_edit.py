@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase
 from rm_edit.history import HistoryRecorder
 from rm_edit.image_inputs import as_pil_images
 from rm_edit.image_processor import EditImageProcessor
-from rm_edit.input_checks import InputChecks, check_sequence_length
+from rm_edit.input_checks import InputChecks, check_sequence_length, warn_identical_copies
 from rm_edit.kv_cache import KVCache
 from rm_edit.layout import build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
 from rm_edit.reflective import generators_on
@@ -452,6 +452,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 bar.update()
         final, chosen = scheduler.finish(state)
         codes, region_tokens = final.view(b, h, w).cpu(), chosen.view(b, h, w).cpu()
+        if num_images_per_prompt > 1 and scheduler.config.temperature > 0:
+            warn_identical_copies(codes, num_images_per_prompt, scheduler.config.temperature)
         if return_trajectory:
             trajectory = [{k: v.cpu() for k, v in entry.items()} for entry in trajectory]
         self.maybe_free_model_hooks()

@@ -17,14 +17,22 @@ from PIL import Image
 DEFAULT_MAX_PIXELS = 4096 * 4096  # larger inputs are refused before decoding (PIL's bomb check is 89 Mpx)
 
 
+def _umask() -> int:
+    current = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(current)
+    return current
+
+
 def write_atomic(path: Path, write: Callable[[IO], None], mode: str = "wb", **open_kwargs: Any) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, then rename it to ``path``."""
+    """Call ``write(file)`` on a temp file next to ``path``, then rename it to ``path``. The file gets the
+    permissions of an ordinary new file (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, **open_kwargs) as fh:
             write(fh)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

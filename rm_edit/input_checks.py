@@ -159,3 +159,15 @@ def check_sequence_length(lengths: Sequence[int], prompts: Sequence[str], max_le
             raise ValueError(f"prompt {i}: the instruction is too long for this model at this image size "
                              f"({n} tokens with the image, at most {max_length}); shorten it by "
                              f"{n - max_length} token(s): {text[:60]!r}")
+
+
+def warn_identical_copies(codes, copies: int, temperature: float) -> None:
+    """``num_images_per_prompt`` copies sampled at temperature > 0 that came out identical: say so (the model
+    was sure of that edit: each reveal's distribution is peaked; a higher temperature varies more)."""
+    import torch
+
+    rows = [r for r in range(0, len(codes), copies)
+            if all(torch.equal(codes[r], codes[r + j]) for j in range(1, copies))]
+    if rows:
+        _warn(f"num_images_per_prompt={copies} at temperature {temperature:g}: the copies of edit(s) {rows[:5]} "
+              "came out identical (sampled, but the model is sure of them; a higher temperature varies more)")

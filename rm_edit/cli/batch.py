@@ -133,7 +133,7 @@ class _ErrorLog:
 
 class _ProgressLines:
     """Progress of a run: a bar on a terminal; under a pipe or in a log file a plain line every ``every``
-    items or ``seconds`` seconds (and at the end), so a log shows the run is alive."""
+    items or ``seconds`` seconds, so a log shows the run is alive (the end is the run's summary line)."""
 
     def __init__(self, total: int, every: int, seconds: float, enabled: bool = True, stream=None) -> None:
         self.stream = stream or sys.stderr
@@ -153,7 +153,7 @@ class _ProgressLines:
             self.bar.update(n)
         now = time.perf_counter()
         due = self.done - self.last_done >= self.every or now - self.last_time >= self.seconds
-        if self.lines and (due or self.done == self.total):
+        if self.lines and due and self.done < self.total:  # the end is the run's one summary line
             rate = self.done / (now - self.start) if now > self.start else 0.0
             print(f"{PROG}: {self.done}/{self.total} items, {failed} failed, {now - self.start:.0f} s "
                   f"({rate:.2f} items/s)", file=self.stream, flush=True)
@@ -222,7 +222,8 @@ def run_batch(args: argparse.Namespace) -> int:
     rate = done / seconds if seconds > 0 else 0.0
     if not shard.is_main:
         return 1 if failed else 0
-    print(f"done {done}, skipped {skipped}, failed {failed} in {seconds:.1f}s ({rate:.2f} edits/s)")
+    print(f"done {done}, skipped {skipped}, failed {failed} in {seconds:.1f}s ({rate:.2f} edits/s)"
+          + _target_success(records, args.out, args.max_pixels))
     if failed:
         print(f"failures are listed in {args.out / 'errors.jsonl'}")
     if args.export_dataset is not None:
@@ -230,6 +231,29 @@ def run_batch(args: argparse.Namespace) -> int:
 
         print(f"wrote {export_batch(records, args.out, args.export_dataset, args.export_format)}")
     return 1 if failed else 0
+
+
+def _target_success(records: list, out: Path, max_pixels: int) -> str:
+    """"; pixel edit success K/N (rate)" over the manifest items with a target and an edit in ``out`` (this
+    run's and earlier runs'), scored by ``rm_edit.metrics.edit_success``; "" when none has a target."""
+    import numpy as np
+
+    from rm_edit.data.manifest import load_image
+    from rm_edit.metrics import edit_success
+
+    scored = []
+    for rec in records:
+        edited = out / f"{rec.id}.png"
+        if rec.target is None or not edited.is_file():
+            continue
+        try:
+            images = [np.asarray(load_image(p, max_pixels=max_pixels).convert("RGB")) for p in (rec.source, edited, rec.target)]
+            scored.append(bool(edit_success(*images).success))
+        except ValueError:  # an unreadable target (or another size) is no score, not a failed run
+            continue
+    if not scored:
+        return ""
+    return f"; pixel edit success {sum(scored)}/{len(scored)} ({sum(scored) / len(scored):.3f}) against the targets"
 
 
 def _edit_chunk(pipe: ReflectiveMaskingEditPipeline, chunk: list, args: argparse.Namespace,
