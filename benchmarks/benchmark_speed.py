@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         for b, s in time_forward(cfg, seq_len):
             print(f"forward 6 layers d=256, length {seq_len}, batch {b:>2}: {s * 1000:.1f} ms")
         return
-    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline, load_default_pipeline
+    from rm_edit.pipelines.default_model import load_default_pipeline
+    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 
     pipe = ReflectiveMaskingEditPipeline.from_pretrained(args.model) if args.model else load_default_pipeline()
     pipe.set_progress_bar_config(disable=True)

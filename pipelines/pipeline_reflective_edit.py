@@ -22,17 +22,17 @@ from diffusers.utils import BaseOutput, logging
 from transformers import PreTrainedTokenizerBase
 
 from rm_edit.history import HistoryRecorder
-from rm_edit.image_inputs import as_pil_images
 from rm_edit.image_processor import EditImageProcessor
 from rm_edit.input_checks import InputChecks, check_sequence_length, warn_identical_copies
 from rm_edit.kv_cache import KVCache
-from rm_edit.layout import build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
+from rm_edit.layout import build_edit_sequence, get_layout, pad_sequences
 from rm_edit.reflective import generators_on
 from rm_edit.schedulers import CodeSpaceEditScheduler, scheduler_for_strategy
 from rm_edit.transformer import LLaDATransformer
 from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes
 
 from .adapter_folder import is_adapter_folder, load_adapter_pipeline
+from .call_inputs import check_inputs, encode_prompts, expand_inputs
 from .guidance_branches import BranchInputs
 from .rm_requirement import require_rm_post_training
 
@@ -134,71 +134,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
     # ---- inputs -----------------------------------------------------------------------------------------
     def check_inputs(self, images: list, prompts: list, output_type: str, callback_tensor_inputs,
                      negative_prompts: list | None = None, generator=None) -> None:
-        if len(prompts) != len(images):
-            raise ValueError(f"got {len(prompts)} prompts for {len(images)} images")
-        for i, p in enumerate(prompts):
-            if not isinstance(p, str):
-                raise TypeError(f"prompt {i}: expected a string, got {type(p).__name__}")
-            if not p.strip():
-                raise ValueError(f"prompt {i}: the editing instruction is empty")
-        for i, p in enumerate(negative_prompts or ()):
-            if not isinstance(p, str):
-                raise TypeError(f"negative_prompt {i}: expected a string, got {type(p).__name__}")
-        if isinstance(generator, (list, tuple)):
-            if len(generator) != len(images):
-                raise ValueError(f"got {len(generator)} generators for {len(images)} edits (images x "
-                                 f"num_images_per_prompt); pass one torch.Generator or one per edit")
-            bad = [type(g).__name__ for g in generator if not isinstance(g, torch.Generator)]
-            if bad:
-                raise TypeError(f"generator: expected torch.Generator objects, got {bad[0]} in the list")
-        elif generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator: expected a torch.Generator or a list of them, got {type(generator).__name__}"
-                            " (for a seed: torch.Generator().manual_seed(seed))")
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
-        for name in callback_tensor_inputs:
-            if name not in self._callback_tensor_inputs:
-                raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
-
-    @staticmethod
-    def _expand_inputs(image, prompt, mask_image, negative_prompt, num_images_per_prompt: int):
-        """The call's rows: images (PIL), prompts, masks (or one mask for all, or None) and negative prompts,
-        paired (one image with several prompts: the image for each; one prompt: for every image), each row
-        ``num_images_per_prompt`` times in a row."""
-        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
-            raise ValueError(f"num_images_per_prompt must be a whole number >= 1, got {num_images_per_prompt!r}")
-        if image is None or prompt is None:
-            raise TypeError("pass both image and prompt")
-        images = as_pil_images(image)
-        prompts = list(prompt) if isinstance(prompt, (list, tuple)) else [prompt]
-        if not prompts:
-            raise ValueError("prompt: the list is empty")
-        masks = list(mask_image) if isinstance(mask_image, (list, tuple)) else None
-        if masks is not None and len(masks) != len(images):
-            raise ValueError(f"got {len(masks)} masks for {len(images)} images")
-        n = max(len(images), len(prompts))
-        if len(images) not in (1, n) or len(prompts) not in (1, n):
-            raise ValueError(f"got {len(prompts)} prompts for {len(images)} images: pass one prompt, one per image, "
-                             "or several prompts for one image")
-        negatives = None
-        if negative_prompt is not None:
-            negatives = list(negative_prompt) if isinstance(negative_prompt, (list, tuple)) else [negative_prompt]
-            if len(negatives) not in (1, n):
-                raise ValueError(f"got {len(negatives)} negative prompts for {n} prompts")
-        k = num_images_per_prompt
-        rows = lambda xs: [x for x in (xs * n if len(xs) == 1 else xs) for _ in range(k)]  # noqa: E731
-        return (rows(images), rows(prompts), mask_image if masks is None else rows(masks),
-                None if negatives is None else rows(negatives))
-
-    def _encode_prompts(self, prompts: list[str], negative_prompts: list[str] | None = None):
-        """(per-row heads, per-row no-instruction heads, the shared tail), tokenised as Lumina-DiMOO does; a
-        negative prompt takes the place of the no-instruction text in its row's guidance branch."""
-        heads, uncond, close = encode_edit_prompts(self.tokenizer, self.layout, prompts)
-        if negative_prompts is None:
-            return heads, [uncond] * len(heads), close
-        texts = [p for p in negative_prompts if p.strip()]
-        neg_heads = iter(encode_edit_prompts(self.tokenizer, self.layout, texts)[0] if texts else ())
-        return heads, [next(neg_heads) if p.strip() else uncond for p in negative_prompts], close
+        check_inputs(images, prompts, output_type, callback_tensor_inputs, self._callback_tensor_inputs,
+                     negative_prompts, generator)
 
     def _branches(self, prompts, uncond, close, source: torch.Tensor, state: torch.Tensor, use_text: bool, use_image: bool):
         """The sequences of one forward: every image's conditional branch, then the guidance branches."""
@@ -390,8 +327,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             :class:`ReflectiveEditOutput` (or a tuple): the edits, region masks at image size, the region in
             tokens, the number of forward passes, the trajectory (when asked), the final and source codes.
         """
-        images, prompts, masks, negatives = self._expand_inputs(image, prompt, mask_image, negative_prompt,
-                                                                num_images_per_prompt)
+        images, prompts, masks, negatives = expand_inputs(image, prompt, mask_image, negative_prompt,
+                                                           num_images_per_prompt)
         self.check_inputs(images, prompts, output_type, callback_on_step_end_tensor_inputs, negatives, generator)
         g_text = self.config.guidance_scale if guidance_scale is None else guidance_scale
         g_image = self.config.image_guidance_scale if image_guidance_scale is None else image_guidance_scale
@@ -405,13 +342,10 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         if num_images_per_prompt > 1 and scheduler.config.temperature == 0:
             logger.warning(f"num_images_per_prompt={num_images_per_prompt} at temperature 0 (argmax): the copies "
                            "are identical; pass temperature > 0 for variations")
-        use_history = self._check_call_inputs(images, prompts, use_history, allow_unknown_words)
-        # Unset: the History Reference the model was trained with (its config records it), else 1.0.
-        history_alpha = _trained_or(self.transformer, "history_alpha", history_alpha)
-        history_decay = _trained_or(self.transformer, "history_decay", history_decay)
-
+        self.input_checks.check_images(images)
+        self.input_checks.check_prompts(prompts, allow_unknown_words)
         prepared = self.image_processor.preprocess(images)
-        encoded_prompts = self._encode_prompts(prompts, negatives)
+        encoded_prompts = encode_prompts(self.tokenizer, self.layout, prompts, negatives)
         device = self._execution_device  # the sampler's state, logits and random draws all stay there
         source = encode_to_codes(self.vqvae, prepared.pixels.to(device)).to(device)
         source_host = source.cpu()  # the branch sequences' prompts are assembled on the host, once
@@ -419,12 +353,27 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         self._check_sequence_lengths(encoded_prompts, source_host, prompts)
         region = self.image_processor.region_tokens(masks, prepared.crops, h, w)
         region = None if region is None else region.to(device)
-        history = HistoryRecorder(self.transformer.get_input_embeddings(), self.layout, b, h * w, history_alpha,
-                                  history_decay, device) if use_history else None
+        history = self._history(use_history, history_alpha, history_decay, b, h * w, device)
         state = scheduler.begin(source.reshape(b, h * w), region, history)
-        generator = generators_on(generator, device)
         self._classes = self.layout.image_class_ids(device)
         self._kv_cache = KVCache() if use_kv_cache else None
+        state, passes, trajectory = self._denoise(
+            scheduler, state, (b, h, w), encoded_prompts, source_host, (g_text, g_image), generators_on(generator, device),
+            return_trajectory, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        final, chosen = scheduler.finish(state)
+        codes, region_tokens = final.view(b, h, w).cpu(), chosen.view(b, h, w).cpu()
+        if num_images_per_prompt > 1 and scheduler.config.temperature > 0:
+            warn_identical_copies(codes, num_images_per_prompt, scheduler.config.temperature)
+        self.maybe_free_model_hooks()
+        images_out, masks = self._decode(codes, prepared, region_tokens, paste_back, output_type)
+        out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host)
+        return ReflectiveEditOutput(*out) if return_dict else out
+
+    def _denoise(self, scheduler, state, shape, encoded_prompts, source_host, guidance, generator, return_trajectory,
+                 callback_on_step_end, callback_on_step_end_tensor_inputs):
+        """``scheduler.step`` per timestep until it is finished (or interrupted); returns the last state, the
+        forward passes run and (when asked) the trajectory on the host."""
+        (b, h, w), (g_text, g_image) = shape, guidance
         self._num_timesteps, self._interrupt = len(scheduler.timesteps), False
         trajectory = [{"codes": state.view(b, h, w).clone(), "remasked": torch.zeros_like(state, dtype=torch.bool)
                        .view(b, h, w)}]
@@ -450,29 +399,23 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                     cb = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
                     state = (cb or {}).get("state", state)
                 bar.update()
-        final, chosen = scheduler.finish(state)
-        codes, region_tokens = final.view(b, h, w).cpu(), chosen.view(b, h, w).cpu()
-        if num_images_per_prompt > 1 and scheduler.config.temperature > 0:
-            warn_identical_copies(codes, num_images_per_prompt, scheduler.config.temperature)
         if return_trajectory:
             trajectory = [{k: v.cpu() for k, v in entry.items()} for entry in trajectory]
-        self.maybe_free_model_hooks()
-        images_out, masks = self._decode(codes, prepared, region_tokens, paste_back, output_type)
-        out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host)
-        return ReflectiveEditOutput(*out) if return_dict else out
+        return state, passes, trajectory
 
-    def _check_call_inputs(self, images: list, prompts: list[str], use_history: bool | None,
-                           allow_unknown_words: bool) -> bool:
-        """Warn once about inputs outside what the model knows (unknown words: refused unless allowed); History
-        Reference as the model was trained (its transformer config's ``history_reference``) unless the call
-        says otherwise."""
-        self.input_checks.check_images(images)
-        self.input_checks.check_prompts(prompts, allow_unknown_words)
+    def _history(self, use_history: bool | None, alpha: float | None, decay: float | None, batch: int,
+                 positions: int, device) -> HistoryRecorder | None:
+        """History Reference as the model was trained (its transformer config's ``history_reference``,
+        ``history_alpha``, ``history_decay``; else off, 1.0, 1.0) unless the call says otherwise."""
         if use_history is None:
-            return bool(self.transformer.config.get("history_reference"))
-        if use_history:
+            use_history = bool(self.transformer.config.get("history_reference"))
+        elif use_history:
             self.input_checks.check_history(self.transformer)
-        return use_history
+        if not use_history:
+            return None
+        alpha, decay = (_trained_or(self.transformer, k, v) for k, v in (("history_alpha", alpha), ("history_decay", decay)))
+        return HistoryRecorder(self.transformer.get_input_embeddings(), self.layout, batch, positions, alpha, decay,
+                               device)
 
     def _check_sequence_lengths(self, encoded_prompts, source: torch.Tensor, prompts: list[str]) -> None:
         heads, uncond, close = encoded_prompts
@@ -505,21 +448,3 @@ def _is_local_path(name) -> bool:
     name = str(name)
     return (Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
             or Path(name).exists())
-
-
-DEFAULT_MODEL = "shapes-rm-her"  # the most accurate shipped model on held-out edits (rm_edit/models/MODEL_CARD.md)
-
-
-def load_default_pipeline(name: str = DEFAULT_MODEL, **kwargs) -> ReflectiveMaskingEditPipeline:
-    """A model shipped inside the package (trained by this project on the shapes world): by default
-    ``shapes-rm-her``, Reflective Masking with History Reference (on by default: the folder records that it was
-    trained with it), the most accurate on held-out edits; ``shapes-rm`` (RM alone), ``shapes-sft`` and
-    ``shapes-base`` (regenerate baselines) are the others."""
-    import rm_edit
-
-    folder = Path(rm_edit.__file__).parent / "models" / name
-    if not ((folder / "model_index.json").is_file() or is_adapter_folder(folder)):
-        available = sorted(p.name for p in folder.parent.glob("*")
-                           if (p / "model_index.json").is_file() or is_adapter_folder(p))
-        raise FileNotFoundError(f"no shipped model {name!r} in {folder.parent}; available: {available}")
-    return ReflectiveMaskingEditPipeline.from_pretrained(folder, **kwargs)

@@ -14,7 +14,7 @@ _LAZY = {
     "LLaDATransformer": "rm_edit.transformer",
     "ReflectiveMaskingEditPipeline": "rm_edit.pipelines.pipeline_reflective_edit",
     "ReflectiveEditOutput": "rm_edit.pipelines.pipeline_reflective_edit",
-    "load_default_pipeline": "rm_edit.pipelines.pipeline_reflective_edit",
+    "load_default_pipeline": "rm_edit.pipelines.default_model",
     "ReflectiveMaskingScheduler": "rm_edit.schedulers",
     "LuminaRegenerateScheduler": "rm_edit.schedulers",
 }

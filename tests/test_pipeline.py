@@ -458,7 +458,7 @@ def test_bf16_load_runs_end_to_end(saved_dir, pil_images):
 
 
 def test_default_pipeline_is_the_shipped_rm_her_model():
-    from rm_edit.pipelines.pipeline_reflective_edit import load_default_pipeline
+    from rm_edit.pipelines.default_model import load_default_pipeline
 
     pipe = load_default_pipeline()
     assert Path(pipe.config._name_or_path).name == "shapes-rm-her"

@@ -12,6 +12,7 @@ import torch
 
 from rm_edit.image_inputs import as_pil_images
 from rm_edit.input_checks import InputChecks, InputOutsideWorldWarning
+from rm_edit.pipelines.call_inputs import encode_prompts
 from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 from rm_edit.schedulers import ReflectiveMaskingScheduler
 from tests.conftest import make_tiny_pipeline
@@ -137,8 +138,8 @@ def test_negative_prompt_is_the_no_instruction_branch(pipe, src):
     assert not torch.allclose(plain, default, atol=1e-3)  # so the text guidance does act here
     empty = _first_logits(pipe, src, negative_prompt="", guidance_scale=3.0, image_guidance_scale=1.0)
     assert torch.equal(default, empty)
-    heads, uncond, _ = pipe._encode_prompts([PROMPT], ["remove the square"])
-    assert uncond[0] == pipe._encode_prompts(["remove the square"])[0][0]
+    heads, uncond, _ = encode_prompts(pipe.tokenizer, pipe.layout, [PROMPT], ["remove the square"])
+    assert uncond[0] == encode_prompts(pipe.tokenizer, pipe.layout, ["remove the square"])[0][0]
     with pytest.raises(ValueError, match="needs guidance_scale != 0"):
         pipe(src, PROMPT, negative_prompt="x", guidance_scale=0.0)
 

@@ -151,7 +151,7 @@ def test_a_relative_base_resolves_beside_the_adapter_then_in_the_package(folders
 
 def test_an_adapter_of_a_shipped_base_names_it_package_relative_and_loads_as_a_shipped_model(folders, monkeypatch, tmp_path):
     import rm_edit
-    from rm_edit.pipelines.pipeline_reflective_edit import load_default_pipeline
+    from rm_edit.pipelines.default_model import load_default_pipeline
     from rm_edit.training.mdm_config import MDMTrainConfig
     from rm_edit.training.model_folders import SHIPPED_MODELS, base_reference
 

@@ -19,10 +19,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..files import dump_json, write_text
 from ..metrics import EditMetrics
 from .benchmarks import shapes_benchmark
+from .runner import run_model
 from .success_table import success_by_type_markdown
-from .runner import _write_text, dump_json, markdown_table, run_model, unavailable_notes
+from .summary import markdown_table, unavailable_notes
 
 # (row name, model folder, pipeline call options): the model's own output, so no paste-back.
 _RAW = dict(paste_back=False)
@@ -114,7 +116,7 @@ def compare_shapes(models_dir: str | os.PathLike[str], n: int, out_dir: str | os
         table, "", success_by_type_markdown(named), "", *[f"- {x}" for x in notes], "",
         *[f"- [{r['name']}]({r['dir']}/report.html)" for r in results], "",
     ])
-    _write_text(out_dir / "compare.md", md)
+    write_text(out_dir / "compare.md", md)
     dump_json(out_dir / "compare.json", {"n": n, "columns": COMPARE_COLUMNS, "best_by": BEST_BY, "skipped": missing,
                                           "rows": [{k: v for k, v in r.items()} for r in results]})
     from .report import write_report

@@ -31,17 +31,12 @@ from tqdm.auto import tqdm
 
 from ..files import dump_json, item_seed, save_image, write_text
 from ..metrics import EditMetrics, MetricUnavailable, downsample_mask
-from ..metrics.structure import STRUCTURE_WEIGHTS_ENV, StructureDistance  # noqa: F401 (part of this module's API)
+from ..metrics.structure import STRUCTURE_WEIGHTS_ENV, StructureDistance
 from .benchmarks import Benchmark, BenchmarkSample, SampleRef, fit_prediction
 from .run_files import ErrorList, SampleLog, check_run_config, find_prediction, output_relpath
-from .summary import (  # noqa: F401 (re-exported: callers import the summary helpers from here)
-    COLUMNS, INFO_KEYS, _ordered_rows, _write_tables, columns_for, format_value, markdown_table, metric_values,
-    summarize, summary_markdown, unavailable_notes,
-)
+from .summary import (_ordered_rows, _write_tables, columns_for, markdown_table, summarize, summary_markdown,
+                      unavailable_notes)
 from .token_eval import count_replays, token_metrics
-
-# Older names (other modules import them from here).
-_Errors, _check_run_config, _write_text, sample_seed = ErrorList, check_run_config, write_text, item_seed
 
 RESERVED_OPTIONS = ("image", "prompt", "generator", "output_type", "return_trajectory", "return_dict", "mask_image")
 
@@ -172,7 +167,7 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
     options = {"allow_unknown_words": True, **options}
     images_dir, regions_dir = out_dir / "images", out_dir / "regions"
     log = SampleLog(out_dir / "samples.jsonl")
-    errors = _Errors(out_dir / "errors.jsonl", benchmark)
+    errors = ErrorList(out_dir / "errors.jsonl", benchmark)
     if metrics is None:
         metrics, structure, reasons = build_metrics(device=str(pipe.vqvae.device))
         structure_reason = structure_reason or reasons.get("structure_x1e3")
@@ -248,7 +243,7 @@ def score(benchmark: Benchmark, predictions_dir: str | os.PathLike[str], out_dir
               "predictions": str(predictions_dir.resolve()), "label": label}
     check_run_config(out_dir, config)
     log = SampleLog(out_dir / "samples.jsonl")
-    errors = _Errors(out_dir / "errors.jsonl", benchmark)
+    errors = ErrorList(out_dir / "errors.jsonl", benchmark)
     if metrics is None:
         metrics, structure, reasons = build_metrics()
         structure_reason = structure_reason or reasons.get("structure_x1e3")

@@ -1,0 +1,25 @@
+"""The models shipped inside the package (trained by this project on the shapes world)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .adapter_folder import is_adapter_folder
+from .pipeline_reflective_edit import ReflectiveMaskingEditPipeline
+
+DEFAULT_MODEL = "shapes-rm-her"  # the most accurate shipped model on held-out edits (rm_edit/models/MODEL_CARD.md)
+
+
+def load_default_pipeline(name: str = DEFAULT_MODEL, **kwargs) -> ReflectiveMaskingEditPipeline:
+    """A model shipped inside the package (trained by this project on the shapes world): by default
+    ``shapes-rm-her``, Reflective Masking with History Reference (on by default: the folder records that it was
+    trained with it), the most accurate on held-out edits; ``shapes-rm`` (RM alone), ``shapes-sft`` and
+    ``shapes-base`` (regenerate baselines) are the others."""
+    import rm_edit
+
+    folder = Path(rm_edit.__file__).parent / "models" / name
+    if not ((folder / "model_index.json").is_file() or is_adapter_folder(folder)):
+        available = sorted(p.name for p in folder.parent.glob("*")
+                           if (p / "model_index.json").is_file() or is_adapter_folder(p))
+        raise FileNotFoundError(f"no shipped model {name!r} in {folder.parent}; available: {available}")
+    return ReflectiveMaskingEditPipeline.from_pretrained(folder, **kwargs)
