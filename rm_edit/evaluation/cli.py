@@ -7,6 +7,7 @@ modules (torch, the pipeline) are imported only when the command runs.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +100,25 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def metric_network_mode(flag: bool) -> bool:
+    """Offline for metric weights and datasets: ``--offline`` / ``HF_HUB_OFFLINE``, or a host that cannot reach
+    the hub in 2 s (said once, here, instead of every library's retries)."""
+    from rm_edit.metrics.weights import network_reachable, offline_mode
+
+    if offline_mode(flag):
+        return True
+    if not network_reachable():
+        print("rm-edit: note: the Hugging Face hub is unreachable (2 s): metric weights and datasets from "
+              "caches only (as with --offline)", file=sys.stderr)
+        return True
+    return False
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from rm_edit.cli.options import CliError, load_pipeline, resolve_device, sampler_kwargs
 
     progress = not args.no_progress
+    offline = metric_network_mode(args.offline)
     if args.action == "compare":
         if args.models is None or args.n is None:
             raise CliError("eval compare needs --models DIR and --n N")
@@ -114,8 +130,14 @@ def run_eval(args: argparse.Namespace) -> int:
             raise CliError("eval compare runs in one process; drop accelerate launch")
         from .compare import compare_shapes
 
-        result = compare_shapes(args.models, args.n, args.out, batch_size=args.batch_size, seed=args.seed,
-                                progress=progress, device=resolve_device(args.device))
+        from .runner import build_metrics
+        from .summary import metrics_reported
+
+        device = resolve_device(args.device)
+        metrics, _, _ = build_metrics(args.clip_weights, args.clip_i_weights, args.dino_weights, device=device,
+                                      download=True, offline=offline, only=metrics_reported("shapes"))
+        result = compare_shapes(args.models, args.n, args.out, metrics=metrics, batch_size=args.batch_size,
+                                seed=args.seed, progress=progress, device=device)
         print(result["markdown"])
         print(f"wrote {args.out / 'compare.md'}, {args.out / 'index.html'}")
         return 0
@@ -124,20 +146,20 @@ def run_eval(args: argparse.Namespace) -> int:
         raise CliError("--benchmark NAME|PATH is required")
     if args.models is not None:
         raise CliError("--models is for `eval compare`; use --model DIR")
-    from rm_edit.data.hf_datasets import offline_mode
-
     from ..distributed import Shard
     from .benchmarks import load_benchmark
     from .runner import build_metrics, run_model, score, turns_sweep
     from .sharded import run_sharded
 
-    offline = offline_mode(args.offline)
     benchmark = load_benchmark(args.benchmark, args.n, columns=args.columns, preset=args.preset, split=args.split,
                                offline=offline)
     device = resolve_device(args.device)
     shard = Shard.from_env()
+    from .summary import metrics_reported
+
     metrics, structure, reasons = build_metrics(args.clip_weights, args.clip_i_weights, args.dino_weights,
-                                                args.structure_weights, device=device, download=True, offline=offline)
+                                                args.structure_weights, device=device, download=True, offline=offline,
+                                                only=metrics_reported(benchmark.kind))
     common: dict[str, Any] = dict(metrics=metrics, structure=structure, structure_reason=reasons.get("structure_x1e3"),
                                   progress=progress)
     if shard.active and args.turns_sweep:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,17 @@ RESERVED_OPTIONS = ("image", "prompt", "generator", "output_type", "return_traje
 
 # ---- structure distance (PIE-Bench): rm_edit.metrics.structure ------------------------------------------
 def build_metrics(clip_weights=None, clip_i_weights=None, dino_weights=None, structure_weights=None,
-                  device: str = "cpu", download: bool = False,
-                  offline: bool = False) -> tuple[EditMetrics, StructureDistance | None, dict[str, str]]:
+                  device: str = "cpu", download: bool = False, offline: bool = False,
+                  only: Collection[str] | None = None) -> tuple[EditMetrics, StructureDistance | None, dict[str, str]]:
     """The metric suite from local weights (and with ``download`` the libraries' caches, filled when online;
-    ``offline``: caches only); returns it, the structure scorer (or None) and reasons."""
-    metrics = EditMetrics.from_local(clip_weights=clip_weights, clip_i_weights=clip_i_weights,
-                                     dino_weights=dino_weights, device=device, download=download, offline=offline)
+    ``offline``: caches only); returns it, the structure scorer (or None) and reasons. ``only``: just these
+    backbones (see :func:`rm_edit.evaluation.summary.metrics_reported`)."""
+    metrics = EditMetrics.from_local(clip_weights=clip_weights, clip_i_weights=clip_i_weights, dino_weights=dino_weights,
+                                     device=device, download=download, offline=offline,
+                                     only=None if only is None else set(only) - {"structure"})
     reasons: dict[str, str] = {}
+    if only is not None and "structure" not in only:
+        return metrics, None, {"structure_x1e3": "not reported for this benchmark"}
     try:
         structure = StructureDistance(structure_weights, device=device, download=download, offline=offline)
     except MetricUnavailable as exc:

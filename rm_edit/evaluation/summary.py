@@ -52,6 +52,17 @@ def columns_for(kind: str) -> list[tuple[str, str]]:
     return COLUMNS.get(kind, COLUMNS["shapes"])
 
 
+# The metric backbone (weights to find or fetch) behind each column that needs one.
+_BACKBONE_OF = {"bg_lpips": "lpips", "pie_lpips_x1e3": "lpips", "clip_score": "clip", "clip_score_edit_region": "clip",
+                "clip_t": "clip", "clip_i": "clip_i", "dino": "dino", "structure_x1e3": "structure"}
+
+
+def metrics_reported(kind: str) -> set[str]:
+    """The weighted metrics (``lpips``, ``clip``, ``clip_i``, ``dino``, ``structure``) a benchmark kind's table
+    reports: only their weights are looked for."""
+    return {_BACKBONE_OF[k] for k, _ in columns_for(kind) if k in _BACKBONE_OF}
+
+
 def metric_values(row: Mapping[str, Any]) -> dict[str, Any]:
     """The numeric part of a row (what ``aggregate`` averages)."""
     return {k: v for k, v in row.items() if k not in INFO_KEYS and not isinstance(v, (str, bool, dict, list))}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from ._image import ImageLike, MaskLike, to_chw, to_mask
@@ -90,9 +90,12 @@ class EditMetrics:
         threshold: float = DEFAULT_THRESHOLD,
         download: bool = False,
         offline: bool = False,
+        only: Collection[str] | None = None,
     ) -> EditMetrics:
         """Build whatever the local weights allow (arguments, then environment variables); with
-        ``download`` the rest from the libraries' caches (filled when online; ``offline``: caches only)."""
+        ``download`` the rest from the libraries' caches (filled when online; ``offline``: caches only).
+        ``only``: build just these backbones (``lpips``, ``clip``, ``clip_i``, ``dino``; e.g. those a
+        benchmark reports), so no weights are looked for, or fetched, for the others."""
         web = dict(download=download, offline=offline)
         builders: dict[str, Callable[[], Any]] = {
             "lpips": lambda: LPIPS("squeeze", pretrained=lpips_pretrained, device=device, **web),
@@ -106,6 +109,9 @@ class EditMetrics:
         built: dict[str, Any] = {}
         reasons: dict[str, str] = {}
         for name, build in builders.items():
+            if only is not None and name not in only:
+                built[name], reasons[name] = None, "not reported for this benchmark"
+                continue
             try:
                 built[name] = build()
             except MetricUnavailable as exc:

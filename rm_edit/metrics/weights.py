@@ -24,6 +24,27 @@ def offline_mode(flag: bool = False) -> bool:
     return flag or any(os.environ.get(v, "").strip().lower() in truthy for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
+_REACHABLE: dict[tuple[str, int], bool] = {}
+
+
+def network_reachable(timeout: float = 2.0) -> bool:
+    """Can this host open a connection to the Hugging Face hub (``$HF_ENDPOINT``, default huggingface.co:443)
+    within ``timeout`` seconds? Asked once per process: an offline host is told in seconds, not after each
+    library's own retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    key = (url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443))
+    if key not in _REACHABLE:
+        try:
+            socket.create_connection(key, timeout=timeout).close()
+            _REACHABLE[key] = True
+        except OSError:
+            _REACHABLE[key] = False
+    return _REACHABLE[key]
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
