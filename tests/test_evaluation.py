@@ -417,9 +417,14 @@ window.addEventListener('load',function(){setTimeout(function(){
     if(box){box.scrollLeft=0;}
   }
   const summary=document.querySelector('table.summary').closest('.scroll');
+  const inst=document.querySelector('table.samples td.inst').getBoundingClientRect();
+  const rows=Array.from(document.querySelectorAll('table.samples tbody tr')).map(function(r){return r.getBoundingClientRect().height;});
+  const im=document.querySelector('table.samples img.px'),w0=im.getBoundingClientRect().width;
+  im.click();const w1=im.getBoundingClientRect().width;im.click();
   const p=document.createElement('pre');p.id='layout';
   p.textContent=JSON.stringify({W:W,page:document.documentElement.scrollWidth,cut:cut,
-    summaryFits:summary.scrollWidth<=summary.clientWidth,
+    summaryFits:summary.scrollWidth<=summary.clientWidth,inst:[inst.width,inst.height],rowMax:Math.max.apply(null,rows),
+    thumb:[w0,w1],
     headers:document.querySelectorAll('table.samples th').length,
     tips:Array.from(document.querySelectorAll('table.summary th[title]')).map(function(t){return t.title;})});
   document.body.appendChild(p);},0);});
@@ -441,6 +446,14 @@ def test_report_fits_1400px_with_no_column_cut_off(run_dir, tmp_path):
     assert result["page"] <= 1400  # nothing overflows the window: wide tables scroll inside their own box
     assert result["summaryFits"]  # the summary table wraps its headers to fit
     assert result["cut"] == []  # every header visible, or reachable by scrolling its box
+    # Text columns keep a readable width: the instruction cell is wider than it is tall (it was one letter per
+    # line, ~380 px tall); rows are thumbnail-high (72-px pictures), so 32 rows take under 4,000 px; a click
+    # enlarges a thumbnail 4x (72 -> 288 px) and a second click shrinks it back.
+    width, height = result["inst"]
+    print(f"\nreport at 1,400 px: instruction cell {width:.0f} x {height:.0f} px, tallest row {result['rowMax']:.0f} px")
+    assert width > height, result["inst"]
+    assert result["rowMax"] < 125, result["rowMax"]
+    assert result["thumb"] == [72, 288]
     # the samples table's headers: #, id, instruction, edit type, 7 pictures, the metric columns
     assert result["headers"] > 11
     # hover text of the summary columns is the glossary's

@@ -40,7 +40,8 @@ body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
 table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:middle}
 th{white-space:normal;max-width:7em;overflow-wrap:break-word}
-td.t,th.t{text-align:left;max-width:18em;overflow-wrap:anywhere}
+td.t,th.t{text-align:left;min-width:7em;max-width:22em;overflow-wrap:break-word}
+td.inst{min-width:16em}
 .scroll{overflow-x:auto;max-width:100%;border:1px solid #eee}
 dl.glossary dt{font-weight:bold;margin-top:.4em}
 dl.glossary dd{margin-left:1.5em;max-width:60em}
@@ -49,7 +50,8 @@ th.s:hover{background:#e4e4ff}
 th[data-dir=asc]::after{content:" \\25B2"}
 th[data-dir=desc]::after{content:" \\25BC"}
 td.img{padding:1px}
-img.px{image-rendering:pixelated;width:128px;height:auto;display:block}
+img.px{image-rendering:pixelated;width:72px;height:auto;display:block;cursor:zoom-in}
+img.px.big{width:288px;cursor:zoom-out}
 .na{color:#999}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
 #img-status.bad{color:#c00;font-weight:bold}
@@ -72,6 +74,7 @@ function sortTable(th){
 }
 document.addEventListener('DOMContentLoaded',function(){
   for(const th of document.querySelectorAll('th.s')){th.addEventListener('click',function(){sortTable(th);});}
+  for(const im of document.querySelectorAll('img.px')){im.addEventListener('click',function(){im.classList.toggle('big');});}
 });
 window.addEventListener('load',function(){
   const imgs=Array.from(document.images),ok=imgs.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;
@@ -305,7 +308,7 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
                 cells.append(img(mask_overlay(source, np.asarray(Image.open(rp).convert("L")) > 127, (255, 0, 200)),
                                  f"{stem}_region.png", "model region") if rp.is_file() else "<span class='na'>-</span>")
             tds = [f"<td data-v='{n}'>{n}</td>", f"<td class='t' data-v='{_esc(sample.id)}'>{_esc(sample.id)}</td>",
-                   f"<td class='t' data-v='{_esc(sample.instruction)}'>{_esc(sample.instruction)}</td>"]
+                   f"<td class='t inst' data-v='{_esc(sample.instruction)}'>{_esc(sample.instruction)}</td>"]
             for k in extra:
                 text, key = _fmt(row.get(k))
                 tds.append(f"<td class='t' data-v='{key}'>{text}</td>")
