@@ -65,8 +65,9 @@ def build_app(pipe, model_folder: Path, max_pixels: int = DEMO_MAX_PIXELS, examp
     from .demo_edit import demo_edit, painted_mask
     from .info import model_info
 
-    info = model_info(model_folder)
+    info = model_info(model_folder, pipe)
     example_dir = Path(example_dir or tempfile.mkdtemp(prefix="rm_edit_demo_"))
+    example_dir.mkdir(parents=True, exist_ok=True)
     images = _example_images(example_dir, info["world"])
     prompts = [t for texts in info["examples"].values() for t in texts[:1]]
     reflective = type(pipe.scheduler).__name__ == "ReflectiveMaskingScheduler"

@@ -30,17 +30,21 @@ def default_model_folder() -> Path:
     return Path(rm_edit.__file__).parent / "models" / "shapes-rm-her"
 
 
-def model_info(folder: Path) -> dict:
-    """{"folder", "world", "words", "examples": {edit type: [instruction, ...]}} of a pipeline folder."""
-    from transformers import AutoTokenizer
-
+def model_info(folder: Path, pipe=None) -> dict:
+    """{"folder", "world", "words", "examples": {edit type: [instruction, ...]}} of a pipeline folder (read from
+    its files), or of ``pipe`` already loaded from it (any folder ``from_pretrained`` takes, adapters included)."""
     from rm_edit.input_checks import known_words, unknown_words
 
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise CliError(f"model folder {folder} {'does not exist' if not folder.exists() else 'has no model_index.json'}")
-    world = json.loads(index.read_text(encoding="utf-8")).get("world") or {}
-    tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+    if pipe is not None:
+        world, tokenizer = dict(pipe.config.get("world") or {}), pipe.tokenizer
+    else:
+        from transformers import AutoTokenizer
+
+        index = folder / "model_index.json"
+        if not index.is_file():
+            raise CliError(f"model folder {folder} {'does not exist' if not folder.exists() else 'has no model_index.json'}")
+        world = json.loads(index.read_text(encoding="utf-8")).get("world") or {}
+        tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
     examples = {k: list(v) for k, v in (world.get("examples") or {}).items()}
     if not examples and world.get("name") == "shapes":
         from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld
@@ -52,11 +56,11 @@ def model_info(folder: Path) -> dict:
             chosen = examples.setdefault(ex.edit_type, [])
             if len(chosen) < EXAMPLES_PER_TYPE and ex.instruction not in chosen and not unknown_words(tokenizer, ex.instruction):
                 chosen.append(ex.instruction)
-    words = known_words(tokenizer)
+    words = known_words(tokenizer) if len(tokenizer) <= 5000 else []  # an open vocabulary is not listed
     # A word the normalizer folds onto another (the other spelling) is not a word the model reads.
     words = [w for w in words if tokenizer.convert_ids_to_tokens(tokenizer(w, add_special_tokens=False)["input_ids"]) == [w]]
     return {"folder": str(folder), "world": {k: v for k, v in world.items() if k != "examples"}, "words": words,
-            "examples": examples}
+            "vocabulary_size": len(tokenizer), "examples": examples}
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -68,11 +72,11 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         print("world: none recorded (a general model: no image or word checks beyond its tokenizer)")
     words = info["words"]
-    if len(words) <= 300:
+    if words:
         print(f"words ({len(words)}; capitals, punctuation and the other English spelling are read as these): "
               + " ".join(words))
     else:
-        print(f"words: {len(words)} (an open vocabulary)")
+        print(f"words: an open vocabulary ({info['vocabulary_size']:,} tokens)")
     if info["examples"]:
         print("example instructions:")
         for kind, texts in info["examples"].items():
