@@ -213,6 +213,35 @@ def test_batch_resume_rewrites_only_missing_items(tmp_path, examples, model_dir,
             assert again[name][:2] == (ino, mtime)
 
 
+def test_batch_redoes_an_item_interrupted_between_its_writes(tmp_path, examples, model_dir, monkeypatch, capsys):
+    """``<id>.png`` is the resume marker, so it is an item's last write: a run killed after the item's mask
+    but before its image leaves no marker, and the next run redoes the item (both files, same result)."""
+    import rm_edit.cli.batch as batch_module
+
+    manifest = _manifest(tmp_path / "data", examples[:2])
+    out = tmp_path / "out"
+    args = ["batch", str(manifest), "--out", str(out), "--model", model_dir, *FAST, "--batch-size", "1",
+            "--no-progress"]
+    victim = {f"{examples[1].id}.png", f"{examples[1].id}.mask.png"}
+    real, writes = batch_module.save_image, []
+
+    def killed_on_the_second_write(path, *a, **kw):
+        if path.name in victim:
+            writes.append(path.name)
+            if len(writes) == 2:
+                raise KeyboardInterrupt  # the run dies between the item's two outputs
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(batch_module, "save_image", killed_on_the_second_write)
+    assert main(args) == 130
+    assert len(writes) == 2  # one of the item's outputs is on disk, the other is not
+    monkeypatch.setattr(batch_module, "save_image", real)
+    assert main(args) == 0
+    assert "done 1, skipped 1, failed 0" in capsys.readouterr().out
+    for ex in examples[:2]:
+        assert (out / f"{ex.id}.png").is_file() and (out / f"{ex.id}.mask.png").is_file()
+
+
 def test_batch_results_do_not_depend_on_batch_size(tmp_path, examples, model_dir):
     manifest = _manifest(tmp_path / "data", examples[:4])
     results = {}

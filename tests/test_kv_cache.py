@@ -101,6 +101,19 @@ def test_indices_to_recompute_pads_rows_with_their_first_needed_index():
     assert indices_to_recompute(need).tolist() == [[1, 3, 1], [0, 1, 2], [0, 0, 0]]
 
 
+def test_a_cached_step_recomputes_the_positions_still_masked_and_the_changed_ones():
+    """A reveal step reads the logits of every masked position, so a cached step recomputes all of them, not
+    only the codes that changed since the cache was filled."""
+    m = 9  # [MASK]
+    cache = KVCache()
+    cache.filled_from([0, 1], torch.tensor([[1, m, m, 2, m], [3, 3, m, m, 3]]))
+    now = torch.tensor([[1, 4, m, 2, m],  # 1 revealed (changed); 2 and 4 still [MASK]
+                        [3, 5, 6, m, 3]])  # 1 changed, 2 revealed, 3 still [MASK]
+    assert cache.stale_positions(now, m).tolist() == [[1, 2, 4], [1, 2, 3]]
+    # Now recorded as fresh: the same state again recomputes only what is still [MASK].
+    assert cache.stale_positions(now, m).tolist() == [[2, 4], [3, 3]]  # a row padded with its first index
+
+
 @pytest.fixture(scope="module")
 def pipe():
     pipe = make_tiny_pipeline()

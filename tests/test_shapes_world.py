@@ -232,3 +232,19 @@ def test_write_confusable_edits_from_a_later_start(tmp_path: Path) -> None:
         named = named_shape(ex)
         twins = [s for s in ex.source_scene.shapes if s is not named and s.colour == named.colour]
         assert twins and all(s.kind != named.kind for s in twins)
+
+
+def test_every_split_has_its_own_seed_and_its_own_scenes():
+    """Held-out figures mean something only if the splits never share examples: each split's seed is its own,
+    and no (source, instruction) of one split's first examples appears in another's."""
+    from itertools import combinations
+
+    from rm_edit.data.shapes import SPLIT_SEEDS
+
+    assert len(set(SPLIT_SEEDS.values())) == len(SPLIT_SEEDS) == 3
+    firsts = {}
+    for split in SPLIT_SEEDS:
+        world = ShapesWorld(split=split)
+        firsts[split] = {(world[i].source.tobytes(), world[i].instruction) for i in range(12)}
+    for a, b in combinations(SPLIT_SEEDS, 2):
+        assert not firsts[a] & firsts[b], (a, b)
