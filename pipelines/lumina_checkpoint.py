@@ -37,6 +37,34 @@ def stand_in_vq_config(channels: int = 8) -> dict:
     return cfg
 
 
+def write_stand_in_folder(transformer, folder: str | Path, seed: int = 0, tokenizer=None, vq_channels: int = 8,
+                          max_shard_bytes: int = 2 << 30) -> Path:
+    """``transformer`` (random weights, Lumina-DiMOO's vocabulary) written as a Lumina-DiMOO folder ships: LLaDA
+    shards + index, the stand-in tokenizer (or ``tokenizer``) as a plain fast tokenizer with its special-tokens
+    map, and a tiny random VQ in ``vqvae/`` (tests and the GPU check)."""
+    import json
+
+    from rm_edit.lumina_tokenizer import LUMINA_STAND_IN_SPECIAL_TOKENS, build_stand_in_tokenizer
+    from rm_edit.transformer import save_llada_checkpoint
+    from rm_edit.vq import build_vq
+
+    folder = Path(folder)
+    save_llada_checkpoint(transformer, folder, max_shard_bytes=max_shard_bytes)  # config.json, shards, index
+    tokenizer = tokenizer or build_stand_in_tokenizer()
+    tokenizer.save_pretrained(str(folder))
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2))
+    specials = [t for t in LUMINA_STAND_IN_SPECIAL_TOKENS if t not in ("<|pad|>", "<|mdm_mask|>")]
+    (folder / "special_tokens_map.json").write_text(json.dumps(
+        {"unk_token": "<unk>", "pad_token": "<|pad|>", "mask_token": "<|mdm_mask|>",
+         "additional_special_tokens": specials}, indent=2))
+    build_vq(stand_in_vq_config(vq_channels), seed=seed).eval().save_pretrained(str(folder / "vqvae"),
+                                                                                safe_serialization=True)
+    return folder
+
+
 def default_dtype() -> torch.dtype:
     """bf16 where CUDA is available (as Lumina-DiMOO runs), else fp32."""
     return torch.bfloat16 if torch.cuda.is_available() else torch.float32

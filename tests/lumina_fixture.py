@@ -9,16 +9,14 @@ downsampling in ``vqvae/``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from rm_edit.layout import LUMINA_DIMOO
 from rm_edit.lumina_tokenizer import LUMINA_STAND_IN_SPECIAL_TOKENS, build_stand_in_tokenizer
-from rm_edit.pipelines.lumina_dimoo import stand_in_vq_config
-from rm_edit.transformer import LLaDATransformer, save_llada_checkpoint
-from rm_edit.vq import build_vq
+from rm_edit.pipelines.lumina_checkpoint import stand_in_vq_config, write_stand_in_folder
+from rm_edit.transformer import LLaDATransformer
 
 TINY_LLADA = dict(d_model=16, n_layers=2, n_heads=2, n_kv_heads=2, mlp_hidden_size=32)
 
@@ -46,23 +44,7 @@ def make_tiny_lumina_checkpoint(folder: str | Path, seed: int = 0, dtype: torch.
     """Write the checkpoint folder (``tokenizer``: default the stand-in); returns it."""
     folder = Path(folder)
     model = make_tiny_lumina_transformer(seed).to(dtype)
-    save_llada_checkpoint(model, folder, max_shard_bytes=max_shard_bytes)  # config.json, shards, index
-
-    tokenizer = tokenizer or build_stand_in_tokenizer()
-    tokenizer.save_pretrained(str(folder))
-    # As a release ships it: a plain fast-tokenizer class and a special_tokens_map.json next to it.
-    config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_path.write_text(json.dumps(config, indent=2))
-    specials = [t for t in LUMINA_STAND_IN_SPECIAL_TOKENS if t not in ("<|pad|>", "<|mdm_mask|>")]
-    (folder / "special_tokens_map.json").write_text(json.dumps(
-        {"unk_token": "<unk>", "pad_token": "<|pad|>", "mask_token": "<|mdm_mask|>",
-         "additional_special_tokens": specials}, indent=2))
-
-    vq = build_vq(tiny_lumina_vq_config(), seed=seed).eval()
-    vq.save_pretrained(str(folder / "vqvae"), safe_serialization=True)
-    return folder
+    return write_stand_in_folder(model, folder, seed, tokenizer, max_shard_bytes=max_shard_bytes)
 
 
 # LLaDA's own BOS / EOS names, at ids of this stand-in's choosing (below the image codes, off the layout's ids).

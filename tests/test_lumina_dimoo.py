@@ -1,6 +1,8 @@
 """Lumina-DiMOO checkpoints: the tiny exact-layout fixture loads, edits with the real ids, converts, reloads."""
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -384,18 +386,33 @@ def test_loader_names_what_is_missing(checkpoint, tmp_path):
 
 
 def test_gpu_check_tiny_runs_on_cpu(tmp_path):
-    """The script in benchmarks/ (not installed with the package) runs as its docstring says."""
+    """The script in benchmarks/ (not installed with the package) runs as its docstring says: every section."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
-    run = subprocess.run([sys.executable, str(script), "--tiny", "--cpu", "--batch-sizes", "1", "--lora-steps", "1",
+    run = subprocess.run([sys.executable, str(script), "--tiny", "--cpu", "--batch-sizes", "1", "--regen-steps", "2",
                           "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["codes"] == 16
-    assert {e["strategy"] for e in results["edits"]} == {"reflective", "regenerate"}
-    assert all(e["forward_passes"] > 0 and e["s_per_pass"] > 0 for e in results["edits"])
-    assert results["lora"][0]["s_per_step"] > 0 and set(results["lora"][0]["losses"]) == {"reveal", "mask", "keep"}
-    assert results["model"]["vocab_size"] == 134548
+    rows = {r["what"]: r for r in results["rows"]}
+    load = next(r for r in results["rows"] if r["section"] == "load")
+    assert load["weights_equal"] is True and load["seconds"] > 0
+    loop = next(r for r in results["rows"] if r["section"] == "train loop")
+    assert loop["steps"] == 3 and set(loop["losses"]) == {"reveal", "mask", "keep"}
+    edits = [r for r in results["rows"] if r["section"] == "edit"]
+    assert [r["what"] for r in edits] == ["reflective + HER, batch 1", "reflective + HER + kv cache, batch 1",
+                                          "regenerate, batch 1", "regenerate + kv cache, batch 1"]
+    assert rows["regenerate, batch 1"]["passes"] == 2 and all(r["passes"] > 0 for r in edits)
+    lora = next(r for r in results["rows"] if r["section"] == "lora")
+    assert lora["s_per_step"] > 0 and set(lora["losses"]) == {"reveal", "mask", "keep"}
+    assert re.search(r"^section +\| what +\|", run.stdout, re.M)  # the printed table
 
+
+def test_gpu_check_without_cuda_stops_at_once_with_one_line():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert run.returncode == 1 and run.stderr.strip().count("\n") == 0
+    assert run.stderr.startswith("gpu_check: no CUDA device here")
 
 def test_prompt_tokenisation_unchanged_for_a_tokenizer_that_adds_nothing():
     """The stand-in adds no BOS / EOS and keeps </user> whole: the reference's whole-prompt tokenisation then
