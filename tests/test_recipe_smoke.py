@@ -2,6 +2,7 @@
 
 import json
 
+from rm_edit.data.shapes import EDIT_TYPES
 from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
 from rm_edit.training.recipe import MODELS, main
@@ -14,17 +15,20 @@ def test_recipe_smoke_end_to_end(tmp_path):
     assert set(results) == {name for name, _ in MODELS.values()}
     for name, rm in MODELS.values():
         r = results[name]
-        assert r["n"] == 4 and set(r["by_edit_type"]) <= {"recolour", "remove", "add", "replace", "move"}
+        assert r["n"] == 4 and set(r["by_edit_type"]) <= set(EDIT_TYPES)
         pipe = ReflectiveMaskingEditPipeline.from_pretrained(models / name)
-        assert pipe.transformer.config.d_model == 32 and pipe.transformer.config.grid_position_size == (8 if rm else 0)
+        # One architecture for every folder (the LoRA folder is the base's, adapted).
+        assert pipe.transformer.config.d_model == 32 and pipe.transformer.config.grid_position_size == 8
         # RM folders default to the reflective sampler, the others to regenerate; HER is recorded for rm-her.
         assert isinstance(pipe.scheduler, ReflectiveMaskingScheduler if rm else LuminaRegenerateScheduler)
         assert pipe.transformer.config.rm_post_trained is rm
-        assert pipe.transformer.config.history_reference is (name == "shapes-rm-her")
+        assert pipe.transformer.config.history_reference is (name in ("shapes-rm-her", "shapes-rm-lora"))
         card = (models / name / "README.md").read_text()
         assert card.startswith("---\nlicense: apache-2.0\nlibrary_name: diffusers\npipeline_tag: image-to-image\n")
     assert (tmp_path / "edit_grid.png").stat().st_size > 1000
-    assert "| shapes-rm |" in (models / "MODEL_CARD.md").read_text()
+    card = (models / "MODEL_CARD.md").read_text()
+    assert "| shapes-rm |" in card and "| RM-LoRA (+HER) |" in card and "| base inpainting 16 (oracle region) |" in card
+    assert (tmp_path / "assets" / "curve_forward_passes.png").stat().st_size > 1000
     # re-running skips finished stages
     times = (tmp_path / "stage_times.json").read_text()
     main(["--work", str(tmp_path), "--smoke"])

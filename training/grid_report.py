@@ -21,11 +21,11 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from rm_edit.configs import path as config_path
-from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld
+from rm_edit.data.shapes import CLASSIC_EDIT_TYPES, EDIT_TYPES, ShapesWorld, ShapesWorldConfig
 from rm_edit.evaluation.token_eval import image_token_scores
 from rm_edit.metrics import edit_success
 
-MODEL_ORDER = ("shapes-base", "shapes-sft", "shapes-rm", "shapes-rm-her")
+MODEL_ORDER = ("shapes-base", "shapes-sft", "shapes-rm", "shapes-rm-her", "shapes-rm-lora")
 
 
 def _load(folder: Path):
@@ -36,14 +36,18 @@ def _load(folder: Path):
 
 @torch.no_grad()
 def evaluate_pipeline(pipe, n: int, start: int = 0, split: str = "test", batch_size: int = 16, progress: bool = True,
-                      **call_kwargs) -> dict:
-    """Edit examples ``start .. start + n - 1`` of ``split``; per-edit rows and their summary."""
-    world = ShapesWorld(split=split)
+                      edit_types: tuple[str, ...] = CLASSIC_EDIT_TYPES, oracle_region: bool = False, **call_kwargs) -> dict:
+    """Edit examples ``start .. start + n - 1`` of ``split`` (a world of ``edit_types``); per-edit rows and their
+    summary. ``oracle_region``: each edit may change only the true edit region (``mask_image``), the
+    localization baseline (MaskGIT-style inpainting with the regenerate sampler)."""
+    world = ShapesWorld(ShapesWorldConfig(edit_types=tuple(edit_types)), split=split)
     examples = [world[i] for i in range(start, start + n)]
     rows = []
     for b in tqdm(range(0, n, batch_size), desc="held-out edits", disable=not progress):
         chunk = examples[b : b + batch_size]
         gens = [torch.Generator().manual_seed(start + b + i) for i in range(len(chunk))]
+        if oracle_region:
+            call_kwargs["mask_image"] = [Image.fromarray(e.mask.astype(np.uint8) * 255) for e in chunk]
         out = pipe([Image.fromarray(e.source) for e in chunk], [e.instruction for e in chunk], generator=gens,
                    output_type="np", **call_kwargs)
         for i, ex in enumerate(chunk):
@@ -55,8 +59,18 @@ def evaluate_pipeline(pipe, n: int, start: int = 0, split: str = "test", batch_s
                          "source_codes_exact": bool(torch.equal(out.source_codes[i].cpu(),
                                                                 torch.from_numpy(ShapesWorld.codes(ex.source_scene)))),
                          "forward_passes": out.num_forward_passes,
+                         "region_cells": int(out.edit_region_tokens[i].sum()),
+                         "changed_pixels": changed_pixel_fraction(ex.source, out.images[i]),
                          **{k: tok[k] for k in ("tp", "fp", "fn", "kept_outside")}})
     return summarize(rows) | {"rows": rows}
+
+
+def changed_pixel_fraction(source: np.ndarray, output: np.ndarray) -> float:
+    """The fraction of pixels whose largest channel difference exceeds 0.15 (0-1 scale; the pixel test's own
+    threshold for "moved"): what a null edit must keep near 0."""
+    out = np.asarray(output, dtype=np.float64)
+    out = out / 255.0 if out.max() > 1.0 else out
+    return float((np.abs(out - np.asarray(source) / 255.0).max(-1) > 0.15).mean())
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -71,7 +85,13 @@ def summarize(rows: list[dict]) -> dict:
                 "forward_passes": float(np.mean([r["forward_passes"] for r in rs]))}
 
     types = [t for t in EDIT_TYPES if any(r["edit_type"] == t for r in rows)]
-    return stats(rows) | {"by_edit_type": {t: stats([r for r in rows if r["edit_type"] == t]) for t in types}}
+    summary = stats(rows) | {"by_edit_type": {t: stats([r for r in rows if r["edit_type"] == t]) for t in types}}
+    nulls = [r for r in rows if r["edit_type"] == "null"]
+    if nulls:  # the null-edit promise: an empty region and (almost) no pixel changed
+        summary["null_empty_region"] = float(np.mean([r["region_cells"] == 0 for r in nulls]))
+        summary["null_changed_pixels"] = float(np.mean([r["changed_pixels"] for r in nulls]))
+        summary["null_kept"] = float(np.mean([r["changed_pixels"] <= 0.001 for r in nulls]))
+    return summary
 
 
 def evaluate_models(models: Path, out: Path, n: int, progress: bool = True) -> dict:
@@ -166,15 +186,21 @@ tags:
 """
 
 _ABOUT = {
-    "shapes-base": "the base editing MDM (Lumina-DiMOO's masked objective, regenerate sampler)",
-    "shapes-sft": "the vanilla SFT baseline (the base model trained further on the masked objective, regenerate sampler)",
-    "shapes-rm": "the Reflective Masking model without History Reference (an ablation of the default)",
-    "shapes-rm-her": "the Reflective Masking model with History Reference (the default model)",
+    "shapes-base": "the base MDM (Lumina-DiMOO's masked objective on edits and captions; regenerate sampler, its "
+                   "guidance and temperature tuned on validation edits)",
+    "shapes-sft": "the vanilla SFT baseline (the base post-trained on the masked objective with the same edits, steps "
+                  "and batch as the RM models; regenerate sampler, tuned on validation edits)",
+    "shapes-rm": "Reflective Masking post-training of the base without History Reference (an ablation of the default)",
+    "shapes-rm-her": "Reflective Masking post-training of the base with History Reference (the default model)",
+    "shapes-rm-lora": "Reflective Masking post-training of the base as LoRA adapters plus the [MASK] row (the recipe "
+                      "documented for Lumina-DiMOO), with History Reference; an adapter folder applied to shapes-base on load",
 }
 
 
-def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict, command: str) -> None:
-    """A Hugging Face card (``README.md`` with YAML metadata) in every shipped folder and ``MODEL_CARD.md``."""
+def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict, command: str,
+                      comparison: str = "") -> None:
+    """A Hugging Face card (``README.md`` with YAML metadata) in every shipped folder and ``MODEL_CARD.md``
+    (with ``comparison``, the fair comparison's table, when given)."""
     table = figures_table(results)
     for name in MODEL_ORDER:
         folder = models / name
@@ -195,7 +221,8 @@ def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict
             "See `MODEL_CARD.md` beside this folder for the recipe, every figure and how to reproduce them.\n")
     card = (f"# The shipped shapes models\n\nReproduce: `{command}` (stages resume; run in stages of at most two hours).\n\n"
             f"Held-out test edits (fresh indices of the test split; each folder's own sampler; paste-back on, the default):\n\n{table}\n"
-            f"Image tokenizer: PSNR {vq_metrics['psnr_mean']} dB mean (min {vq_metrics['psnr_min']}) on "
+            + (f"## One base, equal post-training cost (`rm_edit.training.fair_comparison`)\n\n{comparison}\n" if comparison else "")
+            + f"Image tokenizer: PSNR {vq_metrics['psnr_mean']} dB mean (min {vq_metrics['psnr_min']}) on "
             f"{vq_metrics['images']} held-out images, codes exact {vq_metrics['codes_exact']:.3f}"
             + (f"; decoding the exact target codes of {vq_metrics['oracle_edits']} validation edits (the ceiling of a "
                f"perfect token model) passes the pixel test on {vq_metrics['oracle_edit_success']:.3f}"

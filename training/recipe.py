@@ -24,15 +24,11 @@ from rm_edit.layout import SHAPES_GRID
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
 
-STAGES = ("codes", "vq", "vq_sharpen", "base", "sft", "rm", "rm_her", "package", "evaluate")
+STAGES = ("codes", "vq", "vq_sharpen", "base", "sft", "rm", "rm_her", "rm_lora", "package", "evaluate")
 # run folder -> (shipped folder, RM post-trained: its default sampler is reflective, else regenerate)
 MODELS = {"base": ("shapes-base", False), "sft": ("shapes-sft", False), "rm": ("shapes-rm", True),
-          "rm_her": ("shapes-rm-her", True)}
+          "rm_her": ("shapes-rm-her", True), "rm_lora": ("shapes-rm-lora", True)}
 DEFAULT = "shapes-rm-her"  # the folder the README's picture shows (rm_edit's default model)
-# The samplers the folders ship with. Reflective: turn 1 re-masks what the edit needs and reveals it in one
-# pass; turn 2 finds nothing wrong and stops (3 forward passes). Regenerate: 16 steps from all [MASK].
-SHIPPED_REFLECTIVE = dict(num_turns=2, reveal_steps=1, remask_margin=0.0, temperature=0.0)
-SHIPPED_REGENERATE = dict(num_inference_steps=16, temperature=0.0)
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
 
 
@@ -62,12 +58,16 @@ class Recipe:
 
     # ---- stages -------------------------------------------------------------------------------------
     def stage_codes(self) -> None:
-        """Training and validation edits as code caches, straight from the world's scenes (exact codes)."""
+        """Training and validation data as code caches, straight from the world's scenes (exact codes): edits of
+        the whole language (all ten types) and as many text-to-image captions (what the base also learns)."""
+        from rm_edit.data.shapes import EDIT_TYPES
+
         from .world_codes import write_world_code_cache
 
         for split in ("train", "val"):
-            write_world_code_cache(self.work / "codes" / f"{split}.safetensors", split, self.sizes[split],
-                                   progress=not self.smoke)
+            n = self.sizes[split] // 2
+            write_world_code_cache(self.work / "codes" / f"{split}.safetensors", split, n, progress=not self.smoke,
+                                   edit_types=EDIT_TYPES, captions=n)
 
     def stage_vq(self) -> None:
         """The exact tokenizer (``exact_vq``): canonical-cell codebook, decoder trained on the fixed codes."""
@@ -98,69 +98,81 @@ class Recipe:
         train_mdm(MDMTrainConfig.from_file(config_path(config), **overrides), progress=not self.smoke)
 
     def stage_base(self) -> None:
-        self._mdm("base", "mdm_grid_base.json", None)
+        # The base MDM: Lumina-DiMOO's masked objective on edits and captions, with its held-out loss curve.
+        self._mdm("base", "mdm_grid_base.json", None, val_codes=str(self.work / "codes" / "val.safetensors"))
 
+    # Post-training, each from the same base, on the same edits (no captions), the same steps x batch.
     def stage_sft(self) -> None:
         self._mdm("sft", "mdm_grid_sft.json", str(self.work / "base" / "final"))
 
     def stage_rm(self) -> None:
-        # RM trained on the sampler's own passes, from scratch: started from the base (the masked objective)
-        # RM did not learn to read the instruction within the budget (MODEL_CARD.md).
-        self._mdm("rm", "mdm_grid_rm.json", None)
+        self._mdm("rm", "mdm_grid_rm.json", str(self.work / "base" / "final"))
 
     def stage_rm_her(self) -> None:
-        # The same recipe with History Reference: each pass sees exactly the history the sampler has recorded.
-        self._mdm("rm_her", "mdm_grid_rm_her.json", None)
+        self._mdm("rm_her", "mdm_grid_rm_her.json", str(self.work / "base" / "final"))
+
+    def stage_rm_lora(self) -> None:
+        # The LoRA recipe documented for Lumina-DiMOO (adapters + the [MASK] row), on the shapes base.
+        self._mdm("rm_lora", "mdm_grid_rm_lora.json", str(self.work / "base" / "final"))
 
     def stage_package(self) -> None:
-        for stage, (name, rm) in MODELS.items():
-            package_pipeline(self.vq_dir, self.work / stage / "final", self.work / "models" / name, rm_post_trained=rm,
-                             history_reference=stage.startswith("rm_her"))
-        shutil.copy(self.vq_dir.parent / "vq_metrics.json", self.work / "models" / "vq_metrics.json")
-
-    def stage_evaluate(self) -> None:
-        from .grid_report import evaluate_models, render_edit_grid, write_model_cards
+        """The trainers' folders, as they wrote them (records included), under models/; the LoRA adapter names
+        its base beside it; base and SFT edit with their regenerate setting tuned on validation edits."""
+        from .fair_comparison import tune_regenerate
+        from .model_folders import copy_adapter_folder
 
         models = self.work / "models"
-        results = evaluate_models(models, self.work / "eval", n=self.sizes["eval"], progress=not self.smoke)
-        (models / "heldout_results.json").write_text(json.dumps(results, indent=2))
+        tuned_path = self.work / "tuned_regenerate.json"
+        if not tuned_path.exists():
+            tuned = {stage: tune_regenerate(self.work / stage / "final", 4 if self.smoke else 96, progress=not self.smoke)
+                     for stage in ("base", "sft")}
+            tuned_path.write_text(json.dumps(tuned, indent=2))
+        tuned = json.loads(tuned_path.read_text())
+        for stage, (name, _) in MODELS.items():
+            final, out = self.work / stage / "final", models / name
+            if out.exists():
+                shutil.rmtree(out)
+            if stage == "rm_lora":
+                copy_adapter_folder(final, out, f"../{MODELS['base'][0]}")
+            else:
+                shutil.copytree(final, out)
+            if stage in tuned:
+                set_regenerate_defaults(out, tuned[stage]["guidance_scale"], tuned[stage]["temperature"])
+        shutil.copy(self.vq_dir.parent / "vq_metrics.json", models / "vq_metrics.json")
+
+    def stage_evaluate(self) -> None:
+        from .fair_comparison import main as fair_comparison
+        from .grid_report import render_edit_grid, write_model_cards
+
+        models = self.work / "models"
+        n = self.sizes["eval"]
+        fair_comparison(["--work", str(self.work), "--out", str(self.work / "comparison"), "--n", str(n),
+                         "--n-val", str(4 if self.smoke else 96), "--n-curve", str(4 if self.smoke else 200),
+                         "--assets", str(self.work / "assets"), "--threads", str(self.threads or 1)])
         render_edit_grid(models / DEFAULT, self.work / "edit_grid.png", start=self.sizes["grid_start"], n=8)
+        comparison = json.loads((self.work / "comparison" / "results.json").read_text())
+        results = {name: comparison[row] for name, row in SHIPPED_ROWS.items() if row in comparison}
+        (models / "heldout_results.json").write_text(json.dumps(results, indent=2))
         command = f"python -m rm_edit.training.recipe --work {self.work}" + (" --smoke" if self.smoke else "")
-        write_model_cards(models, results, self.times, json.loads((models / "vq_metrics.json").read_text()), command)
+        write_model_cards(models, results, self.times, json.loads((models / "vq_metrics.json").read_text()), command,
+                          (self.work / "comparison" / "table.md").read_text())
 
 
-def package_pipeline(vq_dir: Path, transformer_dir: Path, out: Path, rm_post_trained: bool,
-                     history_reference: bool = False) -> Path:
-    """Assemble a diffusers pipeline folder (model_index.json, vqvae, transformer, tokenizer, scheduler)."""
-    from rm_edit.data.text_tokenizer import build_shapes_tokenizer
-    from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
-    from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
-    from rm_edit.transformer import LLaDATransformer
-    from diffusers import VQModel
+# Each shipped folder's own figures: the comparison row of its own default sampler.
+SHIPPED_ROWS = {"shapes-base": "base regenerate 16", "shapes-sft": "sft regenerate 16", "shapes-rm": "RM",
+                "shapes-rm-her": "RM+HER", "shapes-rm-lora": "RM-LoRA (+HER)"}
 
-    from rm_edit.vq import as_vq_tokenizer
 
-    # A trainer's final/ is a pipeline folder (older runs: a bare transformer folder).
-    is_pipeline = (transformer_dir / "model_index.json").is_file()
-    transformer = LLaDATransformer.from_pretrained(transformer_dir, subfolder="transformer" if is_pipeline else None)
-    # Recorded so the pipeline picks the right defaults: reflective only for RM models, History Reference on
-    # for a model trained with it.
-    transformer.register_to_config(rm_post_trained=rm_post_trained, history_reference=history_reference)
-    if rm_post_trained:
-        scheduler = ReflectiveMaskingScheduler(codebook_size=SHAPES_GRID.codebook_size, **SHIPPED_REFLECTIVE)
-    else:
-        scheduler = LuminaRegenerateScheduler(codebook_size=SHAPES_GRID.codebook_size, **SHIPPED_REGENERATE)
-    pipe = ReflectiveMaskingEditPipeline(
-        vqvae=as_vq_tokenizer(VQModel.from_pretrained(vq_dir), cell_local=True), transformer=transformer,
-        tokenizer=build_shapes_tokenizer(), scheduler=scheduler, layout=SHAPES_GRID.name, crop_multiple=8,
-        max_crop_cells=64, guidance_scale=0.0, image_guidance_scale=0.0,
-    )
-    pipe.register_to_config(world={"name": "shapes", "image_size": 64})
-    if out.exists():
-        shutil.rmtree(out)
-    # fp16 on disk keeps the shipped folders small; the pipeline loads them back as fp32 on CPU.
-    pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
-    return out
+def set_regenerate_defaults(folder: Path, guidance_scale: float, temperature: float) -> None:
+    """Record the tuned regenerate setting as the folder's own defaults (pipeline guidance, sampler temperature)."""
+    index = folder / "model_index.json"
+    config = json.loads(index.read_text())
+    config["guidance_scale"] = guidance_scale
+    index.write_text(json.dumps(config, indent=2))
+    sched = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(sched.read_text())
+    config["temperature"] = temperature
+    sched.write_text(json.dumps(config, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:
