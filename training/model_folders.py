@@ -171,7 +171,9 @@ def output_pipeline_config(start: Start, cfg, layout: TokenLayout) -> dict:
 
 def training_record(cfg, start: Start, steps_done: int, processes: int) -> dict:
     """training.json: the config, what training started from (with its weights' hash) and how much it saw."""
-    init = None if start.record is None else {**start.record, "weights_sha256": weights_sha256(start.record["path"])}
+    if start.record is not None and "weights_sha256" not in start.record:  # once per run (an 8B base: ~16 GB to read)
+        start.record["weights_sha256"] = weights_sha256(start.record["path"])
+    init = None if start.record is None else dict(start.record)
     return {
         "trainer": "rm_edit.training.train_mdm", "kind": "lora" if cfg.lora_rank else "full",
         "init_from": init, "steps": steps_done,
