@@ -135,6 +135,19 @@ def test_the_cli_edits_with_an_adapter_folder_and_names_a_missing_base_in_one_li
     assert len(err.splitlines()) == 1 and "no-such-base" in err and "base model" in err
 
 
+def test_the_cli_batch_edits_with_an_adapter_folder(world, folders, tmp_path, capsys):
+    root, _ = world
+    _, _, lora = folders
+    lines = (root / "train" / "manifest.jsonl").read_text().splitlines()[:3]
+    manifest = root / "train" / "three.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "batch"
+    assert cli(["batch", str(manifest), "--out", str(out), "--model", str(lora), "--no-progress"]) == 0
+    assert "done 3, skipped 0, failed 0" in capsys.readouterr().out
+    edits = {p.name for p in out.glob("*.png") if not p.name.endswith(".mask.png")}
+    assert edits == {f"train_00000{i}.png" for i in range(3)}
+
+
 def test_a_relative_base_resolves_beside_the_adapter_then_in_the_package(folders, tmp_path):
     from rm_edit.pipelines.adapter_folder import resolve_base
     from rm_edit.training.model_folders import copy_adapter_folder
