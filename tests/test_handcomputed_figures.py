@@ -4,12 +4,14 @@ precision != recall, edit accuracy != kept-outside, so swapped arguments or a wr
 """
 
 import math
+import zlib
 
 import numpy as np
 import pytest
 import torch
 
-from rm_edit.evaluation.token_eval import count_replays, image_token_scores, summarize, token_metrics
+from rm_edit.evaluation.token_eval import count_replays, image_token_scores, summarize
+from rm_edit.metrics.localization import token_metrics
 from rm_edit.metrics import kept_outside_fraction, token_localization
 
 M = 9  # [MASK] in code space for the trajectories below
@@ -189,13 +191,13 @@ def test_evaluate_tokens_scores_each_edit_against_its_own_target(tiny_pipeline):
 
     rng = np.random.default_rng(5)
     a, b = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2))
-    examples = [SimpleNamespace(source=a, target=a, instruction="keep it", edit_type="none"),
-                SimpleNamespace(source=a, target=b, instruction="make it b", edit_type="swap")]
-    kw = dict(strategy="reflective", num_turns=1, reveal_steps=1, temperature=1.0)
+    examples = [SimpleNamespace(id="e0", source=a, target=a, instruction="keep it", edit_type="none"),
+                SimpleNamespace(id="e1", source=a, target=b, instruction="make it b", edit_type="swap")]
+    kw = dict(strategy="reflective", num_turns=1, reveal_steps=1, temperature=1.0, allow_unknown_words=True)
     rows = evaluate_tokens(tiny_pipeline, examples, batch_size=2, seed=3, progress=False, **kw)["rows"]
-    # The same call by hand: seeds 3 + 0 and 3 + 1, codes of a and b straight from the VQ.
+    # The same call by hand: seeds 3 + crc32(id) (rm_edit.files.item_seed), codes of a and b straight from the VQ.
     out = tiny_pipeline([Image.fromarray(a)] * 2, ["keep it", "make it b"], output_type="latent",
-                        generator=[torch.Generator().manual_seed(s) for s in (3, 4)], **kw)
+                        generator=[torch.Generator().manual_seed(3 + zlib.crc32(i)) for i in (b"e0", b"e1")], **kw)
     code_a, code_b = (encode_to_codes(tiny_pipeline.vqvae, image_to_tensor(x))[0] for x in (a, b))
     # no change to find: edit accuracy 1 by convention, nothing missed, every chosen token a false alarm
     region0 = out.edit_region_tokens[0]
@@ -219,22 +221,25 @@ def test_evaluate_tokens_seeds_each_example_and_stays_quiet(tiny_pipeline, capsy
     from rm_edit.vq import encode_to_codes, image_to_tensor
 
     rng = np.random.default_rng(6)
-    a, b = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2))
-    examples = [SimpleNamespace(source=a, target=b, instruction="make it b")] * 3
-    kw = dict(strategy="regenerate", num_inference_steps=2, temperature=1.0)  # every code sampled: seeds show
-    code_b = encode_to_codes(tiny_pipeline.vqvae, image_to_tensor(b))[0]
+    a = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    # the target is the source: token accuracy = the codes a sampled edit happens to keep, which the seed moves
+    examples = [SimpleNamespace(id=f"e{i}", source=a, target=a, instruction="make it b") for i in range(6)]
+    kw = dict(strategy="regenerate", num_inference_steps=2, temperature=1.0,  # every code sampled: seeds show
+              allow_unknown_words=True)
+    code_a = encode_to_codes(tiny_pipeline.vqvae, image_to_tensor(a))[0]
 
     def by_hand(seed):  # token accuracy of one direct call with that seed
         out = tiny_pipeline(Image.fromarray(a), "make it b", output_type="latent",
                             generator=torch.Generator().manual_seed(seed), **kw)
-        return float((out.images[0] == code_b).float().mean())
+        return float((out.images[0] == code_a).float().mean())
 
-    # batch 2: example i (chunk start + i) gets seed + start + i -> seeds 5, 6 | 7
-    rows = evaluate_tokens(tiny_pipeline, examples, batch_size=2, seed=5, progress=False, **kw)["rows"]
-    assert [r["token_accuracy"] for r in rows] == pytest.approx([by_hand(s) for s in (5, 6, 7)])
+    # batches of 4 (e0..e3 | e4, e5): each example gets seed + crc32(its id), whatever its batch or position
+    rows = evaluate_tokens(tiny_pipeline, examples, batch_size=4, seed=5, progress=False, **kw)["rows"]
+    assert [r["token_accuracy"] for r in rows] == pytest.approx([by_hand(5 + zlib.crc32(f"e{i}".encode()))
+                                                                 for i in range(6)])
     assert len({r["token_accuracy"] for r in rows}) > 1  # the seeds do change the edits
-    assert [r["edit_type"] for r in rows] == [None] * 3  # examples without an edit type
-    expected0 = by_hand(0)
+    assert [r["edit_type"] for r in rows] == [None] * 6  # examples without an edit type
+    expected0 = by_hand(zlib.crc32(b"e0"))
     capsys.readouterr()
     default = evaluate_tokens(tiny_pipeline, examples[:1], progress=False, **kw)["rows"]  # seed 0 by default
     assert default[0]["token_accuracy"] == pytest.approx(expected0)

@@ -21,8 +21,10 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from rm_edit.configs import path as config_path
+from rm_edit.batch_edits import edit_in_batches
 from rm_edit.data.shapes import CLASSIC_EDIT_TYPES, EDIT_TYPES, ShapesWorld, ShapesWorldConfig
-from rm_edit.evaluation.token_eval import image_token_scores
+from rm_edit.evaluation.token_eval import image_token_scores, micro_precision_recall
+from rm_edit.files import item_seed
 from rm_edit.metrics import edit_success
 
 MODEL_ORDER = ("shapes-base", "shapes-sft", "shapes-rm", "shapes-rm-her", "shapes-rm-lora")
@@ -41,15 +43,10 @@ def evaluate_pipeline(pipe, n: int, start: int = 0, split: str = "test", batch_s
     summary. ``oracle_region``: each edit may change only the true edit region (``mask_image``), the
     localization baseline (MaskGIT-style inpainting with the regenerate sampler)."""
     world = ShapesWorld(ShapesWorldConfig(edit_types=tuple(edit_types)), split=split)
-    examples = [world[i] for i in range(start, start + n)]
     rows = []
-    for b in tqdm(range(0, n, batch_size), desc="held-out edits", disable=not progress):
-        chunk = examples[b : b + batch_size]
-        gens = [torch.Generator().manual_seed(start + b + i) for i in range(len(chunk))]
-        if oracle_region:
-            call_kwargs["mask_image"] = [Image.fromarray(e.mask.astype(np.uint8) * 255) for e in chunk]
-        out = pipe([Image.fromarray(e.source) for e in chunk], [e.instruction for e in chunk], generator=gens,
-                   output_type="np", **call_kwargs)
+    bar = tqdm(total=n, desc="held-out edits", disable=not progress)
+
+    def score(chunk, _images, out) -> None:
         for i, ex in enumerate(chunk):
             target = torch.from_numpy(ShapesWorld.codes(ex.target_scene))
             tok = image_token_scores(out.edit_region_tokens[i].cpu(), out.source_codes[i].cpu(), target, out.codes[i].cpu())
@@ -62,6 +59,13 @@ def evaluate_pipeline(pipe, n: int, start: int = 0, split: str = "test", batch_s
                          "region_cells": int(out.edit_region_tokens[i].sum()),
                          "changed_pixels": changed_pixel_fraction(ex.source, out.images[i]),
                          **{k: tok[k] for k in ("tp", "fp", "fn", "kept_outside")}})
+        bar.update(len(chunk))
+
+    # The one batch loop: each edit seeded from its id (rm_edit.batch_edits), as batch and eval do.
+    edit_in_batches(pipe, (world[i] for i in range(start, start + n)),
+                    lambda e: (Image.fromarray(e.source), e.mask if oracle_region else None),
+                    score, batch_size=batch_size, output_type="np", **call_kwargs)
+    bar.close()
     return summarize(rows) | {"rows": rows}
 
 
@@ -77,10 +81,10 @@ def summarize(rows: list[dict]) -> dict:
     """Rates overall and per edit type; token precision / recall pooled over images (micro)."""
 
     def stats(rs: list[dict]) -> dict:
-        tp, fp, fn = (sum(r[k] for r in rs) for k in ("tp", "fp", "fn"))
+        precision, recall = micro_precision_recall(rs)  # the token scorer's own pooling
         return {"n": len(rs), "edit_success": float(np.mean([r["success"] for r in rs])),
                 "exact_codes": float(np.mean([r["exact_codes"] for r in rs])),
-                "token_precision": tp / (tp + fp) if tp + fp else 1.0, "token_recall": tp / (tp + fn) if tp + fn else 1.0,
+                "token_precision": precision, "token_recall": recall,
                 "kept_outside": float(np.mean([r["kept_outside"] for r in rs])),
                 "forward_passes": float(np.mean([r["forward_passes"] for r in rs]))}
 
@@ -113,7 +117,7 @@ def render_edit_grid(model: Path, out: Path, start: int, n: int = 8, split: str 
     world = ShapesWorld(split=split)
     examples = [world[i] for i in range(start, start + n)]
     result = pipe([Image.fromarray(e.source) for e in examples], [e.instruction for e in examples],
-                  generator=[torch.Generator().manual_seed(start + i) for i in range(n)])
+                  generator=[torch.Generator().manual_seed(item_seed(0, e.id)) for e in examples])  # batch_edits' rule
     size, caption, gap = 64 * scale, 14, 4
     sheet = Image.new("RGB", (4 * size + 5 * gap, n * (size + caption + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)

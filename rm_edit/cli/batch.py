@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ import json
 import sys
 import time
 
-from rm_edit.files import DEFAULT_MAX_PIXELS, item_seed, one_line, save_image
+from rm_edit.files import DEFAULT_MAX_PIXELS, one_line, save_image
 
 from .options import PROG, CliError, SubParsers, add_sampler_options, load_pipeline, mask_image, positive_int, sampler_kwargs
 
@@ -63,28 +62,6 @@ def add_batch_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
                    help="save_to_disk folder (default) or DIR/data.parquet")
     add_sampler_options(p)
     return p
-
-
-def _peek_size(path: Path, max_pixels: int) -> tuple[int, int]:
-    """Image size from the header only, so grouping never holds a whole manifest's pixels."""
-    import warnings
-
-    from PIL import Image
-
-    if not path.is_file():
-        raise ValueError(f"image not found: {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                size = img.size
-    except Image.DecompressionBombError:
-        raise ValueError(f"image too large: {path}") from None
-    except Exception as exc:  # PIL raises many kinds for unreadable files
-        raise ValueError(f"corrupt or truncated image: {path} ({one_line(exc)})") from None
-    if size[0] * size[1] > max_pixels:
-        raise ValueError(f"image too large: {path} is {size[0]}x{size[1]} (> {max_pixels} pixels)")
-    return size
 
 
 def _safe_id(item_id: str) -> bool:
@@ -198,23 +175,9 @@ def run_batch(args: argparse.Namespace) -> int:
     done = 0
     if pending:
         pipe = load_pipeline(args.model, args.device, kwargs)
-        # One model call needs one token grid, so group by the grid each image is cropped to.
-        groups: dict[tuple[int, int], list] = {}
-        for rec in pending:
-            try:
-                w, h = _peek_size(rec.source, args.max_pixels)
-            except ValueError as exc:
-                errors.add(str(exc), item_id=rec.id)
-                continue
-            grid = pipe.image_processor.crop(w, h).grid
-            groups.setdefault(grid, []).append(rec)
-        progress = _ProgressLines(sum(map(len, groups.values())), args.progress_every, args.progress_seconds,
+        progress = _ProgressLines(len(pending), args.progress_every, args.progress_seconds,
                                   enabled=not args.no_progress)
-        for group in groups.values():
-            for i in range(0, len(group), args.batch_size):
-                chunk = group[i : i + args.batch_size]
-                done += _edit_chunk(pipe, chunk, args, kwargs, errors)
-                progress.update(len(chunk), errors.count)
+        done = _edit_records(pipe, pending, args, kwargs, errors, progress)
         progress.close()
 
     done, failed = finish(shard, args.out / "errors.jsonl", done, errors.count)  # totals; errors merged
@@ -256,66 +219,35 @@ def _target_success(records: list, out: Path, max_pixels: int) -> str:
     return f"; pixel edit success {sum(scored)}/{len(scored)} ({sum(scored) / len(scored):.3f}) against the targets"
 
 
-def _edit_chunk(pipe: ReflectiveMaskingEditPipeline, chunk: list, args: argparse.Namespace,
-                kwargs: dict[str, Any], errors: _ErrorLog) -> int:
-    """Edit one group of same-grid items in a single call; returns how many were written."""
+def _edit_records(pipe: ReflectiveMaskingEditPipeline, records: list, args: argparse.Namespace,
+                  kwargs: dict[str, Any], errors: _ErrorLog, progress: _ProgressLines) -> int:
+    """Edit ``records`` through the one batch loop (:func:`rm_edit.batch_edits.edit_in_batches`); returns how
+    many were written."""
     import numpy as np
 
+    from rm_edit.batch_edits import edit_in_batches
     from rm_edit.data.manifest import load_image, load_mask
 
-    items = []  # (record, image, region)
-    for rec in chunk:
-        try:
-            image = load_image(rec.source, max_pixels=args.max_pixels)
-            region = None
-            if args.use_manifest_masks:
-                region = (load_mask(rec.mask, image.size, max_pixels=args.max_pixels) if rec.mask is not None
-                          else np.ones((image.height, image.width), dtype=bool))
-            items.append((rec, image, region))
-        except ValueError as exc:  # one unreadable item must not sink its group
-            errors.add(str(exc), item_id=rec.id)
-    if not items:
-        return 0
-    try:
-        return _edit_items(pipe, items, args, kwargs)
-    except Exception as exc:
-        if args.debug:
-            raise
-        if len(items) == 1:
-            errors.add(f"{type(exc).__name__}: {exc}", item_id=items[0][0].id)
-            return 0
-    # Something in the group broke the call: edit one by one so only the culprit fails (same results,
-    # since each item has its own generator).
-    written = 0
-    for item in items:
-        try:
-            written += _edit_items(pipe, [item], args, kwargs)
-        except Exception as exc:
-            if args.debug:
-                raise
-            errors.add(f"{type(exc).__name__}: {exc}", item_id=item[0].id)
-    return written
+    def prepare(rec):
+        image = load_image(rec.source, max_pixels=args.max_pixels)
+        if not args.use_manifest_masks:
+            return image, None
+        return image, (load_mask(rec.mask, image.size, max_pixels=args.max_pixels) if rec.mask is not None
+                       else np.ones((image.height, image.width), dtype=bool))
 
+    def write(recs, _images, out):
+        for rec, image, mask in zip(recs, out.images, out.edit_masks):
+            # Mask first: OUT/<id>.png is the "done" marker that resuming checks.
+            save_image(args.out / f"{rec.id}.mask.png", mask_image(mask))
+            save_image(args.out / f"{rec.id}.png", image)
+        progress.update(len(recs), errors.count)
 
-def _edit_items(pipe: ReflectiveMaskingEditPipeline, items: list, args: argparse.Namespace,
-                kwargs: dict[str, Any]) -> int:
-    import torch
+    def failed(rec, reason: str) -> None:
+        errors.add(reason, item_id=rec.id)
+        progress.update(1, errors.count)
 
-    records = [rec for rec, _, _ in items]
-    images = [image for _, image, _ in items]
-    out = pipe(
-        images, [rec.instruction for rec in records],
-        mask_image=[region for _, _, region in items] if args.use_manifest_masks else None,
-        generator=[torch.Generator().manual_seed(item_seed(args.seed, rec.id)) for rec in records],
-        output_type="pil", **kwargs,
-    )
-    for rec, image, mask in zip(records, out.images, out.edit_masks):
-        # Mask first: OUT/<id>.png is the "done" marker that resuming checks.
-        save_image(args.out / f"{rec.id}.mask.png", mask_image(mask))
-        save_image(args.out / f"{rec.id}.png", image)
-    return len(records)
-
-
+    return edit_in_batches(pipe, records, prepare, write, batch_size=args.batch_size, seed=args.seed,
+                           on_error=None if args.debug else failed, output_type="pil", **kwargs)
 
 
 # The names rm_edit.cli.lazy_command looks for.

@@ -29,14 +29,16 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..files import dump_json, item_seed, save_image, write_text
-from ..metrics import EditMetrics, MetricUnavailable, downsample_mask
+from ..batch_edits import edit_in_batches
+from ..files import dump_json, save_image, write_text
+from ..metrics import EditMetrics, MetricUnavailable
+from ..metrics.localization import token_metrics
 from ..metrics.structure import STRUCTURE_WEIGHTS_ENV, StructureDistance
 from .benchmarks import Benchmark, BenchmarkSample, SampleRef, fit_prediction
 from .run_files import ErrorList, SampleLog, check_run_config, find_prediction, output_relpath
 from .summary import (_ordered_rows, _write_tables, columns_for, markdown_table, summarize, summary_markdown,
                       unavailable_notes)
-from .token_eval import count_replays, token_metrics
+from .token_eval import count_replays
 
 RESERVED_OPTIONS = ("image", "prompt", "generator", "output_type", "return_trajectory", "return_dict", "mask_image")
 
@@ -61,16 +63,7 @@ def build_metrics(clip_weights=None, clip_i_weights=None, dino_weights=None, str
     return metrics, structure, reasons
 
 
-# ---- files ---------------------------------------------------------------------------------------------
-
-
 # ---- per-sample metrics ------------------------------------------------------------------------------
-def _crop_mask_to_grid(mask: np.ndarray, crop, grid_hw: tuple[int, int]) -> torch.Tensor:
-    """A pixel mask at the input's size -> the token grid of the VQ crop (a token is in if any pixel is)."""
-    m = Image.fromarray(mask.astype(np.uint8) * 255).resize(crop.resized_size, Image.Resampling.NEAREST).crop(crop.box)
-    return downsample_mask(np.asarray(m) > 127, grid_hw)
-
-
 def score_sample(sample: BenchmarkSample, edit: Image.Image, metrics: EditMetrics,
                  structure: StructureDistance | None = None, structure_reason: str | None = None) -> dict:
     """One sample's pixel metrics (plus structure distance) as a flat row with ``reasons``."""
@@ -89,9 +82,6 @@ def score_sample(sample: BenchmarkSample, edit: Image.Image, metrics: EditMetric
         reasons["structure_x1e3"] = structure_reason or "no DINO ViT-B/8 weights: pass --structure-weights or set " + STRUCTURE_WEIGHTS_ENV
     values["reasons"] = reasons
     return values
-
-
-# ---- summaries ----------------------------------------------------------------------------------------
 
 
 def finalize(benchmark: Benchmark, out_dir: Path, log: SampleLog, config: dict, predictions_dir: Path,
@@ -115,28 +105,21 @@ def finalize(benchmark: Benchmark, out_dir: Path, log: SampleLog, config: dict, 
 
 
 # ---- running a model -----------------------------------------------------------------------------------
-def _edit_chunk(pipe, samples: list[BenchmarkSample], options: dict, seed: int, use_masks: bool) -> list[dict]:
-    """One pipeline call for same-grid samples; per sample: edit, chosen region and token metrics."""
-    start = time.perf_counter()
-    sources = [s.source.convert("RGB") for s in samples]
-    regions = [s.mask if s.mask is not None else np.ones((s.source.height, s.source.width), bool) for s in samples]
-    out = pipe(sources, [s.instruction for s in samples],
-               generator=[torch.Generator().manual_seed(item_seed(seed, s.id)) for s in samples],
-               output_type="pil", return_trajectory=True, mask_image=regions if use_masks else None, **options)
+def _chunk_results(pipe, samples: list[BenchmarkSample], sources: list, out, seconds: float) -> list[dict]:
+    """Per sample of one pipeline call: edit, chosen region and token metrics."""
     replays = count_replays(out.trajectory, pipe.layout.mask_code)
     with_target = [i for i, s in enumerate(samples) if s.target is not None]
     targets = pipe.encode([samples[i].target for i in with_target]) if with_target else []
     target_codes: dict[int, torch.Tensor] = dict(zip(with_target, targets))
-    seconds = (time.perf_counter() - start) / len(samples)
     results = []
     for i, s in enumerate(samples):
-        grid = tuple(out.edit_region_tokens[i].shape)
+        h, w = out.edit_region_tokens[i].shape
         crop = pipe.image_processor.crop(sources[i].width, sources[i].height)
-        mask_grid = _crop_mask_to_grid(s.mask, crop, grid) if s.mask is not None else None
+        # The one mask-to-grid rule: a token is in when any of its pixels is (as the pipeline reads a user mask).
+        mask_grid = pipe.image_processor.region_tokens(s.mask, [crop], h, w)[0].view(h, w) if s.mask is not None else None
         tok, kind = token_metrics(out.edit_region_tokens[i], out.source_codes[i], out.codes[i].cpu(),
                                   target_codes.get(i), mask_grid)
-        edit = out.images[i]
-        results.append(dict(edit=edit, region=out.edit_masks[i], tokens=tok, token_gt=kind,
+        results.append(dict(edit=out.images[i], region=out.edit_masks[i], tokens=tok, token_gt=kind,
                             forward_passes=out.num_forward_passes, replayed=replays[i] if replays else 0,
                             region_tokens=int(out.edit_region_tokens[i].sum()), edit_seconds=seconds))
     return results
@@ -185,18 +168,9 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
         tqdm.write(f"resuming: {len(benchmark.refs) - len(pending)} of {len(benchmark.refs)} samples already done",
                    file=sys.stderr)
 
-    def run_chunk(chunk: list[BenchmarkSample]) -> None:
-        try:
-            results = _edit_chunk(pipe, chunk, options, seed, use_benchmark_masks)
-            pairs = list(zip(chunk, results))
-        except Exception as exc:  # one bad sample must not sink its batch: retry one by one
-            if len(chunk) == 1:
-                errors.add(chunk[0].id, f"edit failed: {type(exc).__name__}: {exc}")
-                return
-            for s in chunk:
-                run_chunk([s])
-            return
-        for s, res in pairs:
+    def write(chunk: list[BenchmarkSample], sources: list, out) -> None:
+        seconds = (time.perf_counter() - clock[0]) / len(chunk)
+        for s, res in zip(chunk, _chunk_results(pipe, chunk, sources, out, seconds)):
             rel = output_relpath(s.image_path)
             save_image(images_dir / rel, res["edit"])
             save_image(regions_dir / rel, Image.fromarray(res["region"].astype(np.uint8) * 255, "L"))
@@ -209,21 +183,23 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
                    "replayed": res["replayed"], "region_tokens": res["region_tokens"],
                    "edit_seconds": res["edit_seconds"], "reasons": reasons}
             log.append(row)
+        bar.update(len(chunk))
+        clock[0] = time.perf_counter()
 
-    buckets: dict[tuple[int, int], list[BenchmarkSample]] = {}
+    def prepare(sample: BenchmarkSample):
+        source = sample.source.convert("RGB")
+        if not use_benchmark_masks:
+            return source, None
+        return source, sample.mask if sample.mask is not None else np.ones((source.height, source.width), bool)
+
+    def failed(sample: BenchmarkSample, reason: str) -> None:
+        errors.add(sample.id, f"edit failed: {reason}")
+        bar.update(1)
+
+    clock = [time.perf_counter()]
     with tqdm(total=len(pending), desc=f"editing {benchmark.name}", unit="img", disable=not progress) as bar:
-        for sample in benchmark.iter_refs(pending):
-            grid = pipe.image_processor.crop(sample.source.width, sample.source.height).grid
-            bucket = buckets.setdefault(grid, [])
-            bucket.append(sample)
-            if len(bucket) >= batch_size:
-                run_chunk(bucket)
-                bar.update(len(bucket))
-                buckets[grid] = []
-        for bucket in buckets.values():
-            if bucket:
-                run_chunk(bucket)
-                bar.update(len(bucket))
+        edit_in_batches(pipe, benchmark.iter_refs(pending), prepare, write, batch_size=batch_size, seed=seed,
+                        on_error=failed, output_type="pil", return_trajectory=True, **options)
         bar.update(bar.total - bar.n)
     errors.write()
     title = f"{benchmark.name}: {label or model or 'model'}"

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..metrics.localization import kept_outside_fraction, token_localization
+from ..metrics.localization import token_metrics
 from ..vq import encode_to_codes, image_to_tensor
 
 
@@ -37,15 +37,16 @@ def _codes(vq, arrays: list[np.ndarray]) -> torch.Tensor:
 
 
 def evaluate_tokens(pipe, examples, batch_size: int = 32, seed: int = 0, progress: bool = True, **call_kwargs) -> dict:
-    """Run ``pipe`` on ``examples`` (objects with .source/.target uint8 arrays and .instruction)."""
+    """Run ``pipe`` on ``examples`` (objects with .id, .source/.target uint8 arrays and .instruction) through the
+    one batch loop (:func:`rm_edit.batch_edits.edit_in_batches`: each edit seeded from its id)."""
+    from ..batch_edits import edit_in_batches
+
     rows: list[dict] = []
-    for start in tqdm(range(0, len(examples), batch_size), desc="evaluating", disable=not progress):
-        chunk = examples[start : start + batch_size]
+    bar = tqdm(total=len(examples), desc="evaluating", disable=not progress)
+
+    def score(chunk, _images, out) -> None:
         source = _codes(pipe.vqvae, [e.source for e in chunk])
         target = _codes(pipe.vqvae, [e.target for e in chunk])
-        gens = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
-        out = pipe([Image.fromarray(e.source) for e in chunk], [e.instruction for e in chunk], generator=gens,
-                   output_type="latent", return_trajectory=True, **call_kwargs)
         replays = count_replays(out.trajectory, pipe.layout.mask_code)
         for i in range(len(chunk)):
             rows.append(image_token_scores(out.edit_region_tokens[i], source[i], target[i], out.images[i]) | dict(
@@ -53,26 +54,12 @@ def evaluate_tokens(pipe, examples, batch_size: int = 32, seed: int = 0, progres
                 replayed=float(replays[i]),
                 edit_type=getattr(chunk[i], "edit_type", None),
             ))
+        bar.update(len(chunk))
+
+    edit_in_batches(pipe, examples, lambda e: (Image.fromarray(e.source), None), score, batch_size=batch_size,
+                    seed=seed, output_type="latent", return_trajectory=True, **call_kwargs)
+    bar.close()
     return summarize(rows) | {"rows": rows}
-
-
-def token_metrics(remasked: torch.Tensor, source_codes: torch.Tensor, edited_codes: torch.Tensor,
-                  target_codes: torch.Tensor | None = None, mask_grid: torch.Tensor | None = None) -> tuple[dict, str | None]:
-    """Token-level localization of the re-masked set against the ground-truth change: the codes where
-    source and target differ when a target exists (as ``token_eval``), else the mask pooled to the grid."""
-    if target_codes is not None:
-        gt, kind = (source_codes != target_codes), "codes"
-    elif mask_grid is not None:
-        gt, kind = mask_grid.bool(), "mask"
-    else:
-        return {}, None
-    loc = token_localization(remasked.bool(), gt)
-    out = {f"tok_{k}": v for k, v in loc.items()}
-    out["tok_kept_outside"] = kept_outside_fraction(source_codes, edited_codes, gt)
-    if target_codes is not None:
-        out["tok_edit_accuracy"] = float((edited_codes[gt] == target_codes[gt]).float().mean()) if gt.any() else 1.0
-        out["tok_accuracy"] = float((edited_codes == target_codes).float().mean())
-    return out, kind
 
 
 def image_token_scores(region: torch.Tensor, source: torch.Tensor, target: torch.Tensor, edited: torch.Tensor) -> dict:
@@ -105,11 +92,16 @@ def summarize(rows: list[dict], by_type: bool = True) -> dict:
     """Means over images, pooled (micro) precision / recall, and the same per edit type when rows have one."""
     keys = [k for k in TokenEditResult.__dataclass_fields__]
     out = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
-    tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
-    out["micro_precision"] = tp / (tp + fp) if tp + fp else 1.0  # pooled over all images
-    out["micro_recall"] = tp / (tp + fn) if tp + fn else 1.0
+    out["micro_precision"], out["micro_recall"] = micro_precision_recall(rows)
     out["n"] = len(rows)
     types = sorted({r.get("edit_type") for r in rows} - {None})
     if by_type and types:
         out["by_edit_type"] = {t: summarize([r for r in rows if r.get("edit_type") == t], by_type=False) for t in types}
     return out
+
+
+def micro_precision_recall(rows: list[dict]) -> tuple[float, float]:
+    """Token precision and recall pooled over images (micro): from the rows' summed tp / fp / fn (1.0 when
+    there is nothing to find, or nothing was chosen)."""
+    tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
+    return (tp / (tp + fp) if tp + fp else 1.0), (tp / (tp + fn) if tp + fn else 1.0)

@@ -118,3 +118,27 @@ def kept_outside_fraction(
         raise ValueError(f"gt grid {tuple(outside.shape)} vs token grid {tuple(same.shape)}")
     n = int(outside.sum())
     return int((same & outside).sum()) / n if n else 1.0
+
+
+def token_metrics(remasked: ArrayLike | None, source_codes: ArrayLike | None = None,
+                  edited_codes: ArrayLike | None = None, target_codes: ArrayLike | None = None,
+                  mask_grid: ArrayLike | None = None) -> tuple[dict[str, float], str | None]:
+    """The one token scorer (``tok_*`` keys of every table): the re-masked set against the ground-truth
+    change, the codes where source and target differ when a target exists ("codes"), else the mask pooled to
+    the grid ("mask"); returns the scores and which ground truth was used (None: none, and no scores).
+    ``tok_kept_outside`` needs the source's and edited codes; ``tok_edit_accuracy`` / ``tok_accuracy`` the
+    target's."""
+    if target_codes is not None:
+        gt, kind = changed_tokens(source_codes, target_codes), "codes"
+    elif mask_grid is not None:
+        gt, kind = _as_bool(mask_grid), "mask"
+    else:
+        return {}, None
+    out = {} if remasked is None else {f"tok_{k}": v for k, v in token_localization(remasked, gt).items()}
+    if source_codes is not None and edited_codes is not None:
+        out["tok_kept_outside"] = kept_outside_fraction(source_codes, edited_codes, gt)
+    if target_codes is not None:
+        edited, target = torch.as_tensor(edited_codes), torch.as_tensor(target_codes)
+        out["tok_edit_accuracy"] = float((edited[gt] == target[gt]).float().mean()) if gt.any() else 1.0
+        out["tok_accuracy"] = float((edited == target).float().mean())
+    return out, kind

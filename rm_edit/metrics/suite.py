@@ -32,9 +32,8 @@ from .localization import (
     ArrayLike,
     change_map,
     downsample_mask,
-    kept_outside_fraction,
     localization_scores,
-    token_localization,
+    token_metrics,
 )
 from .quality import (
     CLIP_I_WEIGHTS_ENV,
@@ -197,15 +196,12 @@ class EditMetrics:
             "clip_directional": self.clip.directional_similarity(src, edt, source_caption, target_caption)
         })
 
-        if remasked is not None:
-            fill(_TOK.values(), no_mask, lambda: {
-                _TOK[k]: v for k, v in token_localization(
-                    remasked, downsample_mask(m, tuple(remasked.shape))).items()
-            })
-        if source_codes is not None and edited_codes is not None:
-            fill(["tok_kept_outside"], no_mask, lambda: {"tok_kept_outside": kept_outside_fraction(
-                source_codes, edited_codes, downsample_mask(m, tuple(source_codes.shape))
-            )})
+        codes = source_codes is not None and edited_codes is not None
+        if remasked is not None or codes:  # the one token scorer, against the mask pooled to the token grid
+            grid = tuple((remasked if remasked is not None else source_codes).shape)
+            names = [*(_TOK.values() if remasked is not None else ()), *(["tok_kept_outside"] if codes else ())]
+            fill(names, no_mask, lambda: token_metrics(remasked, source_codes if codes else None, edited_codes,
+                                                       mask_grid=downsample_mask(m, grid))[0])
 
         values["reasons"] = reasons
         return values
