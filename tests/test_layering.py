@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSUMERS = ("rm_edit.cli", "rm_edit.evaluation", "rm_edit.pipelines", "rm_edit.training")
-EVALUATES = {"rm_edit.training.grid_report", "rm_edit.training.recipe",
+EVALUATES = {"rm_edit.training.grid_report", "rm_edit.training.recipe", "rm_edit.training.fair_comparison",
              "rm_edit.training.model_folders"}  # loads an init folder as a pipeline, writes the trained one
 
 
