@@ -12,7 +12,8 @@ import PIL.Image
 import pytest
 
 from rm_edit.cli import main
-from rm_edit.data.manifest import EditRecord, write_manifest
+from rm_edit.data.manifest import write_manifest
+from rm_edit.data.records import EditRecord
 from rm_edit.data.shapes import ShapesWorld
 from tests.conftest import make_tiny_pipeline
 

@@ -17,7 +17,8 @@ import pytest
 
 from rm_edit.cli import build_parser, main
 from rm_edit.cli.options import non_negative_float, number, unit_float
-from rm_edit.data.manifest import EditRecord, write_manifest
+from rm_edit.data.manifest import write_manifest
+from rm_edit.data.records import EditRecord
 from rm_edit.image_processor import seam_error, seam_ring
 from tests.conftest import make_tiny_pipeline
 

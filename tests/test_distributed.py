@@ -132,7 +132,8 @@ def test_two_processes_write_what_one_process_writes(setup, capsys):
 def test_an_interrupted_sharded_eval_resumes_exactly(tmp_path):
     """A killed multi-process run leaves .shards/rank<r>/; the next run (any number of processes) folds
     them in first and does only the rest: the same rows as one uninterrupted process."""
-    from rm_edit.evaluation.benchmarks import Benchmark, load_benchmark
+    from rm_edit.evaluation.benchmark_set import Benchmark
+    from rm_edit.evaluation.benchmarks import load_benchmark
     from rm_edit.evaluation.runner import score
     from rm_edit.evaluation.sharded import run_sharded
     from rm_edit.metrics import EditMetrics

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rm_edit.data.manifest import EditRecord, write_manifest
+from rm_edit.data.manifest import write_manifest
+from rm_edit.data.records import EditRecord
 from rm_edit.evaluation.benchmarks import load_benchmark
 from rm_edit.evaluation.runner import score
 from rm_edit.evaluation.success_table import success_by_type_markdown

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from rm_edit.data.shapes import write_shapes_dataset
-from rm_edit.evaluation.benchmarks import load_benchmark, strip_brackets
+from rm_edit.evaluation.benchmark_set import strip_brackets
+from rm_edit.evaluation.benchmarks import load_benchmark
 from rm_edit.evaluation.run_files import SampleLog
 from rm_edit.evaluation.runner import run_model, score
 from rm_edit.metrics.structure import StructureDistance

@@ -10,13 +10,13 @@ from PIL import Image
 
 from rm_edit.data.manifest import (
     EditManifestDataset,
-    EditRecord,
     ManifestError,
     load_image,
     load_mask,
     read_manifest,
     write_manifest,
 )
+from rm_edit.data.records import EditRecord
 
 
 def _png(path: Path, size: tuple[int, int] = (8, 6), colour: tuple[int, int, int] = (10, 20, 30)) -> Path:

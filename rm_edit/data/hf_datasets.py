@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from ..metrics.weights import offline_mode  # --offline or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE
+from .records import EditRecord
 
 ROLES = ("source", "instruction", "target", "mask", "id", "edit_type", "source_caption", "target_caption", "turn")
 REQUIRED_ROLES = ("source", "instruction")
@@ -209,17 +210,6 @@ def to_mask(value: Any, size: tuple[int, int], what: str) -> np.ndarray:
     return np.asarray(grey) > 127
 
 
-@dataclass
-class EditExample:
-    id: str
-    source: Image.Image
-    instruction: str
-    target: Image.Image | None = None
-    mask: np.ndarray | None = None
-    edit_type: str | None = None
-    captions: tuple[str, str] | None = None
-
-
 def row_id(row: Mapping[str, Any], cols: ColumnMap, index: int) -> str:
     """The example's id: the id column (``<id>_<turn>`` with a turn column), else the row index."""
     if cols.id is None or row.get(cols.id) is None:
@@ -228,7 +218,7 @@ def row_id(row: Mapping[str, Any], cols: ColumnMap, index: int) -> str:
     return f"{base}_{row[cols.turn]}" if cols.turn and row.get(cols.turn) is not None else base
 
 
-def to_example(row: Mapping[str, Any], cols: ColumnMap, index: int) -> EditExample:
+def to_example(row: Mapping[str, Any], cols: ColumnMap, index: int) -> EditRecord:
     """One dataset row as an edit example; a bad cell raises ValueError naming the row and column."""
     sid = row_id(row, cols, index)
     instruction = row.get(cols.instruction)
@@ -250,10 +240,11 @@ def to_example(row: Mapping[str, Any], cols: ColumnMap, index: int) -> EditExamp
         s = row.get(cols.source_caption) if cols.source_caption else None
         captions = (s if isinstance(s, str) else None, t)
     edit_type = row.get(cols.edit_type) if cols.edit_type else None
-    return EditExample(sid, source, instruction, target, mask, None if edit_type is None else str(edit_type), captions)
+    return EditRecord(sid, source, instruction, target, mask, None if edit_type is None else str(edit_type), captions,
+                      f"{sid}.png")
 
 
-def iter_examples(ds, cols: ColumnMap, keep=None) -> Iterator[tuple[int, EditExample | ValueError]]:
+def iter_examples(ds, cols: ColumnMap, keep=None) -> Iterator[tuple[int, EditRecord | ValueError]]:
     """``(row index, example or the ValueError that row raised)`` in order; ``keep(index)`` False skips a
     row without decoding its images (e.g. another process's rows)."""
     for index, row in enumerate(ds):

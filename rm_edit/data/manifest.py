@@ -26,20 +26,10 @@ from torch.utils.data import Dataset
 
 from rm_edit.files import DEFAULT_MAX_PIXELS, one_line, write_text
 
+from .records import EditRecord
+
 _REQUIRED_FIELDS = ("id", "source", "instruction")
 _OPTIONAL_FIELDS = ("target", "mask", "edit_type")
-
-
-@dataclass(frozen=True)
-class EditRecord:
-    """One editing example; paths are absolute once loaded."""
-
-    id: str
-    source: Path
-    instruction: str
-    target: Path | None = None
-    mask: Path | None = None
-    edit_type: str | None = None
 
 
 @dataclass(frozen=True)

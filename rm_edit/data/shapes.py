@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from rm_edit.data.manifest import EditRecord, write_manifest
+from rm_edit.data.manifest import write_manifest
+from rm_edit.data.records import EditRecord
 from rm_edit.data.shapes_language import (CLASSIC_EDIT_TYPES, EDIT_TYPES, LANGUAGE_EDIT_TYPES, TEMPLATES, caption,
                                           classic_edit, full_ref, language_edit, resolve_reference, vocabulary)
 from rm_edit.data.shapes_scene import (ANCHOR_CELLS, ANCHORS, BACKGROUNDS, COLOURS, GRID, KINDS, NUM_CELL_CODES, PARTS,

@@ -1,6 +1,5 @@
-"""Benchmark loaders: every benchmark becomes a list of lazily loaded :class:`BenchmarkSample`.
-
-A sample is ``(id, source, instruction, target | None, mask | None, captions | None, image_path)``:
+"""Benchmark loaders: every benchmark becomes a list of lazily loaded samples, each an
+:class:`rm_edit.data.records.EditRecord` (images loaded):
 ``mask`` is a bool ``HxW`` array (True = edit region), ``captions`` is ``(source caption, target
 caption)``, and ``image_path`` is the sample's relative path - edits are written (and predictions of
 other tools are looked up) under it, with any image suffix.
@@ -45,99 +44,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import posixpath
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from ..data.manifest import load_image, load_mask, read_manifest
+from ..data.records import EditRecord
 from ..metrics import decode_pie_bench_rle
+from .benchmark_set import (Benchmark, SampleRef, check_target, first_existing, safe_file_id, safe_relative_path,
+                            strip_brackets)
 
 logger = logging.getLogger("rm_edit.evaluation")
 
 DEFAULT_SHAPES_N = 256
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-KINDS = ("shapes", "pie-bench", "magicbrush", "manifest")  # a Hugging Face dataset becomes magicbrush or manifest
-
-
-@dataclass
-class BenchmarkSample:
-    id: str
-    source: Image.Image
-    instruction: str
-    target: Image.Image | None = None
-    mask: np.ndarray | None = None  # bool (H, W), True = edit region
-    captions: tuple[str, str] | None = None  # (source caption, target caption)
-    image_path: str = ""  # relative path for the edit (any image suffix)
-    edit_type: str | None = None
-
-
-@dataclass
-class SampleRef:
-    """What is known about a sample before its images are read."""
-
-    id: str
-    image_path: str
-    load: Callable[[], BenchmarkSample] = field(repr=False)
-
-
-class Benchmark:
-    """An ordered, lazily loaded list of samples. Iterating loads them; bad ones are skipped and
-    recorded in :attr:`errors` (``[{"id": ..., "reason": ...}]``)."""
-
-    def __init__(self, name: str, kind: str, refs: list[SampleRef], errors: list[dict] | None = None,
-                 root: Path | None = None) -> None:
-        self.name, self.kind, self.root = name, kind, root
-        self.refs = refs
-        self.errors: list[dict] = list(errors or [])
-        self._failed: set[str] = {e["id"] for e in self.errors if e.get("id") is not None}
-
-    def __len__(self) -> int:
-        return len(self.refs)
-
-    def __repr__(self) -> str:
-        return f"Benchmark({self.name!r}, kind={self.kind!r}, n={len(self.refs)}, errors={len(self.errors)})"
-
-    @property
-    def ids(self) -> list[str]:
-        return [r.id for r in self.refs]
-
-    def skip(self, sample_id: str | None, reason: str) -> None:
-        """Record a bad sample (once per id) and log it."""
-        if sample_id is not None and sample_id in self._failed:
-            return
-        if sample_id is not None:
-            self._failed.add(sample_id)
-        self.errors.append({"id": sample_id, "reason": " ".join(str(reason).split())})
-        logger.warning("%s: skipping sample %s: %s", self.name, sample_id, reason)
-
-    def load(self, ref: SampleRef) -> BenchmarkSample | None:
-        try:
-            sample = ref.load()
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            self.skip(ref.id, f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc))
-            return None
-        return sample
-
-    def iter_refs(self, refs: list[SampleRef]) -> Iterator[BenchmarkSample]:
-        for ref in refs:
-            sample = self.load(ref)
-            if sample is not None:
-                yield sample
-
-    def __iter__(self) -> Iterator[BenchmarkSample]:
-        return self.iter_refs(self.refs)
-
-    def head(self, n: int | None) -> Benchmark:
-        """The first ``n`` samples (all when ``n`` is None)."""
-        if n is None:
-            return self
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        return Benchmark(self.name, self.kind, self.refs[:n], self.errors, self.root)
 
 
 # ---- predictions of other tools ------------------------------------------------------------------------
@@ -163,42 +83,6 @@ def fit_prediction(kind: str, prediction: Image.Image, source: Image.Image) -> t
     return prediction, note
 
 
-# ---- helpers -------------------------------------------------------------------------------------------
-def safe_relative_path(path: str) -> str:
-    """A normalised posix relative path inside the output folder; raises ValueError otherwise."""
-    if not isinstance(path, str) or not path.strip():
-        raise ValueError("empty image path")
-    p = posixpath.normpath(path.replace("\\", "/"))
-    if p.startswith("/") or p == "." or p.split("/")[0] == ".." or any(part.startswith(".") for part in p.split("/")):
-        raise ValueError(f"unsafe image path {path!r} (absolute, '..' or hidden)")
-    return p
-
-
-def _safe_file_id(sample_id: str) -> str:
-    if not sample_id or sample_id.startswith(".") or any(c in sample_id for c in "/\\\0"):
-        raise ValueError(f"id {sample_id!r} cannot be a file name")
-    return sample_id
-
-
-def strip_brackets(prompt: str) -> str:
-    """PIE-Bench marks the edited words with []: remove the brackets, keep the words."""
-    return prompt.replace("[", "").replace("]", "")
-
-
-def _check_target(source: Image.Image, target: Image.Image | None, what: str = "target") -> None:
-    if target is not None and target.size != source.size:
-        raise ValueError(f"{what} is {target.size[0]}x{target.size[1]} but source is {source.size[0]}x{source.size[1]}")
-
-
-def _first_existing(folder: Path, stems: tuple[str, ...]) -> Path | None:
-    for stem in stems:
-        for suffix in IMAGE_SUFFIXES:
-            p = folder / f"{stem}{suffix}"
-            if p.is_file():
-                return p
-    return None
-
-
 # ---- shapes world --------------------------------------------------------------------------------------
 def shapes_benchmark(n: int | None = None, split: str = "test") -> Benchmark:
     from ..data.shapes import ShapesWorld
@@ -208,11 +92,11 @@ def shapes_benchmark(n: int | None = None, split: str = "test") -> Benchmark:
         raise ValueError(f"n must be >= 1, got {n}")
     world = ShapesWorld(split=split)
 
-    def loader(i: int) -> Callable[[], BenchmarkSample]:
-        def load() -> BenchmarkSample:
+    def loader(i: int) -> Callable[[], EditRecord]:
+        def load() -> EditRecord:
             ex = world[i]
-            return BenchmarkSample(ex.id, Image.fromarray(ex.source), ex.instruction, Image.fromarray(ex.target),
-                                   ex.mask.copy(), None, f"{ex.id}.png", ex.edit_type)
+            return EditRecord(ex.id, Image.fromarray(ex.source), ex.instruction, Image.fromarray(ex.target),
+                              ex.mask.copy(), ex.edit_type, image_path=f"{ex.id}.png")
         return load
 
     refs = [SampleRef(f"{split}_{i:06d}", f"{split}_{i:06d}.png", loader(i)) for i in range(n)]
@@ -252,13 +136,13 @@ def pie_bench(path: str | os.PathLike[str]) -> Benchmark:
             bench.skip(str(key), str(exc))
             continue
 
-        def load(key=str(key), entry=entry, rel=rel, rle=rle, instruction=instruction) -> BenchmarkSample:
+        def load(key=str(key), entry=entry, rel=rel, rle=rle, instruction=instruction) -> EditRecord:
             source = load_image(images / rel)
             mask = decode_pie_bench_rle(rle, source.height, source.width)
             captions = (strip_brackets(entry["original_prompt"]), strip_brackets(entry["editing_prompt"]))
             edit_type = entry.get("editing_type_id")
-            return BenchmarkSample(key, source, instruction, None, mask, captions, rel,
-                                   None if edit_type is None else str(edit_type))
+            return EditRecord(key, source, instruction, None, mask, None if edit_type is None else str(edit_type),
+                              captions, rel)
 
         bench.refs.append(SampleRef(str(key), rel, load))
     return bench
@@ -298,7 +182,7 @@ def _magicbrush_sessions(root: Path, sessions_file: Path) -> Benchmark:
                 for name in ("input", "output", "instruction"):
                     if not isinstance(turn.get(name), str) or not turn[name].strip():
                         raise ValueError(f"missing or empty field '{name}'")
-                folder = f"images/{_safe_file_id(str(img_id))}"
+                folder = f"images/{safe_file_id(str(img_id))}"
                 files = {k: safe_relative_path(f"{folder}/{turn[k]}") for k in ("input", "output", "mask")
                          if isinstance(turn.get(k), str)}
                 rel = safe_relative_path(f"{img_id}/{turn['output']}")
@@ -309,12 +193,12 @@ def _magicbrush_sessions(root: Path, sessions_file: Path) -> Benchmark:
             caption = (local.get(str(img_id)) or {}).get(turn["output"])
             captions = (None, caption) if isinstance(caption, str) else None  # CLIP-T: the target's local caption
 
-            def load(sid=sid, files=files, rel=rel, instruction=turn["instruction"], captions=captions) -> BenchmarkSample:
+            def load(sid=sid, files=files, rel=rel, instruction=turn["instruction"], captions=captions) -> EditRecord:
                 source = load_image(root / files["input"])
                 target = load_image(root / files["output"])
-                _check_target(source, target)
+                check_target(source, target)
                 mask = load_mask(root / files["mask"], source.size) if "mask" in files else None
-                return BenchmarkSample(sid, source, instruction, target, mask, captions, rel)
+                return EditRecord(sid, source, instruction, target, mask, None, captions, rel)
 
             bench.refs.append(SampleRef(sid, rel, load))
     return bench
@@ -340,8 +224,8 @@ def _sample_folders(root: Path) -> Benchmark:
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         sid = folder.name
 
-        def load(sid=sid, folder=folder) -> BenchmarkSample:
-            src = _first_existing(folder, ("source", "input"))
+        def load(sid=sid, folder=folder) -> EditRecord:
+            src = first_existing(folder, ("source", "input"))
             if src is None:
                 raise ValueError(f"no source.png / input.png in {folder}")
             text = folder / "instruction.txt"
@@ -351,10 +235,10 @@ def _sample_folders(root: Path) -> Benchmark:
             if not instruction:
                 raise ValueError("empty instruction")
             source = load_image(src)
-            tgt = _first_existing(folder, ("target", "output"))
+            tgt = first_existing(folder, ("target", "output"))
             target = load_image(tgt) if tgt is not None else None
-            _check_target(source, target)
-            mask_file = _first_existing(folder, ("mask",))
+            check_target(source, target)
+            mask_file = first_existing(folder, ("mask",))
             mask = load_mask(mask_file, source.size) if mask_file is not None else None
             captions = None
             if (folder / "captions.json").is_file():
@@ -362,7 +246,7 @@ def _sample_folders(root: Path) -> Benchmark:
                 if not isinstance(caps, dict) or not all(isinstance(caps.get(k), str) for k in ("source", "target")):
                     raise ValueError("captions.json must hold string 'source' and 'target'")
                 captions = (caps["source"], caps["target"])
-            return BenchmarkSample(sid, source, instruction, target, mask, captions, f"{sid}.png")
+            return EditRecord(sid, source, instruction, target, mask, None, captions, f"{sid}.png")
 
         bench.refs.append(SampleRef(sid, f"{sid}.png", load))
     if not bench.refs:
@@ -383,17 +267,17 @@ def manifest_benchmark(path: str | os.PathLike[str]) -> Benchmark:
         bench.skip(None, f"{path.name} line {err.line_no}: {err.reason}")
     for rec in records:
         try:
-            rel = f"{_safe_file_id(rec.id)}.png"
+            rel = f"{safe_file_id(rec.id)}.png"
         except ValueError as exc:
             bench.skip(rec.id, str(exc))
             continue
 
-        def load(rec=rec, rel=rel) -> BenchmarkSample:
+        def load(rec=rec, rel=rel) -> EditRecord:
             source = load_image(rec.source)
             target = load_image(rec.target) if rec.target is not None else None
-            _check_target(source, target)
+            check_target(source, target)
             mask = load_mask(rec.mask, source.size) if rec.mask is not None else None
-            return BenchmarkSample(rec.id, source, rec.instruction, target, mask, None, rel, rec.edit_type)
+            return EditRecord(rec.id, source, rec.instruction, target, mask, rec.edit_type, None, rel)
 
         bench.refs.append(SampleRef(rec.id, rel, load))
     return bench
@@ -417,7 +301,7 @@ def hf_benchmark(spec: str | os.PathLike[str], columns: str | None = None, prese
     seen: set[str] = set()
     for index in range(len(ds)):
         try:
-            sid = _safe_file_id(row_id(id_rows[index] if id_rows is not None else {}, cols, index))
+            sid = safe_file_id(row_id(id_rows[index] if id_rows is not None else {}, cols, index))
             if sid in seen:
                 raise ValueError(f"duplicate id {sid!r}")
         except ValueError as exc:
@@ -425,10 +309,8 @@ def hf_benchmark(spec: str | os.PathLike[str], columns: str | None = None, prese
             continue
         seen.add(sid)
 
-        def load(index=index) -> BenchmarkSample:
-            ex = to_example(ds[index], cols, index)
-            return BenchmarkSample(ex.id, ex.source, ex.instruction, ex.target, ex.mask, ex.captions,
-                                   f"{ex.id}.png", ex.edit_type)
+        def load(index=index) -> EditRecord:
+            return to_example(ds[index], cols, index)
 
         bench.refs.append(SampleRef(sid, f"{sid}.png", load))
     return bench

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..files import dump_json, plain_json, write_text
-from .benchmarks import IMAGE_SUFFIXES, Benchmark
+from .benchmark_set import IMAGE_SUFFIXES, Benchmark
 
 
 def output_relpath(image_path: str) -> str:

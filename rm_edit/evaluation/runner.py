@@ -34,7 +34,9 @@ from ..files import dump_json, save_image, write_text
 from ..metrics import EditMetrics, MetricUnavailable
 from ..metrics.localization import token_metrics
 from ..metrics.structure import STRUCTURE_WEIGHTS_ENV, StructureDistance
-from .benchmarks import Benchmark, BenchmarkSample, SampleRef, fit_prediction
+from ..data.records import EditRecord
+from .benchmark_set import Benchmark, SampleRef
+from .benchmarks import fit_prediction
 from .run_files import ErrorList, SampleLog, check_run_config, find_prediction, output_relpath
 from .summary import (_ordered_rows, _write_tables, columns_for, markdown_table, summarize, summary_markdown,
                       unavailable_notes)
@@ -64,7 +66,7 @@ def build_metrics(clip_weights=None, clip_i_weights=None, dino_weights=None, str
 
 
 # ---- per-sample metrics ------------------------------------------------------------------------------
-def score_sample(sample: BenchmarkSample, edit: Image.Image, metrics: EditMetrics,
+def score_sample(sample: EditRecord, edit: Image.Image, metrics: EditMetrics,
                  structure: StructureDistance | None = None, structure_reason: str | None = None) -> dict:
     """One sample's pixel metrics (plus structure distance) as a flat row with ``reasons``."""
     caps = sample.captions or (None, None)
@@ -105,7 +107,7 @@ def finalize(benchmark: Benchmark, out_dir: Path, log: SampleLog, config: dict, 
 
 
 # ---- running a model -----------------------------------------------------------------------------------
-def _chunk_results(pipe, samples: list[BenchmarkSample], sources: list, out, seconds: float) -> list[dict]:
+def _chunk_results(pipe, samples: list[EditRecord], sources: list, out, seconds: float) -> list[dict]:
     """Per sample of one pipeline call: edit, chosen region and token metrics."""
     replays = count_replays(out.trajectory, pipe.layout.mask_code)
     with_target = [i for i, s in enumerate(samples) if s.target is not None]
@@ -168,7 +170,7 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
         tqdm.write(f"resuming: {len(benchmark.refs) - len(pending)} of {len(benchmark.refs)} samples already done",
                    file=sys.stderr)
 
-    def write(chunk: list[BenchmarkSample], sources: list, out) -> None:
+    def write(chunk: list[EditRecord], sources: list, out) -> None:
         seconds = (time.perf_counter() - clock[0]) / len(chunk)
         for s, res in zip(chunk, _chunk_results(pipe, chunk, sources, out, seconds)):
             rel = output_relpath(s.image_path)
@@ -186,13 +188,13 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
         bar.update(len(chunk))
         clock[0] = time.perf_counter()
 
-    def prepare(sample: BenchmarkSample):
+    def prepare(sample: EditRecord):
         source = sample.source.convert("RGB")
         if not use_benchmark_masks:
             return source, None
         return source, sample.mask if sample.mask is not None else np.ones((source.height, source.width), bool)
 
-    def failed(sample: BenchmarkSample, reason: str) -> None:
+    def failed(sample: EditRecord, reason: str) -> None:
         errors.add(sample.id, f"edit failed: {reason}")
         bar.update(1)
 

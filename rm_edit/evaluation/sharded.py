@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..distributed import Shard
-from .benchmarks import Benchmark, SampleRef
+from .benchmark_set import Benchmark, SampleRef
 from .run_files import ErrorList, SampleLog, check_run_config, output_relpath
 from .runner import finalize
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..files import dump_json, plain_json, write_text
 from ..metrics import aggregate, edit_success_rates
-from .benchmarks import Benchmark
+from .benchmark_set import Benchmark
 from .run_files import SampleLog
 
 INFO_KEYS = ("id", "image", "instruction", "edit_type", "status", "reasons", "token_gt", "resized_from")
