@@ -298,7 +298,8 @@ def turns_sweep(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], cal
     plot = plot_turns_sweep({t: s["means"] for t, s in summaries.items()}, out_dir / "turns_sweep.png", SWEEP_METRICS)
     named = [(f"{t} turns", s) for t, s in summaries.items()]
     notes = unavailable_notes(summaries.values(), columns)
-    write_text(out_dir / "turns_sweep.md", "\n".join([f"# Test-time scaling on {benchmark.name}", "",
+    pasted = "on" if options.get("paste_back", True) else "off"  # the pipeline's default is on
+    write_text(out_dir / "turns_sweep.md", "\n".join([f"# Test-time scaling on {benchmark.name} (paste-back {pasted})", "",
                 markdown_table(named, columns), "", *[f"- {n}" for n in notes], "", "![turns sweep](turns_sweep.png)", ""]))
     result = {"benchmark": benchmark.name, "turns": turns, "call_options": options,
               "summaries": {str(t): s for t, s in summaries.items()}, "plot": plot.name}
