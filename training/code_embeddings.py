@@ -80,3 +80,14 @@ def detach_attribute_rows(model) -> None:
     for module in _modules(model):
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+
+
+@torch.no_grad()
+def folded_state_dict(model) -> dict[str, torch.Tensor]:
+    """``model``'s state dict with the attribute sums folded into plain ``weight`` rows, leaving ``model`` as it
+    is (a snapshot mid-training; removing the parametrization would change the class every copy shares)."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if ".parametrizations." not in k}
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            state[f"{name}.weight"] = module.weight.detach().clone()
+    return state

@@ -315,20 +315,17 @@ def write_outputs(cfg: MDMTrainConfig, accelerator, model, raw_model, start, lay
 
 def save_snapshot(cfg: MDMTrainConfig, accelerator, model, raw_model, start, layout, steps_done: int, folder: Path) -> None:
     """The model as it is at ``steps_done``, as a loadable folder like ``final`` (one process; for curves of
-    edit success against post-training steps)."""
-    import copy
-
-    snapshot = copy.deepcopy(raw_model)
+    edit success against post-training steps). The training model itself is left untouched."""
     record = training_record(cfg, start, steps_done, accelerator.num_processes)
     if folder.exists():
         shutil.rmtree(folder)
     if cfg.lora_rank:
-        write_adapter_folder(folder, snapshot, start, cfg, layout, record)
+        write_adapter_folder(folder, raw_model, start, cfg, layout, record)
         return
-    if cfg.attribute_rows:
-        from .code_embeddings import detach_attribute_rows
+    from .code_embeddings import folded_state_dict
 
-        detach_attribute_rows(snapshot)
+    snapshot = type(raw_model).from_config(raw_model.config)
+    snapshot.load_state_dict(folded_state_dict(raw_model))
     write_pipeline_folder(folder, snapshot, start, cfg, layout, record)
 
 
