@@ -111,10 +111,11 @@ def evaluate_models(models: Path, out: Path, n: int, progress: bool = True) -> d
 
 
 @torch.no_grad()
-def render_edit_grid(model: Path, out: Path, start: int, n: int = 8, split: str = "test", scale: int = 3) -> Path:
+def render_edit_grid(model: Path, out: Path, start: int, n: int = 8, split: str = "test", scale: int = 3,
+                     edit_types: tuple[str, ...] = CLASSIC_EDIT_TYPES) -> Path:
     """A PNG of ``n`` fresh edits, one per row: source | edit | region | target (captioned)."""
     pipe = _load(model)
-    world = ShapesWorld(split=split)
+    world = ShapesWorld(ShapesWorldConfig(edit_types=tuple(edit_types)), split=split)
     examples = [world[i] for i in range(start, start + n)]
     result = pipe([Image.fromarray(e.source) for e in examples], [e.instruction for e in examples],
                   generator=[torch.Generator().manual_seed(item_seed(0, e.id)) for e in examples])  # batch_edits' rule
@@ -155,10 +156,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--out", type=Path, help="write the figures (JSON) here")
     p.add_argument("--grid", type=Path, help="render the edit picture of --model (default shapes-rm-her) here instead")
+    p.add_argument("--language", action="store_true", help="edits of the whole language (all ten edit types)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     if a.grid:
-        print(render_edit_grid(Path(a.model) if a.model else a.models / "shapes-rm-her", a.grid, a.start, split=a.split))
+        print(render_edit_grid(Path(a.model) if a.model else a.models / "shapes-rm-her", a.grid, a.start, split=a.split,
+                               edit_types=EDIT_TYPES if a.language else CLASSIC_EDIT_TYPES))
         return
     folders = [Path(a.model)] if a.model else [a.models / m for m in MODEL_ORDER if (a.models / m).exists()]
     results = {}
