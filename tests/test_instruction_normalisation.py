@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
 import rm_edit
-from rm_edit.data import shapes
+from rm_edit.data import shapes_language
 from rm_edit.data.text_tokenizer import add_normalizer, build_shapes_tokenizer, spelling_map
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +46,25 @@ def test_spelling_map_goes_to_the_vocabularys_own_spelling() -> None:
     assert spelling_map({"red"}) == {}
 
 
+# Slot values that make sense on assets/example.png (a large green square, a small green triangle, a small
+# yellow square on beige); any other placeholder the world adds takes its first value.
+FILL = {"ref": "green square", "group": "squares", "colour": "green", "kind": "square", "new_colour": "red",
+        "new_kind": "circle", "size": "large", "anchor": "bottom left", "direction": "down"}
+
+
 def _filled(template: str) -> str:
     fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
-    return template.format(**{f: shapes._SLOT_VALUES[f][0] for f in fields})
+    return template.format(**{f: FILL.get(f) or shapes_language._SLOT_VALUES[f][0] for f in fields})
 
 
 def _world_instructions() -> list[str]:
-    return [_filled(t) for templates in shapes.TEMPLATES.values() for t in templates]
+    """Every instruction template of the world, filled (captions are not instructions)."""
+    return [_filled(t) for kind, templates in shapes_language.TEMPLATES.items() if kind != "caption" for t in templates]
+
+
+def _readable(tok, texts: list[str]) -> list[str]:
+    """The texts every word of which ``tok`` knows (a folder trained before the world grew knows fewer)."""
+    return [t for t in texts if tok.unk_token_id not in tok(t, add_special_tokens=False)["input_ids"]]
 
 
 def _variants(text: str) -> list[str]:
@@ -64,18 +76,22 @@ def test_every_template_with_capitals_and_full_stop_same_ids(tokenizer, tmp_path
     loaded = [tokenizer, AutoTokenizer.from_pretrained(tmp_path)]
     loaded += [AutoTokenizer.from_pretrained(folder) for folder in SHIPPED]
     assert len(loaded) == 2 + 4
-    for text in _world_instructions():
-        for tok in loaded:
+    texts = _world_instructions()
+    assert len(_readable(loaded[0], texts)) == len(texts)  # the builder knows every word of its world
+    for tok in loaded:
+        readable = _readable(tok, texts)
+        assert len(readable) >= 21  # the classic five edit types' templates, at least
+        for text in readable:
             ids = [tok(f"<system>Edit the image.</system><user>{v}</user>")["input_ids"] for v in _variants(text)]
             assert all(i == ids[0] for i in ids), text
-            assert tok.unk_token_id not in ids[0], text
 
 
 def test_every_template_with_capitals_and_full_stop_same_edit() -> None:
     """The shipped default's codes on a fixed scene: each template plain, capitalised with a full stop, shouted."""
     pipe = rm_edit.load_default_pipeline()
     image = Image.open(ROOT / "assets" / "example.png")
-    texts = _world_instructions()
+    texts = _readable(pipe.tokenizer, _world_instructions())
+    assert len(texts) >= 21
     prompts = [v for t in texts for v in _variants(t)[:3]]
     out = pipe([image] * len(prompts), prompts, generator=[torch.Generator().manual_seed(0)] * len(prompts))
     for k, text in enumerate(texts):
