@@ -320,7 +320,7 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         dtype, device = torch_dtype or torch.float32, torch.device(device or "cpu")
         expected, seen = set(model.state_dict()), set()
         for file in _llada_weight_files(folder):
-            with safe_open(str(file), framework="pt", device=str(device)) as f:
+            with safe_open(str(file), framework="pt", device="cpu" if device.type == "cpu" else str(device)) as f:
                 for name in f.keys():
                     if not name.startswith("model.transformer."):
                         raise ValueError(f"{file.name}: unexpected parameter {name!r} (expected model.transformer.*)")

@@ -201,3 +201,26 @@ def test_ddp_two_cpu_processes_write_an_adapter(checkpoint, tmp_path):
     merged = merge_rm_adapter(load_rm_adapter(_base(checkpoint), adapter)).state_dict()
     for name, value in pipe.transformer.state_dict().items():
         torch.testing.assert_close(value, merged[name])
+
+
+def test_single_process_config_runs_the_loop_with_its_own_samples_at_step_0(checkpoint, tmp_path):
+    """configs/accelerate/single_gpu.yaml (no wrapper: the model is not moved by DDP, so every batch, the model's
+    own samples at step 0 included, must already be on its device); on a CPU machine it runs on the CPU."""
+    from rm_edit.data.shapes import write_shapes_dataset
+
+    manifest = write_shapes_dataset(tmp_path / "data", 4, split="train", progress=False)
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+        str(REPO / "configs/accelerate/single_gpu.yaml"), "-m", "rm_edit.training.lora_rm", "--base", str(checkpoint),
+        "--manifest", str(manifest), "--train-codes", str(tmp_path / "data" / "codes.safetensors"), "--out", str(out),
+        "--steps", "3", "--batch-size", "2", "--rank", "4", "--log-every", "1", "--native-refresh-every", "2",
+        "--threads", "1", "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3] and records[-1]["processes"] == 1
+    assert json.loads((out / "train_config.json").read_text())["lora_dtype"] == "fp32"  # "auto" as run on CPU
+    assert (out / "final" / "pytorch_lora_weights.safetensors").is_file()

@@ -178,3 +178,11 @@ def test_compile_blocks_keeps_outputs():
         before = model(ids).logits
         after = model.compile_blocks(backend="eager")(ids).logits
     assert torch.equal(before, after)
+
+
+def test_llada_checkpoint_loads_onto_an_indexed_cpu_device(tmp_path):
+    """Under accelerate a CPU process's device is ``cpu:0`` (safetensors names it "cpu")."""
+    model = _tiny(seed=9)
+    save_llada_checkpoint(model, tmp_path / "ckpt")
+    loaded = LLaDATransformer.from_llada_checkpoint(tmp_path / "ckpt", device=torch.device("cpu", 0))
+    assert torch.equal(loaded.transformer["blocks"][1].ff_out.weight, model.transformer["blocks"][1].ff_out.weight)

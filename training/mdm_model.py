@@ -79,10 +79,23 @@ def trainable_parameters(transformer: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in transformer.named_parameters() if p.requires_grad}
 
 
+def resolve_lora_dtype(name: str, fsdp: bool = False) -> str:
+    """``lora_dtype`` as run: "auto" is bf16 on CUDA, else fp32; under FSDP always fp32 (see below)."""
+    if fsdp:
+        # FSDP flattens each LLaDABlock (frozen weights and its LoRA weights) into one tensor of one dtype, and
+        # trainable weights stay fp32: the frozen ones must be fp32 too; mixed_precision bf16 computes in bf16.
+        if name not in ("auto", "fp32"):
+            raise ValueError(f"lora_dtype {name!r} under FSDP: each LLaDABlock is one FSDP unit whose frozen and "
+                             "LoRA weights must share a dtype; use lora_dtype fp32 (auto) with mixed_precision bf16")
+        return "fp32"
+    if name == "auto":
+        return "bf16" if torch.cuda.is_available() else "fp32"
+    return name
+
+
 def lora_dtype(name: str) -> torch.dtype:
     """The frozen weights' dtype of LoRA training: "bf16", "fp32", or "auto" (bf16 on CUDA, else fp32)."""
-    if name == "auto":
-        name = "bf16" if torch.cuda.is_available() else "fp32"
+    name = resolve_lora_dtype(name)
     if name not in ("bf16", "fp32"):
         raise ValueError(f"lora_dtype must be 'bf16', 'fp32' or 'auto', got {name!r}")
     return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]

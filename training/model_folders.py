@@ -75,8 +75,9 @@ def _load_tokenizer(folder: str | Path, layout_name: str):
 
 
 def load_start(init_from: str | None, layout_name: str, tokenizer: str | None, vq: str | None,
-               dtype: torch.dtype = torch.float32) -> Start:
-    """The init model and what its output will ship with; ``tokenizer`` / ``vq`` folders override the init's."""
+               dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Start:
+    """The init model and what its output will ship with; ``tokenizer`` / ``vq`` folders override the init's.
+    ``device``: a LLaDA checkpoint loads straight onto it, one tensor at a time (no host copy of the model)."""
     start = Start(None, None, None)
     if init_from:
         folder = Path(init_from)
@@ -92,7 +93,7 @@ def load_start(init_from: str | None, layout_name: str, tokenizer: str | None, v
         elif kind == "llada":
             from rm_edit.pipelines.lumina_dimoo import LUMINA_PIPELINE_CONFIG, load_lumina_dimoo
 
-            pipe = load_lumina_dimoo(folder, torch_dtype=dtype)
+            pipe = load_lumina_dimoo(folder, torch_dtype=dtype, device=device)
             start = Start(pipe.transformer, pipe.tokenizer, pipe.vqvae, dict(LUMINA_PIPELINE_CONFIG), pipe.scheduler)
         else:
             start.transformer = LLaDATransformer.from_pretrained(folder, torch_dtype=dtype)

@@ -24,12 +24,12 @@ import argparse
 import json
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm.auto import tqdm
 
@@ -43,7 +43,8 @@ from rm_edit.reflective import choose_reveal
 from .checkpoint import load_training_state, save_training_state
 from .validation import masked_validation_loss
 from .mdm_config import PRESETS, MDMTrainConfig, add_config_arguments
-from .mdm_model import build_model, init_code_rows_from_codebook, lora_dtype, optimizer_groups, trainable_parameters
+from .mdm_model import (build_model, init_code_rows_from_codebook, lora_dtype, optimizer_groups, resolve_lora_dtype,
+                        trainable_parameters)
 from .model_folders import check_output_parts, load_start, training_record, write_adapter_folder, write_pipeline_folder
 from .world_codes import CAPTION
 from .trajectories import (KEEP, MASK, REVEAL, SamplerStatesConfig, TrajectoryConfig, reflective_trajectory,
@@ -144,14 +145,16 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())
     main_process = accelerator.is_main_process
+    cfg = replace(cfg, lora_dtype=resolve_lora_dtype(cfg.lora_dtype, accelerator.distributed_type == DistributedType.FSDP))
     out = Path(cfg.out)
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     gen = torch.Generator().manual_seed(cfg.seed + 1000 * accelerator.process_index)
     layout = get_layout(cfg.layout)
+    # Each process loads a LLaDA checkpoint straight onto its own device (8 ranks: no 8 host copies of 16 GB).
     start = load_start(cfg.init_from, layout.name, cfg.tokenizer, cfg.vq,
-                       lora_dtype(cfg.lora_dtype) if cfg.lora_rank else torch.float32)
+                       lora_dtype(cfg.lora_dtype) if cfg.lora_rank else torch.float32, device=accelerator.device)
     if not cfg.lora_rank or cfg.save_merged:
         check_output_parts(start, cfg)
     cache = load_codes(cfg, layout, start.vq, accelerator)
