@@ -45,12 +45,12 @@ ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor | list
 
 @dataclass
 class ReflectiveEditOutput(BaseOutput):
-    """images: the edits (PIL list, (B,H,W,3) array, (B,3,H,W) tensor, or (B,h,w) codes for "latent");
-    edit_masks: per image, (H, W) bool at the input's size: the region the model chose to regenerate (with
-    paste-back: exactly the composited region, so every pixel outside it is the source's); edit_region_tokens:
-    the chosen region at token level (B, h, w); num_forward_passes: transformer calls (each covers the whole
-    batch and every guidance branch); trajectory: per step, the (B, h, w) code grids and what was re-masked,
-    when asked for; codes / source_codes: the edit's and the source's (B, h, w) VQ codes."""
+    """images: the edits (PIL list, (B,H,W,3) array, (B,3,H,W) tensor, or (B,h,w) codes for "latent"); edit_masks:
+    per image, (H, W) bool at the input's size: the region the model chose to regenerate (with paste-back: exactly
+    the composited region, so every pixel outside it is the source's); edit_region_tokens: that region at token
+    level (B, h, w); num_forward_passes: transformer calls (each covers the whole batch and every guidance branch);
+    forward_passes_per_image: the calls each image took part in (until its fixed point, whatever its batch);
+    trajectory: per step, the (B, h, w) codes and what was re-masked, when asked; codes / source_codes: (B, h, w)."""
 
     images: Any
     edit_masks: list[np.ndarray]
@@ -59,6 +59,7 @@ class ReflectiveEditOutput(BaseOutput):
     trajectory: list[dict[str, torch.Tensor]] | None = None
     codes: torch.Tensor | None = None
     source_codes: torch.Tensor | None = None
+    forward_passes_per_image: list[int] | None = None
 
 
 class ReflectiveMaskingEditPipeline(DiffusionPipeline):
@@ -357,7 +358,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         state = scheduler.begin(source.reshape(b, h * w), region, history)
         self._classes = self.layout.image_class_ids(device)
         self._kv_cache = KVCache() if use_kv_cache else None
-        state, passes, trajectory = self._denoise(
+        state, (passes, row_passes), trajectory = self._denoise(
             scheduler, state, (b, h, w), encoded_prompts, source_host, (g_text, g_image), generators_on(generator, device),
             return_trajectory, callback_on_step_end, callback_on_step_end_tensor_inputs)
         final, chosen = scheduler.finish(state)
@@ -366,18 +367,17 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             warn_identical_copies(codes, num_images_per_prompt, scheduler.config.temperature)
         self.maybe_free_model_hooks()
         images_out, masks = self._decode(codes, prepared, region_tokens, paste_back, output_type)
-        out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host)
+        out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host, row_passes)
         return ReflectiveEditOutput(*out) if return_dict else out
 
     def _denoise(self, scheduler, state, shape, encoded_prompts, source_host, guidance, generator, return_trajectory,
                  callback_on_step_end, callback_on_step_end_tensor_inputs):
-        """``scheduler.step`` per timestep until it is finished (or interrupted); returns the last state, the
-        forward passes run and (when asked) the trajectory on the host."""
+        """``scheduler.step`` per timestep until finished (or interrupted): the last state, (forward passes, per row), trajectory."""
         (b, h, w), (g_text, g_image) = shape, guidance
         self._num_timesteps, self._interrupt = len(scheduler.timesteps), False
         trajectory = [{"codes": state.view(b, h, w).clone(), "remasked": torch.zeros_like(state, dtype=torch.bool)
                        .view(b, h, w)}]
-        logits, passes, branches = None, 0, None
+        logits, passes, branches, row_passes = None, 0, None, [0] * b
         # The loop reads nothing back from the device except the rows at their fixed point, once per reflect step.
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
             for i, t in enumerate(scheduler.timesteps.tolist()):
@@ -389,7 +389,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 full = self._kv_cache is None or scheduler.needs_full_forward(t) or not self._kv_cache.serves(rows)
                 logits = self._predict(branches, state, logits, scheduler.history_embeddings(branches.row_index), full,
                                        g_text, g_image)
-                passes += 1
+                passes, row_passes = passes + 1, [n + (r in rows) for r, n in enumerate(row_passes)]
                 step = scheduler.step(logits, t, state, generator=generator)
                 state = step.prev_sample
                 if return_trajectory:
@@ -401,7 +401,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 bar.update()
         if return_trajectory:
             trajectory = [{k: v.cpu() for k, v in entry.items()} for entry in trajectory]
-        return state, passes, trajectory
+        return state, (passes, row_passes), trajectory
 
     def _history(self, use_history: bool | None, alpha: float | None, decay: float | None, batch: int,
                  positions: int, device) -> HistoryRecorder | None:

@@ -55,7 +55,7 @@ def evaluate_pipeline(pipe, n: int, start: int = 0, split: str = "test", batch_s
                          "exact_codes": bool(torch.equal(out.codes[i].cpu(), target)),
                          "source_codes_exact": bool(torch.equal(out.source_codes[i].cpu(),
                                                                 torch.from_numpy(ShapesWorld.codes(ex.source_scene)))),
-                         "forward_passes": out.num_forward_passes,
+                         "forward_passes": out.forward_passes_per_image[i],
                          "region_cells": int(out.edit_region_tokens[i].sum()),
                          "changed_pixels": changed_pixel_fraction(ex.source, out.images[i]),
                          **{k: tok[k] for k in ("tp", "fp", "fn", "kept_outside")}})

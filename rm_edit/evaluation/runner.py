@@ -122,7 +122,7 @@ def _chunk_results(pipe, samples: list[EditRecord], sources: list, out, seconds:
         tok, kind = token_metrics(out.edit_region_tokens[i], out.source_codes[i], out.codes[i].cpu(),
                                   target_codes.get(i), mask_grid)
         results.append(dict(edit=out.images[i], region=out.edit_masks[i], tokens=tok, token_gt=kind,
-                            forward_passes=out.num_forward_passes, replayed=replays[i] if replays else 0,
+                            forward_passes=out.forward_passes_per_image[i], replayed=replays[i] if replays else 0,
                             region_tokens=int(out.edit_region_tokens[i].sum()), edit_seconds=seconds))
     return results
 

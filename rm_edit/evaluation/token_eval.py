@@ -50,7 +50,7 @@ def evaluate_tokens(pipe, examples, batch_size: int = 32, seed: int = 0, progres
         replays = count_replays(out.trajectory, pipe.layout.mask_code)
         for i in range(len(chunk)):
             rows.append(image_token_scores(out.edit_region_tokens[i], source[i], target[i], out.images[i]) | dict(
-                forward_passes=float(out.num_forward_passes),
+                forward_passes=float(out.forward_passes_per_image[i]),
                 replayed=float(replays[i]),
                 edit_type=getattr(chunk[i], "edit_type", None),
             ))
