@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import rm_edit
-from rm_edit.data.shapes import COLOURS, EDIT_TYPES, ShapesWorld
+from rm_edit.data.shapes import CLASSIC_EDIT_TYPES, COLOURS, ShapesWorld
 from rm_edit.metrics import edit_success
 
 ASSETS = __import__("pathlib").Path(__file__).resolve().parent.parent / "assets"
@@ -53,7 +53,7 @@ def _fresh_edits(edit_type: str, n: int, start: int = 9000):
     return found
 
 
-@pytest.mark.parametrize("edit_type", EDIT_TYPES)
+@pytest.mark.parametrize("edit_type", CLASSIC_EDIT_TYPES)  # the world the shipped models know
 def test_fresh_test_edits_of_each_type_succeed(pipe, edit_type):
     examples = _fresh_edits(edit_type, 10)
     out = pipe([Image.fromarray(e.source) for e in examples], [e.instruction for e in examples],

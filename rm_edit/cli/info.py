@@ -47,10 +47,10 @@ def model_info(folder: Path, pipe=None) -> dict:
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
     examples = {k: list(v) for k, v in (world.get("examples") or {}).items()}
     if not examples and world.get("name") == "shapes":
-        from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld
+        from rm_edit.data.shapes import CLASSIC_EDIT_TYPES, ShapesWorld  # the default world: what the shipped models know
 
         shapes = ShapesWorld(split="test")
-        examples = {t: [] for t in EDIT_TYPES}
+        examples = {t: [] for t in CLASSIC_EDIT_TYPES}
         for i in range(400):
             ex = shapes[i]
             chosen = examples.setdefault(ex.edit_type, [])
