@@ -46,3 +46,13 @@ def shapes_examples():
 @pytest.fixture
 def pil_images(shapes_examples):
     return [PIL.Image.fromarray(np.asarray(e.source)) for e in shapes_examples]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: thread-pool overhead dominates on a shared machine, so a module can run single-threaded
+    (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,13 +27,7 @@ from tests.lumina_fixture import (
 SMALL = dict(max_crop_cells=4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: thread-pool overhead dominates on a shared machine, so run single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny models run single-threaded
 
 
 @pytest.fixture(scope="module")

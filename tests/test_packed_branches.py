@@ -15,12 +15,7 @@ from tests.lumina_fixture import make_tiny_lumina_checkpoint, make_tiny_lumina_t
 HEAD, SHORT_HEAD, UNCOND, CLOSE = list(range(100, 140)), list(range(100, 131)), list(range(200, 215)), [300, 301]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny models run single-threaded
 
 
 def _sequences():
