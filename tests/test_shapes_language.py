@@ -147,3 +147,24 @@ def test_all_ten_types_are_known_to_the_config() -> None:
     ShapesWorldConfig(edit_types=EDIT_TYPES)
     with pytest.raises(ValueError, match="rotate"):
         ShapesWorldConfig(edit_types=("rotate",))
+
+
+def test_chains_link_their_edits_and_keep_scenes_well_formed() -> None:
+    world = ShapesWorld(ShapesWorldConfig(edit_types=EDIT_TYPES), split="test")
+    focus_positions, types = Counter(), Counter()
+    for i in range(40):
+        steps = world.chain(i, length=5)
+        assert len(steps) == 5
+        for (_, previous_target, _, _), (source, _, _, _) in zip(steps, steps[1:]):
+            assert source == previous_target  # each edit starts from the previous one's result
+        for source, target, instruction, edit_type in steps:
+            types[edit_type] += 1
+            assert 1 <= len(target.shapes) <= 3 and len(target.names()) == len(target.shapes)
+            assert (source == target) == (edit_type == "null"), (edit_type, instruction)
+            if edit_type == "remove":  # the named shape is gone, whichever of the scene's shapes it was
+                gone = [s for s in source.shapes if s not in target.shapes]
+                focus_positions[source.shapes.index(gone[0])] += 1
+                assert len(gone) == 1 and " ".join(instruction.split()[-2:]) == gone[0].name
+    assert world.chain(3) == world.chain(3) and world.chain(3) != world.chain(4)
+    assert len(types) == 10
+    assert len(focus_positions) >= 2  # not always the scene's first-drawn shape

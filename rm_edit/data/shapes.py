@@ -118,18 +118,37 @@ class ShapesWorld:
         # Some scenes admit no edit of this type (e.g. no free anchor); redraw from the same stream.
         for _ in range(1000):
             scene = self._random_scene(rng, int(rng.integers(self.config.min_shapes, self.config.max_shapes + 1)))
-            if edit_type in CLASSIC_EDIT_TYPES:
-                edit = classic_edit(rng, scene, edit_type, _related_name)
-                if edit is not None:
-                    target, affected, slots = edit
-                    template = TEMPLATES[edit_type][rng.integers(len(TEMPLATES[edit_type]))]
-                    return scene, target, template.format(**slots), edit_type, affected
-            else:
-                edit = language_edit(rng, scene, edit_type, _related_name)
-                if edit is not None:
-                    target, affected, instruction = edit
-                    return scene, target, instruction, edit_type, affected
+            edit = _edit(rng, scene, edit_type)
+            if edit is not None:
+                target, affected, instruction = edit
+                return scene, target, instruction, edit_type, affected
         raise RuntimeError(f"could not generate a '{edit_type}' edit for index {index}")  # pragma: no cover
+
+    def chain(self, index: int, length: int = 5) -> list[tuple[Scene, Scene, str, str]]:
+        """Chain ``index`` of ``length`` successive edits, each applied to the previous one's target: a list of
+        (source scene, target scene, instruction, edit type). Any shape may be the one edited; every scene keeps
+        ``min_shapes .. max_shapes`` shapes with distinct names (as the world's own scenes do). Its own random
+        stream, so single edits are unaffected."""
+        rng = np.random.default_rng([SPLIT_SEEDS[self.split], 2, int(index)])
+        lo, hi = self.config.min_shapes, self.config.max_shapes
+        scene = self._random_scene(rng, int(rng.integers(lo, hi + 1)))
+        steps: list[tuple[Scene, Scene, str, str]] = []
+        while len(steps) < length:
+            for _ in range(1000):
+                edit_type = self.config.edit_types[rng.integers(len(self.config.edit_types))]
+                first = int(rng.integers(len(scene.shapes)))  # the edit's focus is the scene's first shape
+                shapes = (scene.shapes[first],) + scene.shapes[:first] + scene.shapes[first + 1:]
+                edit = _edit(rng, Scene(scene.background, shapes), edit_type)
+                if edit is None:
+                    continue
+                target = scene if set(edit[0].shapes) == set(scene.shapes) else edit[0]  # a null edit: as it was
+                if lo <= len(target.shapes) <= hi and len(target.names()) == len(target.shapes):
+                    break
+            else:  # pragma: no cover
+                raise RuntimeError(f"could not continue chain {index} after {len(steps)} edits")
+            steps.append((scene, target, edit[2], edit_type))
+            scene = target
+        return steps
 
     def caption_example(self, index: int) -> tuple[Scene, str]:
         """Text-to-image example ``index``: a scene and a caption that determines it (the base model's
@@ -192,6 +211,18 @@ class ShapesWorld:
             for (c, k), a in zip(names, anchors)
         ]
         return Scene(background, tuple(shapes))
+
+
+def _edit(rng: np.random.Generator, scene: Scene, edit_type: str) -> tuple[Scene, list[Shape], str] | None:
+    """(target scene, affected shapes, instruction) of an ``edit_type`` edit of ``scene``'s first shape, or None."""
+    if edit_type in CLASSIC_EDIT_TYPES:
+        edit = classic_edit(rng, scene, edit_type, _related_name)
+        if edit is None:
+            return None
+        target, affected, slots = edit
+        template = TEMPLATES[edit_type][rng.integers(len(TEMPLATES[edit_type]))]
+        return target, affected, template.format(**slots)
+    return language_edit(rng, scene, edit_type, _related_name)
 
 
 def _related_name(rng: np.random.Generator, colour: int, kind: int, used: set[tuple[int, int]]) -> tuple[int, int]:
