@@ -29,6 +29,7 @@ def test_recipe_smoke_end_to_end(tmp_path):
     card = (models / "MODEL_CARD.md").read_text()
     assert "| shapes-rm |" in card and "| RM-LoRA (+HER) |" in card and "| base inpainting 16 (oracle region) |" in card
     assert (tmp_path / "assets" / "curve_forward_passes.png").stat().st_size > 1000
+    assert (tmp_path / "assets" / "curve_base_validation.png").stat().st_size > 1000
     # re-running skips finished stages
     times = (tmp_path / "stage_times.json").read_text()
     main(["--work", str(tmp_path), "--smoke"])

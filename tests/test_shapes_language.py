@@ -168,3 +168,20 @@ def test_chains_link_their_edits_and_keep_scenes_well_formed() -> None:
     assert world.chain(3) == world.chain(3) and world.chain(3) != world.chain(4)
     assert len(types) == 10
     assert len(focus_positions) >= 2  # not always the scene's first-drawn shape
+
+
+def test_data_shapes_command_writes_the_whole_language_on_request(tmp_path, capsys) -> None:
+    import json
+
+    from rm_edit.cli import main
+
+    assert main(["data", "shapes", "--out", str(tmp_path / "d"), "--n", "40", "--split", "test", "--edit-types", "all"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "d" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 40 and {r["edit_type"] for r in rows} - set(CLASSIC_EDIT_TYPES)  # new types appear
+    assert main(["data", "shapes", "--out", str(tmp_path / "n"), "--n", "5", "--edit-types", "null"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "n" / "manifest.jsonl").read_text().splitlines()]
+    assert {r["edit_type"] for r in rows} == {"null"}
+    capsys.readouterr()
+    assert main(["data", "shapes", "--out", str(tmp_path / "x"), "--n", "5", "--edit-types", "rotate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown rotate" in err[0] and not (tmp_path / "x").exists()

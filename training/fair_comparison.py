@@ -146,6 +146,23 @@ def plot_curves(steps: dict, passes: dict, out_steps: Path, out_passes: Path) ->
     fig.savefig(out_passes)
 
 
+def plot_base_validation(val_log: Path, out: Path) -> None:
+    """The base's held-out masked-objective loss against its training steps (``val_log.jsonl``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [json.loads(line) for line in val_log.read_text().splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot([p["step"] for p in points], [p["val_loss"] for p in points], marker="o", markersize=3)
+    ax.set(xlabel="base training steps (batch 64)", ylabel="held-out loss (masked codes)", yscale="log",
+           title="Base MDM: held-out loss of the masked objective")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out)
+
+
 def table(results: dict) -> str:
     head = ("| model (one base, equal post-training cost) | edit success | exact codes | kept outside | null: empty region | "
             "null: pixels changed | forward passes |\n|---|---:|---:|---:|---:|---:|---:|\n")
@@ -175,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     tuned_path = a.out / "tuned.json"
     if "tune" in parts:
-        tuned = {name: tune_regenerate(a.work / name / "final", a.n_val) for name in ("base", "sft")}
+        shared = a.work / "tuned_regenerate.json"  # the recipe's package stage tuned the same sampler on the same edits
+        tuned = (json.loads(shared.read_text()) if shared.exists()
+                 else {name: tune_regenerate(a.work / name / "final", a.n_val) for name in ("base", "sft")})
         tuned_path.write_text(json.dumps(tuned, indent=2))
     tuned = json.loads(tuned_path.read_text())
     if "compare" in parts:
@@ -189,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         (a.out / "curves.json").write_text(json.dumps({"steps": steps, "passes": passes}, indent=2))
         a.assets.mkdir(parents=True, exist_ok=True)
         plot_curves(steps, passes, a.assets / "curve_post_training_steps.png", a.assets / "curve_forward_passes.png")
+        plot_base_validation(a.work / "base" / "val_log.jsonl", a.assets / "curve_base_validation.png")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ class Recipe:
                          init_from=init, threads=self.threads, vq=str(self.vq_dir), **extra)
         if self.smoke:
             overrides.update(model=SMOKE_MODEL, steps=4, stop_after=None, batch_size=4, save_every=2, log_every=1,
-                             warmup_steps=1)
+                             warmup_steps=1, val_every=2, snapshot_every=2)
         train_mdm(MDMTrainConfig.from_file(config_path(config), **overrides), progress=not self.smoke)
 
     def stage_base(self) -> None:
@@ -142,6 +142,8 @@ class Recipe:
 
     def stage_evaluate(self) -> None:
         from .fair_comparison import main as fair_comparison
+        from rm_edit.data.shapes import EDIT_TYPES
+
         from .grid_report import render_edit_grid, write_model_cards
 
         models = self.work / "models"
@@ -149,7 +151,8 @@ class Recipe:
         fair_comparison(["--work", str(self.work), "--out", str(self.work / "comparison"), "--n", str(n),
                          "--n-val", str(4 if self.smoke else 96), "--n-curve", str(4 if self.smoke else 200),
                          "--assets", str(self.work / "assets"), "--threads", str(self.threads or 1)])
-        render_edit_grid(models / DEFAULT, self.work / "edit_grid.png", start=self.sizes["grid_start"], n=8)
+        render_edit_grid(models / DEFAULT, self.work / "edit_grid.png", start=self.sizes["grid_start"], n=10,
+                         edit_types=EDIT_TYPES)  # the whole language the models were trained on
         comparison = json.loads((self.work / "comparison" / "results.json").read_text())
         results = {name: comparison[row] for name, row in SHIPPED_ROWS.items() if row in comparison}
         (models / "heldout_results.json").write_text(json.dumps(results, indent=2))

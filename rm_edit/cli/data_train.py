@@ -47,6 +47,10 @@ def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
                    help="first world index (default 0): a later start gives more edits disjoint from a first set")
     s.add_argument("--confusable", action="store_true",
                    help="only edits whose named shape shares its colour with another shape (the kind word decides)")
+    s.add_argument("--edit-types", nargs="+", metavar="TYPE", default=None,
+                   help="edit types to draw from (default: the classic five: recolour remove add replace move); "
+                        "'all' = the whole language the shipped models know (partial-reference plural "
+                        "replace-kind-colour relative-move null too)")
     t = sub.add_parser("pretokenize", help="encode a manifest's images to VQ codes for training",
                        description="Encode every source/target image of MANIFEST with the VQ model in DIR "
                                    "into FILE.safetensors (plus FILE.json with ids and instructions).")
@@ -67,7 +71,16 @@ def run_data(args: argparse.Namespace) -> int:
         from rm_edit.data.shapes import has_confusable_distractor, write_shapes_dataset
 
         select = has_confusable_distractor if args.confusable else None
-        print(write_shapes_dataset(args.out, args.n, split=args.split, start=args.start, select=select))
+        config = None
+        if args.edit_types:
+            from rm_edit.data.shapes import EDIT_TYPES, ShapesWorldConfig
+
+            types = EDIT_TYPES if args.edit_types == ["all"] else tuple(args.edit_types)
+            unknown = [t for t in types if t not in EDIT_TYPES]
+            if unknown:
+                raise CliError(f"--edit-types: unknown {', '.join(unknown)} (known: all, {', '.join(EDIT_TYPES)})")
+            config = ShapesWorldConfig(edit_types=types)
+        print(write_shapes_dataset(args.out, args.n, split=args.split, start=args.start, select=select, config=config))
         return 0
     from diffusers import VQModel
 
