@@ -208,7 +208,11 @@ SHAPES_1K = replace(SHAPES, name="shapes-1k", codebook_size=1024)
 # The grid-aligned shapes world's exact tokenizer: one code per (background, colour, kind, part) cell.
 SHAPES_GRID = replace(SHAPES, name="shapes-grid", codebook_size=605)
 
-PRESETS: dict[str, TokenLayout] = {p.name: p for p in (LUMINA_DIMOO, SHAPES, SHAPES_1K, SHAPES_GRID)}
+# The Sudoku world's exact tokenizer: one code per cell pattern (empty, given 1-9, written 1-9:
+# rm_edit.data.sudoku_cells.NUM_SUDOKU_CODES), 9x9 codes per 72x72 board; the same small text side.
+SUDOKU_GRID = replace(SHAPES, name="sudoku-grid", codebook_size=19)
+
+PRESETS: dict[str, TokenLayout] = {p.name: p for p in (LUMINA_DIMOO, SHAPES, SHAPES_1K, SHAPES_GRID, SUDOKU_GRID)}
 
 
 def get_layout(name_or_dict: str | dict | TokenLayout) -> TokenLayout:

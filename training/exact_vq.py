@@ -28,17 +28,19 @@ import torch.nn.functional as F
 from diffusers import VQModel
 from tqdm.auto import tqdm
 
-from rm_edit.data.shapes import BACKGROUNDS, GRID, NUM_CELL_CODES, ShapesWorld, canonical_cells
+from rm_edit.data.shapes import BACKGROUNDS, GRID, ShapesWorld, canonical_cells
 from rm_edit.vq import as_vq_tokenizer, cell_latents
 
 from .vq_cell_encoder import build_cell_pixel_vq
 
 
 @torch.no_grad()
-def build_exact_vq(seed: int = 0) -> VQModel:
-    """Hand-set encoder + the canonical-cell codebook; the decoder is still random."""
-    vq = build_cell_pixel_vq(NUM_CELL_CODES, seed=seed)
-    cells = torch.from_numpy(canonical_cells(8)).permute(0, 3, 1, 2).float().div(255.0)
+def build_exact_vq(seed: int = 0, cells: np.ndarray | None = None) -> VQModel:
+    """Hand-set encoder + the canonical-cell codebook; the decoder is still random. ``cells``: another world's
+    cell patterns, uint8 (N, 8, 8, 3) with row ``i`` = code ``i`` (default: the shapes world's 605)."""
+    cells = canonical_cells(8) if cells is None else cells
+    vq = build_cell_pixel_vq(len(cells), seed=seed)
+    cells = torch.from_numpy(np.ascontiguousarray(cells)).permute(0, 3, 1, 2).float().div(255.0)
     vq.quantize.embedding.weight.copy_(cell_latents(vq, cells).flatten(1))
     return as_vq_tokenizer(vq, cell_local=True)  # codes are per cell: the folder records it
 

@@ -51,7 +51,7 @@ COMMANDS: dict[str, Command] = {
     "edit": lazy_command("rm_edit.cli.edit", help="edit one image with an instruction"),
     "batch": lazy_command("rm_edit.cli.batch", help="edit every item of a JSONL manifest (resumable)"),
     "data": lazy_command("rm_edit.cli.data_train", "add_data_parser", "run_data",
-                         help="make training data: shapes-world edits, pre-tokenised codes"),
+                         help="make training data: shapes-world or Sudoku edits, pre-tokenised codes"),
     "train": lazy_command("rm_edit.cli.data_train", "add_train_parser", "run_train",
                           help="train the image tokenizer (vq) or the editing model (mdm)"),
     "eval": lazy_command("rm_edit.evaluation.cli",

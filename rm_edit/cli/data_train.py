@@ -1,4 +1,4 @@
-"""``rm-edit data`` (shapes-world sets, pre-tokenised codes) and ``rm-edit train`` (hands over to a trainer)."""
+"""``rm-edit data`` (shapes-world and Sudoku sets, pre-tokenised codes) and ``rm-edit train`` (hands over to a trainer)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .options import USAGE_ERROR, CliError, SubParsers, non_negative_int, positi
 _DATA_EPILOG = """\
 examples:
   rm-edit data shapes --out data/shapes_train --n 20000 --split train
+  rm-edit data sudoku --out data/sudoku_test --n 500 --split test
   rm-edit data pretokenize data/shapes_train/manifest.jsonl --vq runs/vq/final --out data/train_codes.safetensors
   rm-edit data pretokenize data/magicbrush_train --preset magicbrush --vq runs/vq/final --out data/mb.safetensors
   accelerate launch --num_processes 8 -m rm_edit.cli data pretokenize hf:osunlp/MagicBrush --split train \
@@ -33,10 +34,10 @@ examples:
 
 def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "data", help="make training data: shapes-world edits, pre-tokenised codes",
+        "data", help="make training data: shapes-world or Sudoku edits, pre-tokenised codes",
         description="Make training data.", epilog=_DATA_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="data_command", metavar="{shapes,pretokenize}", required=True)
+    sub = p.add_subparsers(dest="data_command", metavar="{shapes,sudoku,pretokenize}", required=True)
     s = sub.add_parser("shapes", help="write a synthetic shapes-world editing set (images, masks, manifest)",
                        description="Write N shapes-world editing examples to DIR (images/, masks/, manifest.jsonl).")
     s.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -51,6 +52,17 @@ def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
                    help="edit types to draw from (default: the classic five: recolour remove add replace move); "
                         "'all' = the whole language the shipped models know (partial-reference plural "
                         "replace-kind-colour relative-move null too)")
+    u = sub.add_parser("sudoku", help="write a Sudoku revision set (board images, masks, manifest)",
+                       description="Write N Sudoku examples to DIR (images/, masks/, manifest.jsonl): fix the "
+                                   "mistakes, fill in the empty cells, or both; the solved board is the target.")
+    u.add_argument("--out", type=Path, required=True, metavar="DIR")
+    u.add_argument("--n", type=positive_int, required=True, metavar="N", help="number of examples")
+    u.add_argument("--split", choices=("train", "val", "test"), default="train",
+                   help="which seeded split (default train); splits never share a solved grid")
+    u.add_argument("--start", type=non_negative_int, default=0, metavar="INDEX",
+                   help="first world index (default 0): a later start gives more examples disjoint from a first set")
+    u.add_argument("--tasks", nargs="+", choices=("fix", "fill", "fill-and-fix"), metavar="TASK",
+                   help="only these tasks (fix, fill, fill-and-fix; default all three)")
     t = sub.add_parser("pretokenize", help="encode a manifest's images to VQ codes for training",
                        description="Encode every source/target image of MANIFEST with the VQ model in DIR "
                                    "into FILE.safetensors (plus FILE.json with ids and instructions).")
@@ -81,6 +93,12 @@ def run_data(args: argparse.Namespace) -> int:
                 raise CliError(f"--edit-types: unknown {', '.join(unknown)} (known: all, {', '.join(EDIT_TYPES)})")
             config = ShapesWorldConfig(edit_types=types)
         print(write_shapes_dataset(args.out, args.n, split=args.split, start=args.start, select=select, config=config))
+        return 0
+    if args.data_command == "sudoku":
+        from rm_edit.data.sudoku import SudokuWorldConfig, write_sudoku_dataset
+
+        config = SudokuWorldConfig(tasks=tuple(dict.fromkeys(args.tasks))) if args.tasks else None
+        print(write_sudoku_dataset(args.out, args.n, split=args.split, config=config, start=args.start))
         return 0
     from diffusers import VQModel
 

@@ -3,7 +3,8 @@
 One JSON object per line::
 
     {"id": str, "source": relpath, "instruction": str,
-     "target": relpath | null, "mask": relpath | null, "edit_type": str | null}
+     "target": relpath | null, "mask": relpath | null, "edit_type": str | null,
+     "metadata": object (optional: extra facts about the example, kept as they are)}
 
 Paths are relative to the manifest's folder so a dataset directory can be moved
 or archived as a unit. Masks are PNGs where white marks the edit region.
@@ -73,6 +74,9 @@ def _parse_line(line: str, base: Path) -> EditRecord:
         # normpath folds "../" without following symlinks (unlike Path.resolve).
         return Path(os.path.normpath(base / rel))
 
+    metadata = obj.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"field 'metadata' must be a JSON object, got {type(metadata).__name__}")
     target, mask = obj.get("target"), obj.get("mask")
     return EditRecord(
         id=obj["id"],
@@ -81,6 +85,7 @@ def _parse_line(line: str, base: Path) -> EditRecord:
         target=None if target is None else absolute(target),
         mask=None if mask is None else absolute(mask),
         edit_type=obj.get("edit_type"),
+        metadata=metadata,
     )
 
 
@@ -144,6 +149,8 @@ def write_manifest(path: str | os.PathLike[str], records: Iterable[EditRecord]) 
             "mask": _relative(rec.mask, base),
             "edit_type": rec.edit_type,
         }
+        if rec.metadata is not None:
+            obj["metadata"] = rec.metadata
         lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
 
     write_text(path, "".join(lines))

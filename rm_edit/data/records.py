@@ -15,7 +15,8 @@ class EditRecord:
     """One editing example. Images are paths (a manifest: read when needed, absolute once loaded) or loaded
     PIL images (datasets, benchmarks); ``mask`` (white / True = the region that may change) a path or a bool
     (H, W) array; ``captions`` (source caption or None, target caption); ``image_path`` the relative path a
-    benchmark's edit is written under (any image suffix)."""
+    benchmark's edit is written under (any image suffix); ``metadata`` a manifest row's optional extra facts
+(a JSON object, e.g. a Sudoku example's task, wrong digits and empty cells), carried through untouched."""
 
     id: str
     source: Path | Image.Image
@@ -25,3 +26,4 @@ class EditRecord:
     edit_type: str | None = None
     captions: tuple[str | None, str] | None = None
     image_path: str = ""
+    metadata: dict | None = None

@@ -1,4 +1,4 @@
-"""Word-level text tokenizer for shapes-world instructions.
+"""Word-level text tokenizers for the shapes world's and the Sudoku world's instructions.
 
 A real `transformers` fast tokenizer (so it saves/loads with
 ``save_pretrained`` / ``AutoTokenizer.from_pretrained``) over the closed
@@ -82,10 +82,7 @@ def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
 
 def shapes_words() -> list[str]:
     """Sorted ordinary (non-special) words of the tokenizer: the world's, the glue words, the system prompt's."""
-    words = set(ShapesWorld.vocabulary()) | set(COMMON_WORDS)
-    system = instruction_normalizer(words).normalize_str(SYSTEM_PROMPT)
-    words.update(w for w, _ in _pre_tokenizer().pre_tokenize_str(system))
-    return sorted(words)
+    return world_words(ShapesWorld.vocabulary())
 
 
 def add_normalizer(backend: Tokenizer, words=None) -> Tokenizer:
@@ -100,11 +97,30 @@ def add_normalizer(backend: Tokenizer, words=None) -> Tokenizer:
 
 def build_shapes_tokenizer() -> PreTrainedTokenizerFast:
     """Build the fixed-layout word-level tokenizer (specials 0-12, words 13..)."""
-    words = shapes_words()
+    return build_word_tokenizer(shapes_words())
+
+
+def build_sudoku_tokenizer() -> PreTrainedTokenizerFast:
+    """The Sudoku world's tokenizer: the same specials and glue words, the Sudoku instructions' words."""
+    from rm_edit.data.sudoku import SudokuWorld
+
+    return build_word_tokenizer(world_words(SudokuWorld.vocabulary()))
+
+
+def world_words(vocabulary) -> list[str]:
+    """Sorted ordinary words of a world's tokenizer: its vocabulary, the glue words, the system prompt's."""
+    words = set(vocabulary) | set(COMMON_WORDS)
+    system = instruction_normalizer(words).normalize_str(SYSTEM_PROMPT)
+    words.update(w for w, _ in _pre_tokenizer().pre_tokenize_str(system))
+    return sorted(words)
+
+
+def build_word_tokenizer(words) -> PreTrainedTokenizerFast:
+    """A fixed-layout word-level tokenizer over ``words`` (specials 0-12, then the words in order)."""
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     vocab.update({w: len(SPECIAL_TOKENS) + i for i, w in enumerate(words)})
     if len(vocab) > MAX_VOCAB_SIZE:
-        raise ValueError(f"shapes tokenizer vocabulary has {len(vocab)} tokens > {MAX_VOCAB_SIZE}")
+        raise ValueError(f"word tokenizer vocabulary has {len(vocab)} tokens > {MAX_VOCAB_SIZE}")
 
     backend = Tokenizer(WordLevel(vocab, unk_token=UNK))
     add_normalizer(backend)

@@ -16,7 +16,7 @@ from ..data.records import EditRecord
 logger = logging.getLogger("rm_edit.evaluation")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-KINDS = ("shapes", "pie-bench", "magicbrush", "manifest")  # a Hugging Face dataset becomes magicbrush or manifest
+KINDS = ("shapes", "sudoku", "pie-bench", "magicbrush", "manifest")  # a Hugging Face dataset becomes magicbrush or manifest
 
 
 @dataclass

@@ -9,6 +9,8 @@ Supported (:func:`load_benchmark` picks by name, or by what a path contains):
 ``shapes-test``
     The shapes world's test split (exact targets and masks); ``n`` samples (default 256).
     Image paths ``test_000000.png``, ...
+``sudoku-test``
+    The Sudoku world's test split (:mod:`rm_edit.evaluation.sudoku_eval`), scored by the Sudoku metrics.
 PIE-Bench (a folder with ``mapping_file.json`` and ``annotation_images/``; or the JSON file itself)
     ``mapping_file.json`` maps a key to ``image_path`` (relative to ``annotation_images/``),
     ``original_prompt``, ``editing_prompt``, ``editing_instruction``, ``editing_type_id`` and ``mask``
@@ -327,7 +329,7 @@ def detect_kind(path: Path) -> str:
             return "magicbrush"
         raise ValueError(f"{path}: not a benchmark file (mapping_file.json, edit_sessions.json or *.jsonl)")
     if not path.is_dir():
-        raise FileNotFoundError(f"benchmark not found: {path} (names: shapes-test)")
+        raise FileNotFoundError(f"benchmark not found: {path} (names: shapes-test, sudoku-test)")
     if (path / "mapping_file.json").is_file():
         return "pie-bench"
     if (path / "manifest.jsonl").is_file():
@@ -341,13 +343,17 @@ def detect_kind(path: Path) -> str:
 
 def load_benchmark(name_or_path: str | os.PathLike[str], n: int | None = None, *, columns: str | None = None,
                    preset: str | None = None, split: str | None = None, offline: bool = False) -> Benchmark:
-    """``shapes-test`` (or ``shapes-val``), or a path to a PIE-Bench, MagicBrush, manifest or Hugging Face
+    """``shapes-test`` (or ``shapes-val``), ``sudoku-test`` (or ``sudoku-val``), or a path to a PIE-Bench, MagicBrush, manifest or Hugging Face
     dataset benchmark (optionally prefixed ``pie-bench:``, ``magicbrush:``, ``manifest:``, ``hf:``; a hub
     name needs ``hf:`` and a connection); the first ``n`` samples. ``columns`` / ``preset`` / ``split``:
     for datasets (:mod:`rm_edit.data.hf_datasets`)."""
     text = str(name_or_path)
     if text in ("shapes-test", "shapes-val", "shapes"):
         return shapes_benchmark(n, "val" if text == "shapes-val" else "test")
+    from .sudoku_eval import NAMES, sudoku_benchmark
+
+    if text in NAMES:
+        return sudoku_benchmark(n, NAMES[text])
     kind = None
     for k in ("pie-bench", "magicbrush", "manifest", "hf"):
         if text.startswith(k + ":"):

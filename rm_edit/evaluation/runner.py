@@ -40,6 +40,7 @@ from .benchmarks import fit_prediction
 from .run_files import ErrorList, SampleLog, check_run_config, find_prediction, output_relpath
 from .summary import (_ordered_rows, _write_tables, columns_for, markdown_table, summarize, summary_markdown,
                       unavailable_notes)
+from .sudoku_eval import step_boards, sudoku_values
 from .token_eval import count_replays
 
 RESERVED_OPTIONS = ("image", "prompt", "generator", "output_type", "return_trajectory", "return_dict", "mask_image")
@@ -123,7 +124,8 @@ def _chunk_results(pipe, samples: list[EditRecord], sources: list, out, seconds:
                                   target_codes.get(i), mask_grid)
         results.append(dict(edit=out.images[i], region=out.edit_masks[i], tokens=tok, token_gt=kind,
                             forward_passes=out.forward_passes_per_image[i], replayed=replays[i] if replays else 0,
-                            region_tokens=int(out.edit_region_tokens[i].sum()), edit_seconds=seconds))
+                            region_tokens=int(out.edit_region_tokens[i].sum()), edit_seconds=seconds,
+                            steps=step_boards(out.trajectory, i, pipe.layout)))
     return results
 
 
@@ -178,6 +180,10 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
             save_image(regions_dir / rel, Image.fromarray(res["region"].astype(np.uint8) * 255, "L"))
             values = score_sample(s, res["edit"], metrics, structure, structure_reason)
             reasons = values.pop("reasons")
+            if benchmark.kind == "sudoku":  # boards read off the images; replays from the sampler's steps
+                sudoku, why = sudoku_values(s, res["edit"], res["steps"], "needs Sudoku cell codes (layout sudoku-grid)")
+                values.update(sudoku)
+                reasons.update(why)
             if res["token_gt"] is None:
                 reasons.update({k: "no target or mask" for k in ("tok_precision", "tok_recall")})
             row = {"id": s.id, "image": rel, "instruction": s.instruction, "edit_type": s.edit_type, "status": "ok",
@@ -252,6 +258,10 @@ def score(benchmark: Benchmark, predictions_dir: str | os.PathLike[str], out_dir
             edit, resized = fit_prediction(benchmark.kind, edit, sample.source)  # e.g. PIE-Bench's side-by-side crop
             values = score_sample(sample, edit, metrics, structure, structure_reason)
             reasons = values.pop("reasons")
+            if benchmark.kind == "sudoku":
+                sudoku, why = sudoku_values(sample, edit, None)
+                values.update(sudoku)
+                reasons.update(why)
             row = {"id": sample.id, "image": pred.relative_to(predictions_dir).as_posix(),
                    "instruction": sample.instruction, "edit_type": sample.edit_type, "status": "ok", **values,
                    "resized_from": resized, "reasons": reasons}

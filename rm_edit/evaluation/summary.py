@@ -15,6 +15,7 @@ from ..files import dump_json, plain_json, write_text
 from ..metrics import aggregate, edit_success_rates
 from .benchmark_set import Benchmark
 from .run_files import SampleLog
+from .sudoku_eval import SUDOKU_COLUMNS, add_sudoku_summary, sudoku_markdown
 
 INFO_KEYS = ("id", "image", "instruction", "edit_type", "status", "reasons", "token_gt", "resized_from")
 _LOC_COLUMNS = [
@@ -46,6 +47,8 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 COLUMNS["manifest"] = COLUMNS["shapes"]
+# The Sudoku world (rm_edit.metrics.sudoku, read off the edited image); per k bucket and task below the table.
+COLUMNS["sudoku"] = SUDOKU_COLUMNS
 
 
 def columns_for(kind: str) -> list[tuple[str, str]]:
@@ -84,7 +87,7 @@ def summarize(benchmark: Benchmark, rows: list[dict], config: dict) -> dict:
     for r in ok:
         if r.get("edit_type") is not None:
             by_type.setdefault(str(r["edit_type"]), []).append(metric_values(r))  # type: ignore[arg-type]
-    return {
+    summary = {
         "benchmark": benchmark.name, "kind": benchmark.kind, "n_benchmark": len(benchmark),
         "n_scored": len(ok), "n_missing_predictions": sum(r.get("status") == "missing" for r in rows),
         "n_skipped": len(benchmark.errors), "config": config,
@@ -93,6 +96,9 @@ def summarize(benchmark: Benchmark, rows: list[dict], config: dict) -> dict:
         "by_edit_type": {t: {k: s["mean"] for k, s in aggregate(v).items()} for t, v in sorted(by_type.items())},
         "edit_success": edit_success_rates(ok),
     }
+    if benchmark.kind == "sudoku":
+        add_sudoku_summary(summary, ok)
+    return summary
 
 
 def format_value(stat: Mapping[str, Any] | None) -> str:
@@ -148,6 +154,7 @@ def summary_markdown(summary: Mapping[str, Any], title: str) -> str:
         parts += ["## By edit type", "", markdown_table(
             [(t, {"metrics": {k: {"mean": v} for k, v in means.items()}}) for t, means in summary["by_edit_type"].items()],
             keys), ""]
+    parts += sudoku_markdown(summary, markdown_table)
     parts += ["All metric means: summary.json. Per sample: per_sample.csv / per_sample.json.", ""]
     return "\n".join(parts)
 

@@ -1,0 +1,170 @@
+"""The Sudoku world: revision tasks on a board image, with the solved board as the exact target.
+
+A solved grid (:mod:`rm_edit.data.sudoku_grids`, whose splits never share a grid) becomes a board of given clues
+(black ink, always right), the player's written digits (blue ink) and empty cells; the target is the solution,
+clues kept and every other cell written. Three tasks, each one instruction:
+
+* ``fix`` ("fix the mistakes"): no empty cell; ``wrong`` written digits (1-24) differ from the solution;
+* ``fill`` ("fill in the empty cells"): 20-50 empty cells, every written digit right;
+* ``fill-and-fix``: both, 20-40 empty cells and 1-12 wrong digits.
+
+Example ``i`` of split ``s`` depends only on (split, i, config): its grid is ``solved_grid(s, i)`` and the task
+is drawn from ``numpy.random.default_rng([SUDOKU_SPLIT_SEEDS[s], i, 1])``. Images and the exact cell codes:
+:mod:`rm_edit.data.sudoku_cells`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from rm_edit.data.manifest import write_manifest
+from rm_edit.data.records import EditRecord
+from rm_edit.data.sudoku_cells import CELL_PX, IMAGE_SIZE, board_codes, render_board
+from rm_edit.data.sudoku_grids import SUDOKU_SPLIT_SEEDS, solved_grid
+
+SUDOKU_TASKS: tuple[str, ...] = ("fix", "fill", "fill-and-fix")
+INSTRUCTIONS: dict[str, str] = {
+    "fix": "fix the mistakes",
+    "fill": "fill in the empty cells",
+    "fill-and-fix": "fill in the empty cells and fix the mistakes",
+}
+
+
+@dataclass(frozen=True)
+class SudokuWorldConfig:
+    """Ranges are inclusive (low, high). Empty cells never exceed the cells left after clues and wrong digits."""
+
+    tasks: tuple[str, ...] = SUDOKU_TASKS
+    clues: tuple[int, int] = (24, 32)
+    fix_wrong: tuple[int, int] = (1, 24)
+    fill_blanks: tuple[int, int] = (20, 50)
+    fill_and_fix_wrong: tuple[int, int] = (1, 12)
+    fill_and_fix_blanks: tuple[int, int] = (20, 40)
+
+    def __post_init__(self) -> None:
+        if not self.tasks or any(t not in SUDOKU_TASKS for t in self.tasks):
+            raise ValueError(f"tasks must be some of {', '.join(SUDOKU_TASKS)}, got {self.tasks}")
+        for name in ("clues", "fix_wrong", "fill_blanks", "fill_and_fix_wrong", "fill_and_fix_blanks"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high <= 81:
+                raise ValueError(f"{name} must be 0 <= low <= high <= 81, got {(low, high)}")
+        if self.clues[1] + max(self.fix_wrong[0], self.fill_and_fix_wrong[0]) > 81:
+            raise ValueError("clues leave no room for the wrong digits")
+
+    def ranges(self, task: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(wrong digits, empty cells) of a task."""
+        return {"fix": (self.fix_wrong, (0, 0)), "fill": ((0, 0), self.fill_blanks),
+                "fill-and-fix": (self.fill_and_fix_wrong, self.fill_and_fix_blanks)}[task]
+
+
+@dataclass
+class SudokuPuzzle:
+    """One example without pixels: boards as (9, 9) cell codes (``rm_edit.data.sudoku_cells``)."""
+
+    id: str
+    task: str
+    instruction: str
+    solution: np.ndarray  # digits 1-9
+    source: np.ndarray  # cell codes: clues, written digits (some wrong), empty cells
+    target: np.ndarray  # cell codes: clues, every other cell written with the solution's digit
+    clues: int
+    wrong: int  # written digits that differ from the solution
+    blanks: int  # empty cells
+
+    @property
+    def metadata(self) -> dict:
+        return {"task": self.task, "wrong_digits": self.wrong, "blanks": self.blanks, "clues": self.clues}
+
+
+@dataclass
+class SudokuExample:
+    source: np.ndarray  # uint8 (72, 72, 3)
+    target: np.ndarray
+    mask: np.ndarray  # bool (72, 72): the cells that change
+    instruction: str
+    edit_type: str
+    id: str
+    puzzle: SudokuPuzzle = field(repr=False)
+
+
+class SudokuWorld:
+    """Indexable, deterministic generator of Sudoku revision examples (unbounded unless ``length``)."""
+
+    def __init__(self, config: SudokuWorldConfig | None = None, split: str = "train", *, length: int | None = None):
+        if split not in SUDOKU_SPLIT_SEEDS:
+            raise ValueError(f"unknown split '{split}' (known: {', '.join(SUDOKU_SPLIT_SEEDS)})")
+        self.config = config or SudokuWorldConfig()
+        self.split = split
+        self.length = length
+
+    def __len__(self) -> int:
+        if self.length is None:
+            raise TypeError("SudokuWorld is unbounded; construct it with length=N")
+        return self.length
+
+    def puzzle(self, index: int) -> SudokuPuzzle:
+        """Example ``index`` as boards of cell codes."""
+        index = int(index)
+        if index < 0 or (self.length is not None and index >= self.length):
+            raise IndexError(f"index {index} out of range")
+        solution = solved_grid(self.split, index)
+        rng = np.random.default_rng([SUDOKU_SPLIT_SEEDS[self.split], index, 1])
+        cfg = self.config
+        task = cfg.tasks[int(rng.integers(len(cfg.tasks)))]
+        (wrong_lo, wrong_hi), (blank_lo, blank_hi) = cfg.ranges(task)
+        clues = int(rng.integers(cfg.clues[0], cfg.clues[1] + 1))
+        wrong = int(rng.integers(wrong_lo, min(wrong_hi, 81 - clues) + 1))
+        blanks = int(rng.integers(min(blank_lo, 81 - clues - wrong), min(blank_hi, 81 - clues - wrong) + 1))
+        order = rng.permutation(81)  # clues first, then wrong digits, then empty cells
+        given = np.zeros(81, dtype=bool)
+        given[order[:clues]] = True
+        digits = solution.reshape(-1).copy()
+        wrong_cells = order[clues:clues + wrong]
+        digits[wrong_cells] = (digits[wrong_cells] - 1 + rng.integers(1, 9, size=wrong)) % 9 + 1
+        digits[order[clues + wrong:clues + wrong + blanks]] = 0
+        source = board_codes(digits.reshape(9, 9), given.reshape(9, 9))
+        target = board_codes(solution, given.reshape(9, 9))
+        return SudokuPuzzle(f"sudoku_{self.split}_{index:06d}", task, INSTRUCTIONS[task], solution, source, target,
+                            clues, wrong, blanks)
+
+    def __getitem__(self, index: int) -> SudokuExample:
+        p = self.puzzle(index)
+        mask = np.kron(p.source != p.target, np.ones((CELL_PX, CELL_PX), dtype=bool))
+        return SudokuExample(render_board(p.source), render_board(p.target), mask, p.instruction, p.task, p.id, p)
+
+    @staticmethod
+    def vocabulary() -> list[str]:
+        """Every word an instruction can contain, sorted."""
+        return sorted({w for text in INSTRUCTIONS.values() for w in text.split()})
+
+
+def write_sudoku_dataset(out_dir: str | Path, n: int, split: str = "train", config: SudokuWorldConfig | None = None,
+                         progress: bool = True, *, start: int = 0) -> Path:
+    """Write examples ``start .. start + n - 1`` as PNGs plus ``manifest.jsonl`` (the shapes layout:
+    ``images/{id}_source.png``, ``images/{id}_target.png``, ``masks/{id}.png``, white = the cells that change);
+    each row's ``metadata`` holds the task, wrong digits, empty cells and clues. Returns the manifest path."""
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    world = SudokuWorld(config, split)
+    records: list[EditRecord] = []
+    for index in tqdm(range(start, start + n), desc=f"sudoku world ({split})", disable=not progress, unit="ex"):
+        ex = world[index]
+        source = out_dir / "images" / f"{ex.id}_source.png"
+        target = out_dir / "images" / f"{ex.id}_target.png"
+        mask = out_dir / "masks" / f"{ex.id}.png"
+        Image.fromarray(ex.source).save(source, compress_level=1)
+        Image.fromarray(ex.target).save(target, compress_level=1)
+        Image.fromarray(ex.mask.astype(np.uint8) * 255).save(mask, compress_level=1)
+        records.append(EditRecord(ex.id, source, ex.instruction, target, mask, ex.edit_type,
+                                  metadata=ex.puzzle.metadata))
+    return write_manifest(out_dir / "manifest.jsonl", records)
+
+
+__all__ = ["IMAGE_SIZE", "INSTRUCTIONS", "SUDOKU_TASKS", "SudokuExample", "SudokuPuzzle", "SudokuWorld",
+           "SudokuWorldConfig", "write_sudoku_dataset"]

@@ -1,0 +1,109 @@
+"""rm_edit.metrics.sudoku on hand-made boards; every expected value is worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rm_edit.metrics.sudoku import (changed_digits, changed_givens, exact_board, k_bucket, replay_mistakes,
+                                    score_board, summarize_boards, valid_fewest_changes)
+
+# A valid solved grid, typed by hand (rows are shifts of 1-9 by 3, 3, then 1 between bands).
+SOLUTION = np.array([
+    [1, 2, 3, 4, 5, 6, 7, 8, 9],
+    [4, 5, 6, 7, 8, 9, 1, 2, 3],
+    [7, 8, 9, 1, 2, 3, 4, 5, 6],
+    [2, 3, 4, 5, 6, 7, 8, 9, 1],
+    [5, 6, 7, 8, 9, 1, 2, 3, 4],
+    [8, 9, 1, 2, 3, 4, 5, 6, 7],
+    [3, 4, 5, 6, 7, 8, 9, 1, 2],
+    [6, 7, 8, 9, 1, 2, 3, 4, 5],
+    [9, 1, 2, 3, 4, 5, 6, 7, 8],
+])
+# Columns 0 and 1 swapped (a permutation inside a stack): valid too, and it differs in those 18 cells.
+SWAPPED = SOLUTION[:, [1, 0, 2, 3, 4, 5, 6, 7, 8]]
+NO_GIVENS = np.zeros((9, 9), dtype=bool)
+
+
+def test_the_solution_scores_perfectly():
+    row = score_board(SOLUTION, SOLUTION, SOLUTION, NO_GIVENS, steps=[SOLUTION, SOLUTION])
+    assert row == {"sudoku_exact": 1.0, "sudoku_valid": 1.0, "sudoku_conflicts": 0, "sudoku_changed_givens": 0,
+                   "sudoku_changed_digits": 0, "sudoku_valid_fewest_changes": 1.0, "sudoku_replays": 0,
+                   "sudoku_wrong": 0, "sudoku_blanks": 0, "sudoku_k_bucket": "k 0"}
+
+
+def test_one_wrong_digit():
+    board = SOLUTION.copy()
+    board[0, 0] = 2  # the solution has 1; a 2 already stands at (0, 1) in its row and box and at (3, 0) in its column
+    row = score_board(board, board, SOLUTION, NO_GIVENS)
+    assert row["sudoku_conflicts"] == 3  # cells (0, 0), (0, 1), (3, 0)
+    assert row["sudoku_valid"] == 0.0 and row["sudoku_exact"] == 0.0
+    assert row["sudoku_wrong"] == 1 and row["sudoku_k_bucket"] == "k 1-12" and row["sudoku_replays"] is None
+    # Repairing it changes one source digit, as the solution does: the fewest changes.
+    assert changed_digits(board, SOLUTION) == 1 and valid_fewest_changes(board, SOLUTION, SOLUTION, NO_GIVENS)
+
+
+def test_an_empty_cell_is_no_conflict_but_not_valid():
+    board = SOLUTION.copy()
+    board[4, 4] = 0
+    row = score_board(board, board, SOLUTION, NO_GIVENS)
+    assert (row["sudoku_conflicts"], row["sudoku_valid"], row["sudoku_blanks"]) == (0, 0.0, 1)
+
+
+def test_another_valid_completion_of_the_empty_cells_counts_as_fewest_changes():
+    source = SOLUTION.copy()
+    source[:, :2] = 0  # columns 0 and 1 empty: both the solution and SWAPPED complete the board
+    row = score_board(source, SWAPPED, SOLUTION, NO_GIVENS)
+    assert row["sudoku_exact"] == 0.0 and row["sudoku_valid"] == 1.0
+    assert row["sudoku_changed_digits"] == 0 and row["sudoku_valid_fewest_changes"] == 1.0
+    assert row["sudoku_blanks"] == 18 and row["sudoku_wrong"] == 0
+
+
+def test_a_valid_board_that_rewrites_more_than_the_mistakes_is_not_the_fewest_changes():
+    source = SOLUTION.copy()
+    source[0, 0] = 2  # one wrong written digit
+    given = NO_GIVENS.copy()
+    given[8, 1] = given[8, 8] = True  # clues 1 at (8, 1) and 8 at (8, 8)
+    # SWAPPED keeps the 2 at (0, 0) and changes rows 1-8 of column 0 (8 cells) and all of column 1 (9 cells).
+    assert changed_digits(source, SWAPPED) == 17
+    assert changed_givens(source, SWAPPED, given) == 1  # the clue at (8, 1): 1 -> 9
+    assert changed_givens(source, SOLUTION, given) == 0
+    assert not valid_fewest_changes(source, SWAPPED, SOLUTION, given)
+    assert valid_fewest_changes(source, SOLUTION, SOLUTION, given)
+    assert not exact_board(SWAPPED, SOLUTION) and exact_board(SOLUTION, SOLUTION)
+
+
+def test_replay_mistakes_count_wrong_digits_taken_again():
+    boards = [SOLUTION.copy() for _ in range(6)]
+    # Cell (0, 0), solution 1: 2, empty, 2 (replay), 3 (new, wrong), 2 (replay), 1 (right)  -> 2
+    for t, d in enumerate([2, 0, 2, 3, 2, 1]):
+        boards[t][0, 0] = d
+    # Cell (1, 1), solution 5: 5, 5, empty, 5, 5, 5: taking the right digit again is no mistake  -> 0
+    boards[2][1, 1] = 0
+    # Cell (2, 2), solution 9: 9, 3 (new, wrong), 3 (kept: not taken again), empty, 3 (replay), 9  -> 1
+    for t, d in enumerate([9, 3, 3, 0, 3, 9]):
+        boards[t][2, 2] = d
+    assert replay_mistakes(boards, SOLUTION) == 3
+    assert replay_mistakes(boards[:3], SOLUTION) == 1  # only the first replay of (0, 0) so far
+
+
+@pytest.mark.parametrize("k, bucket", [(0, "k 0"), (1, "k 1-12"), (12, "k 1-12"), (13, "k 13-24"), (24, "k 13-24"),
+                                       (25, "k 25+")])
+def test_k_buckets(k, bucket):
+    assert k_bucket(k) == bucket
+
+
+def test_summary_per_task_and_bucket():
+    rows = [
+        {"edit_type": "fix", "sudoku_k_bucket": "k 1-12", "sudoku_exact": 1.0, "sudoku_replays": 2},
+        {"edit_type": "fix", "sudoku_k_bucket": "k 13-24", "sudoku_exact": 0.0, "sudoku_replays": 0},
+        {"edit_type": "fill", "sudoku_k_bucket": "k 0", "sudoku_exact": 1.0, "sudoku_replays": None},
+    ]
+    s = summarize_boards(rows)
+    assert s["all"]["n"] == 3 and s["all"]["sudoku_exact"] == pytest.approx(2 / 3)
+    assert s["all"]["sudoku_replays"] == 1.0  # (2 + 0) / 2: the row without a count is left out
+    assert s["by_task"]["fix"]["sudoku_exact"] == 0.5 and s["by_task"]["fill"]["sudoku_replays"] is None
+    assert list(s["by_k_bucket"]) == ["k 0", "k 1-12", "k 13-24"]
+    assert s["by_k_bucket"]["k 13-24"] == {"n": 1, "sudoku_exact": 0.0, "sudoku_valid": None, "sudoku_conflicts": None,
+                                           "sudoku_changed_givens": None, "sudoku_changed_digits": None,
+                                           "sudoku_valid_fewest_changes": None, "sudoku_replays": 0.0}
