@@ -5,7 +5,8 @@ shorter. A padded batch attends with a key mask, which in bf16 is not the comput
 random-weight Lumina-layout LLaDA, 8 regenerate steps agreed with the branches run alone on 84-88% of codes,
 ``python benchmarks/benchmark_bf16_branches.py``); running each length alone costs a pass per length (3 at batch
 1, up to 9 at batch 4). So the branches are packed into one row (:mod:`rm_edit.packing`): one pass, attention
-per length group without a mask. A key/value-cached step keeps the padded batch (the cache is approximate).
+per length group without a mask. The key/value cache holds that packed row too (no padding positions in it), and
+a cached step recomputes the same positions of every branch, in the row's order.
 
 :class:`BranchInputs` holds a call's sequences on the device for a set of batch rows, built on the host once;
 each step writes only the (B, N) state into them, so the loop reads nothing back from the device.
@@ -19,26 +20,36 @@ from rm_edit.history import scatter_offsets
 from rm_edit.layout import SequenceBatch, TokenLayout
 from rm_edit.packing import PackedSequences, pack_sequences
 
-__all__ = ["BranchInputs", "forward_branches", "forward_packed"]
+__all__ = ["BranchInputs", "forward_branches", "forward_packed", "forward_packed_cached"]
 
 
 def forward_packed(transformer, packed: PackedSequences, embedding_offset: torch.Tensor | None = None,
-                   output_classes: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits (S, N, V) at each packed sequence's target positions, in one pass."""
+                   output_classes: torch.Tensor | None = None, **kv_cache) -> torch.Tensor:
+    """Logits (S, N, V) at each packed sequence's target positions, in one pass (``kv_cache=``: filling it)."""
     s, n = packed.target_positions.shape
     logits = transformer(packed.input_ids, embedding_offset=embedding_offset, packing=packed,
-                         output_positions=packed.target_positions.reshape(1, -1), output_classes=output_classes).logits
+                         output_positions=packed.target_positions.reshape(1, -1), output_classes=output_classes,
+                         **kv_cache).logits
     return logits.view(s, n, -1)
 
 
+def forward_packed_cached(transformer, packed: PackedSequences, target_index: torch.Tensor, kv_cache,
+                          embedding_offset: torch.Tensor | None = None,
+                          output_classes: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (S, P, V) at target indices ``target_index`` (S, P) of each packed sequence, recomputed against the
+    packed ``kv_cache`` (filled by :func:`forward_packed`); the sequences go in row order and come back in S order."""
+    order = torch.tensor(packed.order, device=target_index.device)
+    in_row = torch.gather(packed.target_positions, 1, target_index).index_select(0, order)
+    logits = transformer(packed.input_ids, embedding_offset=embedding_offset, packing=packed, kv_cache=kv_cache,
+                         compute_positions=in_row.reshape(1, -1), output_classes=output_classes).logits
+    back = torch.empty_like(order).scatter_(0, order, torch.arange(len(packed.order), device=order.device))
+    return logits.view(*in_row.shape, -1).index_select(0, back)
+
+
 def forward_branches(transformer, batch: SequenceBatch, embedding_offset: torch.Tensor | None = None,
-                     kv_cache=None, output_classes: torch.Tensor | None = None) -> torch.Tensor:
+                     output_classes: torch.Tensor | None = None) -> torch.Tensor:
     """Logits (B, N, V) at ``batch.target_positions`` of a right-padded (host) batch, each sequence computed as
-    it would be alone (packed; with ``kv_cache``: the padded batch, filling the cache)."""
-    if kv_cache is not None:
-        return transformer(batch.input_ids, batch.attention_mask, embedding_offset=embedding_offset,
-                           output_positions=batch.target_positions, kv_cache=kv_cache,
-                           output_classes=output_classes).logits
+    it would be alone (packed)."""
     packed = pack_sequences(batch)
     offset = None
     if embedding_offset is not None:
@@ -51,20 +62,21 @@ def forward_branches(transformer, batch: SequenceBatch, embedding_offset: torch.
 
 class BranchInputs:
     """A call's branch sequences for batch ``rows`` (conditional rows, then each guidance branch's), on
-    ``device``; ``packed``: one packed row (else the padded batch a key/value cache needs)."""
+    ``device``, packed in one row."""
 
-    def __init__(self, layout: TokenLayout, host_batch: SequenceBatch, rows: tuple[int, ...], device, packed: bool):
+    def __init__(self, layout: TokenLayout, host_batch: SequenceBatch, rows: tuple[int, ...], device):
         self.layout, self.rows = layout, rows
         self.row_index = torch.tensor(rows, device=device)
         self.copies = host_batch.input_ids.shape[0] // len(rows)
-        self.packed = pack_sequences(host_batch).to(device) if packed else None
-        self.padded = None if packed else host_batch.to(device)
+        self.packed = pack_sequences(host_batch).to(device)
 
     def _ids_and_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1 or S, T) token ids and the target positions in them, flattened to one row when packed."""
-        if self.packed is not None:
-            return self.packed.input_ids, self.packed.target_positions.reshape(1, -1)
-        return self.padded.input_ids, self.padded.target_positions
+        """(1, T) token ids and the target positions in them, flattened to one row."""
+        return self.packed.input_ids, self.packed.target_positions.reshape(1, -1)
+
+    def _with(self, ids: torch.Tensor) -> PackedSequences:
+        p = self.packed
+        return PackedSequences(ids, p.positions, p.target_positions, p.groups, p.order)
 
     def with_state(self, state: torch.Tensor) -> torch.Tensor:
         """The token ids with every branch's target block holding ``state`` (len(rows), N)."""
@@ -83,17 +95,13 @@ class BranchInputs:
     def forward(self, transformer, state: torch.Tensor, reference: torch.Tensor | None,
                 output_classes: torch.Tensor | None, kv_cache=None) -> torch.Tensor:
         """A full pass: logits (S, N, C) of every branch (fills ``kv_cache`` when given)."""
-        ids, offset = self.with_state(state), self.offset(reference)
-        if self.packed is not None:
-            packed = PackedSequences(ids, self.packed.positions, self.packed.target_positions, self.packed.groups)
+        packed, offset = self._with(self.with_state(state)), self.offset(reference)
+        if kv_cache is None:
             return forward_packed(transformer, packed, offset, output_classes)
-        return transformer(ids, self.padded.attention_mask, embedding_offset=offset,
-                           output_positions=self.padded.target_positions, kv_cache=kv_cache,
-                           output_classes=output_classes).logits
+        return forward_packed(transformer, packed, offset, output_classes, kv_cache=kv_cache)
 
     def forward_cached(self, transformer, state: torch.Tensor, reference: torch.Tensor | None,
                        output_classes: torch.Tensor | None, kv_cache, target_index: torch.Tensor) -> torch.Tensor:
         """A cached pass recomputing target indices ``target_index`` (len(rows), P) of every branch: (S, P, C)."""
-        seq_index = torch.gather(self.padded.target_positions, 1, target_index.repeat(self.copies, 1))
-        return transformer(self.with_state(state), self.padded.attention_mask, embedding_offset=self.offset(reference),
-                           kv_cache=kv_cache, compute_positions=seq_index, output_classes=output_classes).logits
+        return forward_packed_cached(transformer, self._with(self.with_state(state)), target_index.repeat(self.copies, 1),
+                                     kv_cache, self.offset(reference), output_classes)

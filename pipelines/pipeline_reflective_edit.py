@@ -151,12 +151,12 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
     def _branch_inputs(self, prompts, source_host: torch.Tensor, rows: tuple[int, ...], g_text: float,
                        g_image: float) -> BranchInputs:
         """The batch ``rows``' branch sequences on the device (built on the host once per set of rows; a step
-        writes only the state into them): one packed row, or the padded batch a key/value cache needs."""
+        writes only the state into them), packed in one row (the key/value cache holds that row too)."""
         conditional, uncond, close = prompts
         picked = list(rows)
         batch = self._branches([conditional[j] for j in picked], [uncond[j] for j in picked], close,
                                source_host[picked], source_host[picked].flatten(1), g_text != 0, g_image != 0)
-        return BranchInputs(self.layout, batch, rows, self._execution_device, packed=self._kv_cache is None)
+        return BranchInputs(self.layout, batch, rows, self._execution_device)
 
     # ---- one forward pass ---------------------------------------------------------------------------------
     def _predict(self, branches: BranchInputs, state, previous, reference, full: bool, g_text: float, g_image: float):

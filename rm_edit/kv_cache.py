@@ -8,7 +8,8 @@ cached forward (``LLaDATransformer(..., kv_cache=cache, compute_positions=idx)``
 positions in ``idx`` (the changed and still-masked target codes) against the cached rest, writes their new
 keys/values back, and returns logits for those positions only. Samplers refresh it with a full forward when
 the approximation matters: every reflect step of Reflective Masking, whose keep / re-mask decision is taken
-at every position, is a full forward; the reveal steps between them use the cache.
+at every position, is a full forward; the reveal steps between them use the cache. The pipeline caches the packed
+row of its guidance branches (:mod:`rm_edit.packing`: no padding positions, attention within each sequence).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import torch
 @dataclass
 class KVCache:
     """Per layer (B, n_kv_heads, L, head_dim) keys (after RoPE) and values, plus the (B, L) token ids and
-    padding mask they were computed from."""
+    padding mask they were computed from (packed: B = 1, no mask, and the packing's ``groups``)."""
 
     keys: list[torch.Tensor] = field(default_factory=list)
     values: list[torch.Tensor] = field(default_factory=list)
     input_ids: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
+    groups: tuple | None = None  # the packing's groups when the batch is packed (rm_edit.packing), else None
     full_passes: int = 0  # forwards that (re)built the cache
     cached_passes: int = 0  # forwards that reused it
     computed_positions: int = 0  # positions recomputed by cached forwards, summed over rows

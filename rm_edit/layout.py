@@ -270,9 +270,17 @@ class SequenceBatch:
     input_ids: torch.Tensor  # (B, L)
     attention_mask: torch.Tensor  # (B, L), 1 = real token
     target_positions: torch.Tensor  # (B, N)
+    padded: bool = True  # False: every sequence has the same length (known on the host, no device read)
 
     def to(self, device) -> "SequenceBatch":
-        return SequenceBatch(self.input_ids.to(device), self.attention_mask.to(device), self.target_positions.to(device))
+        return SequenceBatch(self.input_ids.to(device), self.attention_mask.to(device), self.target_positions.to(device),
+                             self.padded)
+
+    @property
+    def model_mask(self) -> torch.Tensor | None:
+        """The attention mask to give the model: None when nothing is padded, so attention runs unmasked and SDPA
+        may pick its flash / memory-efficient kernels (a boolean mask rules flash out); the results are the same."""
+        return self.attention_mask if self.padded else None
 
 
 def pad_sequences(sequences: Sequence[EditSequence], pad_token_id: int) -> SequenceBatch:
@@ -287,4 +295,5 @@ def pad_sequences(sequences: Sequence[EditSequence], pad_token_id: int) -> Seque
         ids[i, : s.input_ids.numel()] = s.input_ids
         mask[i, : s.input_ids.numel()] = 1
     positions = torch.stack([s.target_positions for s in sequences])
-    return SequenceBatch(ids, mask, positions)
+    padded = len({s.input_ids.numel() for s in sequences}) > 1
+    return SequenceBatch(ids, mask, positions, padded)

@@ -28,10 +28,11 @@ class PackedSequences:
     positions: torch.Tensor  # (1, T) RoPE positions, from 0 in each sequence
     target_positions: torch.Tensor  # (S, N) each sequence's target codes, as indices into the packed row
     groups: tuple[tuple[int, int, int], ...]  # (start, count, length): ``count`` sequences of ``length`` from start
+    order: tuple[int, ...] = ()  # the sequences (their index in S) in the order they sit in the row
 
     def to(self, device) -> "PackedSequences":
         return PackedSequences(self.input_ids.to(device), self.positions.to(device), self.target_positions.to(device),
-                               self.groups)
+                               self.groups, self.order)
 
     @property
     def num_sequences(self) -> int:
@@ -61,20 +62,27 @@ def pack_sequences(batch: SequenceBatch) -> PackedSequences:
         offset += n
     target = batch.target_positions + torch.tensor(starts).unsqueeze(1)
     return PackedSequences(torch.cat(ids)[None], torch.cat(positions)[None], target,
-                           tuple(tuple(g) for g in groups))
+                           tuple(tuple(g) for g in groups), tuple(order))
 
 
-def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, groups, enable_gqa: bool) -> torch.Tensor:
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, groups, enable_gqa: bool,
+                      queries: int | None = None) -> torch.Tensor:
     """Attention of packed (1, heads, T, head_dim) q/k/v within each sequence -> (1, T, heads * head_dim).
 
     Each group's sequences are viewed as a batch (count, heads, length, head_dim), with the strides a sequence run
-    alone has, and attend without a mask: the same kernel and rounding as each sequence alone."""
-    out = []
+    alone has, and attend without a mask: the same kernel and rounding as each sequence alone. With ``queries``
+    (a cached forward, :mod:`rm_edit.kv_cache`) ``q`` holds that many positions per sequence, the sequences in
+    row order, against the whole packed keys/values: (1, S * queries, heads * head_dim)."""
+    out, first = [], 0
     for start, count, length in groups:
         span = slice(start, start + count * length)
-        qg, kg, vg = (t[0, :, span].unflatten(1, (count, length)).transpose(0, 1) for t in (q, k, v))
+        kg, vg = (t[0, :, span].unflatten(1, (count, length)).transpose(0, 1) for t in (k, v))
+        n = length if queries is None else queries
+        qspan = span if queries is None else slice(first * queries, (first + count) * queries)
+        qg = q[0, :, qspan].unflatten(1, (count, n)).transpose(0, 1)
         att = F.scaled_dot_product_attention(qg, kg, vg, enable_gqa=enable_gqa)
-        out.append(att.transpose(1, 2).reshape(count * length, -1))
+        out.append(att.transpose(1, 2).reshape(count * n, -1))
+        first += count
     return torch.cat(out)[None]
 
 

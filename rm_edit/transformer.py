@@ -90,8 +90,9 @@ class LLaDABlock(nn.Module):
             else:
                 k, v = kv_cache.update(layer, compute_positions, k, v)
         gqa = self.n_kv_heads != self.n_heads
-        if groups is not None:
-            att = grouped_attention(q, k, v, groups, gqa)
+        if groups is not None:  # a cached pass: the same number of positions recomputed in every sequence
+            queries = None if compute_positions is None else l // sum(count for _, count, _ in groups)
+            att = grouped_attention(q, k, v, groups, gqa, queries)
         else:
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=gqa)
             att = att.transpose(1, 2).reshape(b, l, -1)
@@ -203,7 +204,9 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         output_classes: (C,) class ids; when given, the head computes only those rows, in that order (..., C):
             a sampler reads 8,193 of Lumina-DiMOO's 126,464 classes, so the full head would be ~15x the work.
         packing: ``input_ids`` is ``packing.input_ids`` (1, T), several sequences packed end to end
-            (:mod:`rm_edit.packing`): RoPE positions restart per sequence and attention stays within each.
+            (:mod:`rm_edit.packing`): RoPE positions restart per sequence and attention stays within each. With
+            ``kv_cache`` it is cached packed; a cached forward then takes the same ``packing`` and (1, S * P)
+            ``compute_positions``: P positions of each sequence, the sequences in row order (``packing.order``).
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
@@ -213,14 +216,14 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             raise ValueError(f"sequence length {longest} exceeds max_sequence_length {self.config.max_sequence_length}")
         if compute_positions is not None:
             return self._cached_forward(input_ids, attention_mask, embedding_offset, kv_cache, compute_positions,
-                                        return_dict, output_classes)
+                                        return_dict, output_classes, packing)
         x = self.embed(input_ids)
         if embedding_offset is not None:
             x = x + embedding_offset.to(x.dtype)
 
         if packing is not None:
-            if attention_mask is not None or kv_cache is not None or b != 1:
-                raise ValueError("packing takes one packed row, without attention_mask or kv_cache")
+            if attention_mask is not None or b != 1:
+                raise ValueError("packing takes one packed row, without attention_mask")
             positions, attn_mask, groups = packing.positions, None, packing.groups
         else:
             positions, attn_mask = _positions_and_mask(attention_mask, b, l, input_ids.device)
@@ -234,6 +237,7 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
                 x = block(x, cos, sin, attn_mask, kv_cache, i, None, groups)
         if kv_cache is not None:
             kv_cache.input_ids, kv_cache.attention_mask = input_ids, attention_mask
+            kv_cache.groups = None if packing is None else packing.groups
             kv_cache.full_passes += 1
         x = self.transformer["ln_f"](x)
         if output_positions is not None:
@@ -265,23 +269,33 @@ class LLaDATransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         return x + grid * is_code.unsqueeze(-1).to(x.dtype)
 
     def _cached_forward(self, input_ids, attention_mask, embedding_offset, kv_cache, compute_positions, return_dict,
-                        output_classes=None):
+                        output_classes=None, packing=None):
         """Recompute ``compute_positions`` (B, P) against ``kv_cache``'s keys/values for every other position."""
         if kv_cache is None or kv_cache.is_empty:
             raise ValueError("compute_positions needs a filled kv_cache: run a full forward with kv_cache first")
         if kv_cache.input_ids.shape != input_ids.shape:
             raise ValueError(f"input_ids {tuple(input_ids.shape)} do not match the cached batch {tuple(kv_cache.input_ids.shape)}")
+        groups = None if packing is None else packing.groups
+        if groups != kv_cache.groups:
+            raise ValueError("the cached forward's packing does not match the one that filled kv_cache")
         b, l = input_ids.shape
         x = self.embed(input_ids)
         x = torch.gather(x, 1, compute_positions.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         if embedding_offset is not None:
             picked = compute_positions.unsqueeze(-1).expand(-1, -1, embedding_offset.shape[-1])
             x = x + torch.gather(embedding_offset, 1, picked).to(x.dtype)
-        positions, attn_mask = _positions_and_mask(attention_mask, b, l, input_ids.device)
+        if groups is not None:
+            sequences = sum(count for _, count, _ in groups)
+            if b != 1 or attention_mask is not None or compute_positions.shape[1] % sequences:
+                raise ValueError(f"a packed cached forward takes one row and P positions of each of its {sequences} "
+                                 f"sequences, got compute_positions of shape {tuple(compute_positions.shape)}")
+            positions, attn_mask = packing.positions, None
+        else:
+            positions, attn_mask = _positions_and_mask(attention_mask, b, l, input_ids.device)
         cos, sin = rotary_cos_sin(torch.gather(positions, 1, compute_positions), self.config.d_model // self.config.n_heads,
                                   self.config.rope_theta)
         for i, block in enumerate(self.transformer["blocks"]):
-            x = block(x, cos, sin, attn_mask, kv_cache, i, compute_positions)
+            x = block(x, cos, sin, attn_mask, kv_cache, i, compute_positions, groups)
         kv_cache.input_ids = kv_cache.input_ids.scatter(1, compute_positions, torch.gather(input_ids, 1, compute_positions))
         kv_cache.cached_passes += 1
         kv_cache.computed_positions += compute_positions.numel()

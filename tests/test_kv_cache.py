@@ -154,3 +154,102 @@ def test_pipeline_cache_with_history_runs_and_stays_close(pipe, pil_images):
     assert cached.num_forward_passes == plain.num_forward_passes
     # One layer, but History Reference moves the input of unchanged positions between passes: close, not equal.
     assert (cached.images == plain.images).float().mean() > 0.9
+
+
+# ---- the packed layout (rm_edit.packing): the cache holds one row of every branch, no padding ------------------
+def _packed(seed: int = 2):
+    """Three right-padded sequences of lengths 20, 14, 20 with 4 target positions each, packed."""
+    from rm_edit.layout import SequenceBatch
+    from rm_edit.packing import pack_sequences
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 64, (3, 20), generator=g)
+    mask = torch.ones(3, 20, dtype=torch.long)
+    mask[1, 14:] = 0
+    ids[1, 14:] = 0
+    targets = torch.tensor([[12, 13, 14, 15], [8, 9, 10, 11], [12, 13, 14, 15]])
+    batch = SequenceBatch(ids, mask, targets)
+    return batch, pack_sequences(batch)
+
+
+@torch.no_grad()
+def test_packed_cache_holds_no_padding_and_recomputing_everything_reproduces_the_full_pass():
+    model = _model(3)
+    _, packed = _packed()
+    assert packed.order == (1, 0, 2) and packed.groups == ((0, 1, 14), (14, 2, 20))
+    cache = KVCache()
+    full = model(packed.input_ids, packing=packed, kv_cache=cache).logits
+    assert cache.keys[0].shape == (1, 2, 54, 8) and cache.groups == packed.groups  # 14 + 20 + 20 tokens
+    with pytest.raises(ValueError, match="P positions of each"):  # 53 positions are not P of each of 3 sequences
+        model(packed.input_ids, packing=packed, kv_cache=cache, compute_positions=torch.arange(53)[None])
+    # P = 14 positions of each sequence: all of the short one, the first 14 of the others.
+    first14 = torch.cat([torch.arange(0, 14), torch.arange(14, 28), torch.arange(34, 48)])[None]
+    again = model(packed.input_ids, packing=packed, kv_cache=cache, compute_positions=first14).logits
+    torch.testing.assert_close(again, full[:, first14[0]], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="packing does not match"):
+        model(packed.input_ids, kv_cache=cache, compute_positions=first14)
+
+
+@torch.no_grad()
+def test_packed_cached_pass_equals_the_padded_cached_pass():
+    """The same approximation in both layouts: stale keys of three layers, new tokens at the target positions."""
+    from rm_edit.pipelines.guidance_branches import forward_packed, forward_packed_cached
+    from rm_edit.packing import PackedSequences
+
+    model = _model(3)
+    batch, packed = _packed()
+    padded_cache, packed_cache = KVCache(), KVCache()
+    model(batch.input_ids, batch.attention_mask, kv_cache=padded_cache)
+    forward_packed(model, packed, kv_cache=packed_cache)
+    new = (torch.arange(12) % 64 + 30).view(3, 4)  # every sequence's 4 target tokens change
+    changed = batch.input_ids.scatter(1, batch.target_positions, new)
+    index = torch.tensor([[0, 2], [1, 3], [3, 0]])  # two target indices per sequence, each its own
+    positions = torch.gather(batch.target_positions, 1, index)
+    want = model(changed, batch.attention_mask, kv_cache=padded_cache, compute_positions=positions).logits
+    packed_ids = packed.input_ids.scatter(1, packed.target_positions.reshape(1, -1), new.reshape(1, -1))
+    moved = PackedSequences(packed_ids, packed.positions, packed.target_positions, packed.groups, packed.order)
+    got = forward_packed_cached(model, moved, index, packed_cache)
+    assert got.shape == (3, 2, 64)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    exact = model(changed, batch.attention_mask).logits.gather(1, positions[..., None].expand(-1, -1, 64))
+    assert (got - exact).abs().max() > 1e-4  # deeper than one layer: an approximation, the same in both layouts
+
+
+@pytest.fixture(scope="module")
+def one_layer_lumina_pipe(tmp_path_factory):
+    """The tiny Lumina-DiMOO-layout pipeline (real ids, 8,193 classes) with a one-layer fp32 transformer."""
+    from rm_edit.pipelines.lumina_dimoo import load_lumina_dimoo
+    from tests.lumina_fixture import make_tiny_lumina_checkpoint, make_tiny_lumina_transformer
+
+    folder = make_tiny_lumina_checkpoint(tmp_path_factory.mktemp("dimoo") / "Lumina-DiMOO")
+    pipe = load_lumina_dimoo(folder, torch_dtype=torch.float32, max_crop_cells=4)
+    pipe.register_modules(transformer=make_tiny_lumina_transformer(0, n_layers=1))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_packed_cache_regenerate_equals_uncached_codes_on_the_lumina_layout(one_layer_lumina_pipe):
+    """Two edits with instructions of different lengths (6 branch sequences of 5 lengths in one packed row),
+    Lumina's sampler at temperature 1: cached and uncached runs draw the same codes."""
+    import PIL.Image
+    import numpy as np
+
+    pipe = one_layer_lumina_pipe
+    rng = np.random.default_rng(0)
+    images = [PIL.Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
+    prompts = ["make the sky red", "make it blue"]
+
+    def run(**kwargs):
+        gens = [torch.Generator().manual_seed(i) for i in range(2)]
+        return pipe(images, prompts, strategy="regenerate", num_inference_steps=8, generator=gens,
+                    output_type="latent", **kwargs)
+
+    plain = run()
+    cached = run(use_kv_cache=True, kv_cache_refresh_every=4)
+    stats = pipe._kv_cache
+    assert stats.full_passes == 2 and stats.cached_passes == 6
+    assert stats.input_ids.shape[0] == 1 and sum(count for _, count, _ in stats.groups) == 6  # one row, 6 sequences
+    assert stats.keys[0].shape[2] == stats.input_ids.shape[1] == sum(c * n for _, c, n in stats.groups)  # no padding
+    assert torch.equal(cached.images, plain.images)
+    assert not torch.equal(plain.images[0], plain.images[1])

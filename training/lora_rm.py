@@ -58,7 +58,7 @@ def lumina_lora_config(**values) -> MDMTrainConfig:
 def rm_losses(model, layout: TokenLayout, batch: SequenceBatch, corrupted: CorruptedTargets,
               embedding_offset: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The reveal / mask / keep cross-entropies over the image codes and [MASK] (code-space labels)."""
-    logits = model(batch.input_ids, batch.attention_mask, embedding_offset=embedding_offset,
+    logits = model(batch.input_ids, batch.model_mask, embedding_offset=embedding_offset,
                    output_positions=batch.target_positions,
                    output_classes=layout.image_class_ids(batch.input_ids.device)).logits
     code_logits = logits.float()  # the head computed only the 8,193 classes (of 134k) before the upcast

@@ -96,8 +96,8 @@ def sample_native(model, layout, bank, cache, index, cfg, gen) -> torch.Tensor:
     state = torch.full((len(index), n), layout.mask_code)
     batch = build_batch(layout, bank, cache, index, state, SimpleNamespace(p_drop_instruction=0.0, p_drop_image=0.0), gen)
     device = next(model.parameters()).device
-    logits = model(batch.input_ids.to(device), batch.attention_mask.to(device),
-                   output_positions=batch.target_positions.to(device),
+    batch = batch.to(device)
+    logits = model(batch.input_ids, batch.model_mask, output_positions=batch.target_positions,
                    output_classes=layout.image_class_ids(device)).logits  # the head computes only codes + [MASK]
     log_probs = logits.float().log_softmax(-1).cpu()
     return choose_reveal(log_probs, state, temperature=1.0, generator=gen)[1]
@@ -222,7 +222,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
             if corrupted.history is not None:
                 offset = history_offsets(raw_model, layout, corrupted.history.to(accelerator.device),
                                          batch.target_positions, batch.input_ids.shape[1], cfg)
-            logits = model(batch.input_ids, batch.attention_mask, embedding_offset=offset,
+            logits = model(batch.input_ids, batch.model_mask, embedding_offset=offset,
                            output_positions=batch.target_positions, output_classes=classes).logits
             if cfg.loss_classes == "codes":  # the head computed only 8,193 of Lumina's 134k classes
                 logits, labels = logits.float(), corrupted.labels.to(logits.device)

@@ -31,7 +31,7 @@ def masked_validation_loss(model, layout: TokenLayout, bank, cache: CodeCache, c
         index = torch.arange(start, min(start + batch_size, len(cache)))
         corrupted = vanilla_corruption(cache.target[index].flatten(1), layout.codebook_size, gen)
         batch = build_batch(layout, bank, cache, index, corrupted.state, plain, gen).to(device)
-        logits = model(batch.input_ids, batch.attention_mask, output_positions=batch.target_positions).logits.float()
+        logits = model(batch.input_ids, batch.model_mask, output_positions=batch.target_positions).logits.float()
         labels = layout.ids_from_code_state(corrupted.labels).to(device)
         scored = corrupted.kind.to(device) == REVEAL
         total += F.cross_entropy(logits[scored], labels[scored], reduction="sum").item()
