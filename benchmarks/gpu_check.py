@@ -18,7 +18,15 @@ Sections, each a row of the printed table (and a record of ``--json``):
    temperature 1), at batch 1 and 4: seconds per edit, forward passes, the forward passes alone timed by CUDA
    events against the whole loop (the host's share of a step), peak memory.
 4. LoRA steps: rank-16 LoRA RM steps of the 32-layer model with gradient checkpointing at batch 1 and 4 (1,024
-   codes, ~2.2k tokens per sequence): seconds per step, peak memory.
+   codes, ~2.2k tokens per sequence): seconds per step, peak memory. Every row has the same prompt, so nothing
+   is padded and attention runs without a mask (SDPA may pick flash); the key/value-cache edits of section 3 cache
+   the packed branch row.
+
+Not covered here: DeepSpeed ZeRO-3 (``configs/accelerate/deepspeed_zero3.yaml``, never run; ``pip install
+deepspeed`` first). On a machine with several GPUs, once the trainer sets ZeRO-3's micro batch size and registers
+the output head's weight as used by the whole model (the open part of issue #27):
+    accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --num_processes 2 \
+        -m rm_edit.training.lora_rm --base DIR --train-codes CODES --out OUT --steps 3 --batch-size 4
 
 Random weights say nothing about edit quality: only that the path runs, its speed and its memory. Without CUDA
 it stops at once with one line (``--tiny --cpu`` runs the same code on CPU in seconds).
