@@ -15,6 +15,7 @@ the validation split, figures on held-out test edits of the whole shapes languag
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -37,6 +38,21 @@ def _load(folder: Path):
     return ReflectiveMaskingEditPipeline.from_pretrained(str(folder), torch_dtype=torch.float32)
 
 
+def _evaluate(out: Path, folder: Path, n: int, start: int, split: str, progress: bool, **kwargs) -> dict:
+    """``evaluate_pipeline`` of ``folder``, kept under ``out/evaluated/``: a comparison that stops resumes, and
+    one run's rows can be scored while the others still train. Keyed by the folder's weights (path and mtime)."""
+    weights = sorted(folder.glob("transformer/*.safetensors")) or sorted(folder.glob("*.safetensors"))
+    key = json.dumps([str(folder.resolve()), [w.stat().st_mtime_ns for w in weights], n, start, split,
+                      sorted(kwargs.items())])
+    path = out / "evaluated" / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    r = evaluate_pipeline(_load(folder), n, start, split, edit_types=EDIT_TYPES, progress=progress, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(r))
+    return r
+
+
 def _figures(result: dict) -> dict:
     return {k: v for k, v in result.items() if k != "rows"}
 
@@ -57,6 +73,9 @@ def compare(work: Path, out: Path, n: int, tuned: dict, progress: bool = True) -
     """Every row of the table on test edits ``TEST_START ..``; writes ``out/<row>.json``."""
     rows: dict[str, tuple[Path, dict]] = {}
     for name, steps in (("base", 16), ("base", 64), ("sft", 16), ("sft", 64)):
+        if name not in tuned:
+            print(f"[compare] {name}: not tuned yet, skipped", flush=True)
+            continue
         setting = {k: tuned[name][k] for k in ("guidance_scale", "temperature")}
         rows[f"{name} regenerate {steps}"] = (work / name / "final", dict(strategy="regenerate", num_inference_steps=steps, **setting))
     rows["base inpainting 16 (oracle region)"] = (work / "base" / "final", dict(
@@ -70,14 +89,14 @@ def compare(work: Path, out: Path, n: int, tuned: dict, progress: bool = True) -
         if not folder.exists():
             print(f"[compare] {label}: {folder} missing, skipped", flush=True)
             continue
-        r = evaluate_pipeline(_load(folder), n, TEST_START, "test", edit_types=EDIT_TYPES, progress=progress, **kwargs)
+        r = _evaluate(out, folder, n, TEST_START, "test", progress, **kwargs)
         (out / f"{label.replace(' ', '_').replace('/', '')}.json").write_text(json.dumps(r, indent=2))
         results[label] = _figures(r)
         print(f"[compare] {label}: {json.dumps(results[label])}", flush=True)
     return results
 
 
-def step_curve(work: Path, n: int, progress: bool = True) -> dict:
+def step_curve(work: Path, out: Path, n: int, progress: bool = True) -> dict:
     """{run: [(post-training steps, validation edit success), ...]} from each run's snapshots and final."""
     curves = {}
     for run in POST_TRAINED:
@@ -86,23 +105,23 @@ def step_curve(work: Path, n: int, progress: bool = True) -> dict:
             continue
         points = []
         for folder in snapshots:
-            r = evaluate_pipeline(_load(folder), n, VAL_START, "val", edit_types=EDIT_TYPES, progress=progress)
+            r = _evaluate(out, folder, n, VAL_START, "val", progress)
             points.append((int(folder.name.split("_")[1]), r["edit_success"]))
             print(f"[curve] {run} {folder.name}: {r['edit_success']:.3f}", flush=True)
         curves[run] = points
     return curves
 
 
-def passes_curve(work: Path, n: int, tuned: dict, progress: bool = True) -> dict:
+def passes_curve(work: Path, out: Path, n: int, tuned: dict, progress: bool = True) -> dict:
     """{sampler: [(forward passes per edit, edit success, unchanged pixels kept), ...]} on test edits."""
     def point(folder, **kwargs):
-        r = evaluate_pipeline(_load(folder), n, TEST_START, "test", edit_types=EDIT_TYPES, progress=progress, **kwargs)
+        r = _evaluate(out, folder, n, TEST_START, "test", progress, **kwargs)
         kept = 1.0 - sum(row["changed_pixels"] for row in r["rows"] if row["edit_type"] == "null") / max(
             1, sum(row["edit_type"] == "null" for row in r["rows"]))
         return (r["forward_passes"], r["edit_success"], r["kept_outside"], kept)
 
     curves = {}
-    for name in ("base", "sft"):
+    for name in (n for n in ("base", "sft") if n in tuned):
         setting = {k: tuned[name][k] for k in ("guidance_scale", "temperature")}
         curves[f"{name} regenerate"] = [point(work / name / "final", strategy="regenerate", num_inference_steps=s, **setting)
                                         for s in (4, 8, 16, 32, 64)]
@@ -203,8 +222,8 @@ def main(argv: list[str] | None = None) -> None:
         (a.out / "table.md").write_text(table(results))
         print(table(results))
     if "curves" in parts:
-        steps = step_curve(a.work, a.n_val)
-        passes = passes_curve(a.work, a.n_curve, tuned)
+        steps = step_curve(a.work, a.out, a.n_val)
+        passes = passes_curve(a.work, a.out, a.n_curve, tuned)
         (a.out / "curves.json").write_text(json.dumps({"steps": steps, "passes": passes}, indent=2))
         a.assets.mkdir(parents=True, exist_ok=True)
         plot_curves(steps, passes, a.assets / "curve_post_training_steps.png", a.assets / "curve_forward_passes.png")

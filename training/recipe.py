@@ -149,7 +149,7 @@ class Recipe:
         models = self.work / "models"
         n = self.sizes["eval"]
         fair_comparison(["--work", str(self.work), "--out", str(self.work / "comparison"), "--n", str(n),
-                         "--n-val", str(4 if self.smoke else 96), "--n-curve", str(4 if self.smoke else 200),
+                         "--n-val", str(4 if self.smoke else 96), "--n-curve", str(4 if self.smoke else 100),
                          "--assets", str(self.work / "assets"), "--threads", str(self.threads or 1)])
         render_edit_grid(models / DEFAULT, self.work / "edit_grid.png", start=self.sizes["grid_start"], n=10,
                          edit_types=EDIT_TYPES)  # the whole language the models were trained on
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma list from {','.join(STAGES)}")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per training process")
     parser.add_argument("--train-size", type=int, default=300_000)
-    parser.add_argument("--eval-size", type=int, default=500)
+    parser.add_argument("--eval-size", type=int, default=300)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
