@@ -73,6 +73,7 @@ def main(checkpoint: str, out: str, frozen: str) -> None:
     if rank == 0:
         with open(out, "w") as f:
             json.dump(records, f)
+    dist.barrier()  # every rank past its last collective before the group goes
     dist.destroy_process_group()
 
 

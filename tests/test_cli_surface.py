@@ -130,7 +130,12 @@ def test_ctrl_c_that_a_library_turns_into_its_own_error_still_ends_as_an_interru
         return 0
 
     monkeypatch.setitem(cli.COMMANDS, "edit", cli.COMMANDS["edit"]._replace(run=interrupted_load))
-    assert main(["edit", "in.png", "make the circle blue", "-o", "out.png"]) == 130
+    # A process starts with Python's own handler; an earlier in-process test may have left another one.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(["edit", "in.png", "make the circle blue", "-o", "out.png"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert capsys.readouterr().err.strip().splitlines() == ["rm-edit: interrupted"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the call
 

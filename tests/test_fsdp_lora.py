@@ -28,7 +28,10 @@ def _run(checkpoint: Path, out: Path, frozen: str) -> list[dict]:
            str(WORKER), str(checkpoint), str(out), frozen]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    # A rank sometimes aborts in gloo's teardown after the run has finished and rank 0 has written every rank's
+    # record ("terminate called without an active exception"): that is not a training failure; any other is.
+    teardown_abort = "terminate called without an active exception" in proc.stderr and out.is_file()
+    assert proc.returncode == 0 or teardown_abort, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads(out.read_text())
 
 
