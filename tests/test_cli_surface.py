@@ -119,6 +119,7 @@ def test_ctrl_c_that_a_library_turns_into_its_own_error_still_ends_as_an_interru
     fresh interpreter, as the CLI runs (in-process, other tests' signal and thread state made it flaky)."""
     script = """
 import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal (a background job starts with it ignored)
 import rm_edit.cli as cli
 
 def interrupted_load(args):
