@@ -263,3 +263,28 @@ def test_a_config_saved_with_the_old_decay_name_still_loads(tmp_path):
     path.write_text('{"objective": "reflective", "history": true, "history_gamma": 0.5}')
     assert MDMTrainConfig.from_file(path).history_decay == 0.5
     assert MDMTrainConfig.from_file(config_path("mdm_grid_rm_her.json")).history_decay == 1.0
+
+
+def test_edit_type_weights_scale_each_examples_chance_and_refuse_unknown_types():
+    from rm_edit.training.train_mdm import edit_type_sampling_weights
+
+    types = ["recolour", "null", "null", "move"]
+    assert edit_type_sampling_weights(types, None) is None
+    # Worked by hand: "null" examples weigh 3 each, the others keep weight 1.
+    assert edit_type_sampling_weights(types, {"null": 3}).tolist() == [1.0, 3.0, 3.0, 1.0]
+    zero = edit_type_sampling_weights(types, {"recolour": 0, "move": 0})
+    drawn = torch.multinomial(zero, 200, replacement=True, generator=torch.Generator().manual_seed(0))
+    assert set(drawn.tolist()) == {1, 2}  # only the null examples can be drawn
+    with pytest.raises(ValueError, match="plural"):
+        edit_type_sampling_weights(types, {"plural": 2})
+    with pytest.raises(ValueError, match=">= 0"):
+        edit_type_sampling_weights(types, {"null": -1})
+
+
+def test_weighted_training_runs_on_the_weighted_types(codes, tmp_path):
+    cache = load_code_cache(codes)
+    others = {t: 0 for t in set(cache.edit_types) if t != cache.edit_types[0]}
+    final = train(_cfg(codes, tmp_path / "w", edit_type_weights=others), progress=False)
+    assert (final / "model_index.json").exists()
+    with pytest.raises(ValueError, match="teleport"):
+        train(_cfg(codes, tmp_path / "bad", edit_type_weights={"teleport": 2}), progress=False)

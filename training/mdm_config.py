@@ -57,6 +57,9 @@ class MDMTrainConfig:
     manifest: str | None = None  # a JSONL manifest pre-tokenised (with the VQ) into train_codes when that is missing
     extra_codes: list | None = None  # more code caches trained on with train_codes (e.g. confusable edits)
     edit_types: list | None = None  # train on these edit types only (a curriculum phase); None = all
+    # Sampling weight of each edit type's examples (a type not named: 1), e.g. more of the hard language kinds;
+    # None = every example equally likely.
+    edit_type_weights: dict | None = None
     out: str = "runs/mdm"
     steps: int = 1000  # the length of the learning-rate schedule
     stop_after: int | None = None  # end (and save) after this many steps, partway through the schedule

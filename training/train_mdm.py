@@ -127,6 +127,23 @@ def load_codes(cfg: MDMTrainConfig, layout: TokenLayout, vq, accelerator) -> Cod
     return cache
 
 
+def edit_type_sampling_weights(edit_types: list[str], weights: dict | None) -> torch.Tensor | None:
+    """Each example's sampling weight: its edit type's entry in ``weights`` (1 for a type not named)."""
+    if not weights:
+        return None
+    present = set(map(str, edit_types))
+    unknown = sorted(set(weights) - present)
+    if unknown:
+        raise ValueError(f"edit_type_weights names {unknown}, which the training codes do not have ({sorted(present)})")
+    bad = {k: v for k, v in weights.items() if not float(v) >= 0}
+    if bad:
+        raise ValueError(f"edit_type_weights must be >= 0, got {bad}")
+    per_example = torch.tensor([float(weights.get(str(t), 1.0)) for t in edit_types])
+    if not per_example.sum() > 0:
+        raise ValueError(f"edit_type_weights {weights} leave no example to train on")
+    return per_example
+
+
 def _check(cfg: MDMTrainConfig) -> None:
     for name, value, allowed in (("objective", cfg.objective, ("vanilla", "reflective")),
                                  ("states", cfg.states, ("simulated", "sampler")),
@@ -198,9 +215,13 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                disable=not (progress and main_process), desc=cfg.objective + (" lora" if cfg.lora_rank else ""))
     t0, running = time.time(), {}
     classes = layout.image_class_ids(accelerator.device) if cfg.loss_classes == "codes" else None
+    example_weights = edit_type_sampling_weights(cache.edit_types, cfg.edit_type_weights)
     for step in bar:
         with accelerator.accumulate(model):
-            index = torch.randint(0, len(cache), (cfg.batch_size,), generator=gen)
+            if example_weights is None:
+                index = torch.randint(0, len(cache), (cfg.batch_size,), generator=gen)
+            else:
+                index = torch.multinomial(example_weights, cfg.batch_size, replacement=True, generator=gen)
             source = cache.source[index].flatten(1)
             target = cache.target[index].flatten(1)
             if cfg.objective == "vanilla":
