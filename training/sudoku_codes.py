@@ -10,16 +10,13 @@ The Sudoku VQ (``sudoku_vq``) encodes a board image to exactly its cell codes, s
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
-import numpy as np
-import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from rm_edit.data.sudoku import SUDOKU_TASKS, SudokuWorld, SudokuWorldConfig
+
+from .world_codes import write_code_rows
 
 
 def write_sudoku_code_cache(out: str | Path, split: str, n: int, start: int = 0, progress: bool = True, *,
@@ -28,26 +25,14 @@ def write_sudoku_code_cache(out: str | Path, split: str, n: int, start: int = 0,
     format: ``source`` / ``target`` int16 (n, 9, 9); the JSON beside it has ids, instructions, edit types
     (the task), ``wrong_digits`` and ``blanks``."""
     world = SudokuWorld(SudokuWorldConfig(tasks=tuple(tasks)), split=split)
-    sources, targets = [], []
-    meta = {"ids": [], "instructions": [], "edit_types": [], "wrong_digits": [], "blanks": [], "split": split,
-            "start": start, "world": "sudoku"}
-    for i in tqdm(range(start, start + n), desc=f"sudoku codes ({split})", disable=not progress, unit="ex"):
-        p = world.puzzle(i)
-        sources.append(p.source)
-        targets.append(p.target)
-        meta["ids"].append(p.id)
-        meta["instructions"].append(p.instruction)
-        meta["edit_types"].append(p.task)
-        meta["wrong_digits"].append(p.wrong)
-        meta["blanks"].append(p.blanks)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    save_file({"source": torch.from_numpy(np.stack(sources)).to(torch.int16),
-               "target": torch.from_numpy(np.stack(targets)).to(torch.int16)}, str(tmp))
-    os.replace(tmp, out)
-    out.with_suffix(".json").write_text(json.dumps(meta))
-    return out
+
+    def rows():
+        for i in tqdm(range(start, start + n), desc=f"sudoku codes ({split})", disable=not progress, unit="ex"):
+            p = world.puzzle(i)
+            yield p.source, p.target, {"ids": p.id, "instructions": p.instruction, "edit_types": p.task,
+                                       "wrong_digits": p.wrong, "blanks": p.blanks}
+
+    return write_code_rows(out, rows(), {"split": split, "start": start, "world": "sudoku"})
 
 
 def main(argv: list[str] | None = None) -> None:

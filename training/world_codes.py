@@ -10,18 +10,30 @@ rendered images. Writing 200k training edits this way takes seconds instead of a
 from __future__ import annotations
 
 import argparse
-import json
-import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from rm_edit.data.pretokenize import save_code_cache
 from rm_edit.data.shapes import CLASSIC_EDIT_TYPES, ShapesWorld, ShapesWorldConfig
 
 CAPTION = "caption"  # the edit type of a text-to-image example: no source image, the caption determines the target
+
+
+def write_code_rows(out: str | Path, rows: Iterable[tuple[np.ndarray, np.ndarray, dict]], header: dict) -> Path:
+    """A code cache (``load_code_cache`` format) of a world's ``rows``: (source codes, target codes, the row's
+    fields: ``ids``, ``instructions``, ``edit_types`` and any more, each a list in the JSON), then ``header``."""
+    sources, targets, fields = [], [], {}
+    for source, target, row in rows:
+        sources.append(source)
+        targets.append(target)
+        for key, value in row.items():
+            fields.setdefault(key, []).append(value)
+    return save_code_cache(out, torch.from_numpy(np.stack(sources)), torch.from_numpy(np.stack(targets)),
+                           {**fields, **header})
 
 
 def write_world_code_cache(out: str | Path, split: str, n: int, start: int = 0, progress: bool = True, *,
@@ -30,29 +42,18 @@ def write_world_code_cache(out: str | Path, split: str, n: int, start: int = 0, 
     text-to-image examples (``edit_type`` "caption", source = target, which training never shows), in the
     ``load_code_cache`` format."""
     world = ShapesWorld(ShapesWorldConfig(edit_types=tuple(edit_types)), split=split)
-    sources, targets, meta = [], [], {"ids": [], "instructions": [], "edit_types": [], "split": split, "start": start}
-    for i in tqdm(range(start, start + n), desc=f"world codes ({split})", disable=not progress, unit="ex"):
-        source, target, instruction, edit_type, _ = world.symbolic(i)
-        sources.append(ShapesWorld.codes(source))
-        targets.append(ShapesWorld.codes(target))
-        meta["ids"].append(f"{split}_{i:06d}")
-        meta["instructions"].append(instruction)
-        meta["edit_types"].append(edit_type)
-    for i in tqdm(range(captions), desc=f"world captions ({split})", disable=not progress, unit="ex"):
-        scene, text = world.caption_example(i)
-        sources.append(ShapesWorld.codes(scene))
-        targets.append(ShapesWorld.codes(scene))
-        meta["ids"].append(f"{split}_caption_{i:06d}")
-        meta["instructions"].append(text)
-        meta["edit_types"].append(CAPTION)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    save_file({"source": torch.from_numpy(np.stack(sources)).to(torch.int16),
-               "target": torch.from_numpy(np.stack(targets)).to(torch.int16)}, str(tmp))
-    os.replace(tmp, out)
-    out.with_suffix(".json").write_text(json.dumps(meta))
-    return out
+
+    def rows():
+        for i in tqdm(range(start, start + n), desc=f"world codes ({split})", disable=not progress, unit="ex"):
+            source, target, instruction, edit_type, _ = world.symbolic(i)
+            yield ShapesWorld.codes(source), ShapesWorld.codes(target), {
+                "ids": f"{split}_{i:06d}", "instructions": instruction, "edit_types": edit_type}
+        for i in tqdm(range(captions), desc=f"world captions ({split})", disable=not progress, unit="ex"):
+            scene, text = world.caption_example(i)
+            codes = ShapesWorld.codes(scene)
+            yield codes, codes, {"ids": f"{split}_caption_{i:06d}", "instructions": text, "edit_types": CAPTION}
+
+    return write_code_rows(out, rows(), {"split": split, "start": start})
 
 
 def main(argv: list[str] | None = None) -> None:

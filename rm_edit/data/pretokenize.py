@@ -79,17 +79,24 @@ def pretokenize_manifest(
         tgt = torch.cat([image_to_tensor(load_image(r.target)) for r in chunk])
         sources.append(encode_to_codes(vq, src).to(torch.int16).cpu())
         targets.append(encode_to_codes(vq, tgt).to(torch.int16).cpu())
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    save_file({"source": torch.cat(sources), "target": torch.cat(targets)}, str(tmp))
-    os.replace(tmp, out)
     meta = {
         "manifest": str(Path(manifest).resolve()),
         "ids": [r.id for r in records],
         "instructions": [r.instruction for r in records],
         "edit_types": [r.edit_type for r in records],
     }
+    return save_code_cache(out, torch.cat(sources), torch.cat(targets), meta)
+
+
+def save_code_cache(out: str | os.PathLike, source: torch.Tensor, target: torch.Tensor, meta: dict) -> Path:
+    """Write a code cache: ``out`` (.safetensors: ``source`` / ``target``, (n, h, w) codes, stored int16) and the
+    JSON beside it (``meta``: at least ``ids``, ``instructions``, ``edit_types``, one per row); returns ``out``.
+    The tensors go through a temporary file, so a half-written cache is never taken for a whole one."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    save_file({"source": source.to(torch.int16), "target": target.to(torch.int16)}, str(tmp))
+    os.replace(tmp, out)
     out.with_suffix(".json").write_text(json.dumps(meta))
     return out
 

@@ -27,16 +27,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
-from rm_edit.data.manifest import write_manifest
-from rm_edit.data.records import EditRecord
 from rm_edit.data.shapes_language import (CLASSIC_EDIT_TYPES, EDIT_TYPES, LANGUAGE_EDIT_TYPES, TEMPLATES, caption,
                                           classic_edit, full_ref, language_edit, resolve_reference, vocabulary)
 from rm_edit.data.shapes_scene import (ANCHOR_CELLS, ANCHORS, BACKGROUNDS, COLOURS, GRID, KINDS, NUM_CELL_CODES, PARTS,
                                        SIZES, SPLIT_SEEDS, Scene, Shape, _MAX_SCAN, _stencil, canonical_cells,
                                        cell_attributes, cell_code)
+from rm_edit.data.world_base import SeededWorld, write_world_examples
 
 __all__ = ["ANCHOR_CELLS", "ANCHORS", "BACKGROUNDS", "CLASSIC_EDIT_TYPES", "COLOURS", "EDIT_TYPES", "GRID", "KINDS",
            "LANGUAGE_EDIT_TYPES", "NUM_CELL_CODES", "PARTS", "SIZES", "SPLIT_SEEDS", "TEMPLATES", "EditExample",
@@ -80,23 +78,15 @@ class EditExample:
     target_scene: Scene | None = field(default=None, repr=False)
 
 
-class ShapesWorld:
+class ShapesWorld(SeededWorld):
     """Indexable, deterministic generator of `EditExample`s.
 
     The world is unbounded; pass ``length`` to give it a ``len`` (e.g. for a torch DataLoader).
     """
 
-    def __init__(self, config: ShapesWorldConfig | None = None, split: str = "train", *, length: int | None = None) -> None:
-        if split not in SPLIT_SEEDS:
-            raise ValueError(f"unknown split '{split}' (known: {', '.join(SPLIT_SEEDS)})")
-        self.config = config or ShapesWorldConfig()
-        self.split = split
-        self.length = length
-
-    def __len__(self) -> int:
-        if self.length is None:
-            raise TypeError("ShapesWorld is unbounded; construct it with length=N")
-        return self.length
+    split_seeds = SPLIT_SEEDS
+    config_class = ShapesWorldConfig
+    config: ShapesWorldConfig
 
     def __getitem__(self, index: int) -> EditExample:
         source, target, instruction, edit_type, affected = self.symbolic(index)
@@ -110,9 +100,7 @@ class ShapesWorld:
 
     def symbolic(self, index: int) -> tuple[Scene, Scene, str, str, list[Shape]]:
         """Example ``index`` without pixels: (source scene, target scene, instruction, edit type, affected shapes)."""
-        index = int(index)
-        if index < 0 or (self.length is not None and index >= self.length):
-            raise IndexError(f"index {index} out of range")
+        index = self._check_index(index)
         rng = np.random.default_rng([SPLIT_SEEDS[self.split], index])
         edit_type = self.config.edit_types[rng.integers(len(self.config.edit_types))]
         # Some scenes admit no edit of this type (e.g. no free anchor); redraw from the same stream.
@@ -271,25 +259,17 @@ def write_shapes_dataset(
     Layout: ``images/{id}_source.png``, ``images/{id}_target.png``,
     ``masks/{id}.png`` (white = edit region).
     """
-    out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     world = ShapesWorld(config, split)
-    records: list[EditRecord] = []
-    index = start - 1
-    for _ in tqdm(range(n), desc=f"shapes world ({split})", disable=not progress, unit="ex"):
-        for index in range(index + 1, index + 1 + _MAX_SCAN):
-            ex = world[index]
-            if select is None or select(ex):
-                break
-        else:
-            raise RuntimeError(f"select accepted none of shapes-world {split} indices up to {index}")
-        source = out_dir / "images" / f"{ex.id}_source.png"
-        target = out_dir / "images" / f"{ex.id}_target.png"
-        mask = out_dir / "masks" / f"{ex.id}.png"
-        # Tiny flat images: fast compression loses almost nothing in size.
-        Image.fromarray(ex.source).save(source, compress_level=1)
-        Image.fromarray(ex.target).save(target, compress_level=1)
-        Image.fromarray(ex.mask.astype(np.uint8) * 255).save(mask, compress_level=1)
-        records.append(EditRecord(ex.id, source, ex.instruction, target, mask, ex.edit_type))
-    return write_manifest(out_dir / "manifest.jsonl", records)
+
+    def selected():
+        index = start - 1
+        for _ in tqdm(range(n), desc=f"shapes world ({split})", disable=not progress, unit="ex"):
+            for index in range(index + 1, index + 1 + _MAX_SCAN):
+                ex = world[index]
+                if select is None or select(ex):
+                    break
+            else:
+                raise RuntimeError(f"select accepted none of shapes-world {split} indices up to {index}")
+            yield ex
+
+    return write_world_examples(out_dir, selected())

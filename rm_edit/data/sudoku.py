@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
-from rm_edit.data.manifest import write_manifest
-from rm_edit.data.records import EditRecord
 from rm_edit.data.sudoku_cells import CELL_PX, IMAGE_SIZE, board_codes, render_board
 from rm_edit.data.sudoku_grids import SUDOKU_SPLIT_SEEDS, solved_grid
+from rm_edit.data.world_base import SeededWorld, write_world_examples
 
 SUDOKU_TASKS: tuple[str, ...] = ("fix", "fill", "fill-and-fix")
 INSTRUCTIONS: dict[str, str] = {
@@ -92,26 +90,16 @@ class SudokuExample:
     puzzle: SudokuPuzzle = field(repr=False)
 
 
-class SudokuWorld:
+class SudokuWorld(SeededWorld):
     """Indexable, deterministic generator of Sudoku revision examples (unbounded unless ``length``)."""
 
-    def __init__(self, config: SudokuWorldConfig | None = None, split: str = "train", *, length: int | None = None):
-        if split not in SUDOKU_SPLIT_SEEDS:
-            raise ValueError(f"unknown split '{split}' (known: {', '.join(SUDOKU_SPLIT_SEEDS)})")
-        self.config = config or SudokuWorldConfig()
-        self.split = split
-        self.length = length
-
-    def __len__(self) -> int:
-        if self.length is None:
-            raise TypeError("SudokuWorld is unbounded; construct it with length=N")
-        return self.length
+    split_seeds = SUDOKU_SPLIT_SEEDS
+    config_class = SudokuWorldConfig
+    config: SudokuWorldConfig
 
     def puzzle(self, index: int) -> SudokuPuzzle:
         """Example ``index`` as boards of cell codes."""
-        index = int(index)
-        if index < 0 or (self.length is not None and index >= self.length):
-            raise IndexError(f"index {index} out of range")
+        index = self._check_index(index)
         solution = solved_grid(self.split, index)
         rng = np.random.default_rng([SUDOKU_SPLIT_SEEDS[self.split], index, 1])
         cfg = self.config
@@ -148,22 +136,10 @@ def write_sudoku_dataset(out_dir: str | Path, n: int, split: str = "train", conf
     """Write examples ``start .. start + n - 1`` as PNGs plus ``manifest.jsonl`` (the shapes layout:
     ``images/{id}_source.png``, ``images/{id}_target.png``, ``masks/{id}.png``, white = the cells that change);
     each row's ``metadata`` holds the task, wrong digits, empty cells and clues. Returns the manifest path."""
-    out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     world = SudokuWorld(config, split)
-    records: list[EditRecord] = []
-    for index in tqdm(range(start, start + n), desc=f"sudoku world ({split})", disable=not progress, unit="ex"):
-        ex = world[index]
-        source = out_dir / "images" / f"{ex.id}_source.png"
-        target = out_dir / "images" / f"{ex.id}_target.png"
-        mask = out_dir / "masks" / f"{ex.id}.png"
-        Image.fromarray(ex.source).save(source, compress_level=1)
-        Image.fromarray(ex.target).save(target, compress_level=1)
-        Image.fromarray(ex.mask.astype(np.uint8) * 255).save(mask, compress_level=1)
-        records.append(EditRecord(ex.id, source, ex.instruction, target, mask, ex.edit_type,
-                                  metadata=ex.puzzle.metadata))
-    return write_manifest(out_dir / "manifest.jsonl", records)
+    examples = (world[i] for i in tqdm(range(start, start + n), desc=f"sudoku world ({split})", disable=not progress,
+                                       unit="ex"))
+    return write_world_examples(out_dir, examples, lambda ex: ex.puzzle.metadata)
 
 
 __all__ = ["IMAGE_SIZE", "INSTRUCTIONS", "SUDOKU_TASKS", "SudokuExample", "SudokuPuzzle", "SudokuWorld",
