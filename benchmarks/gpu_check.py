@@ -22,9 +22,10 @@ Sections, each a row of the printed table (and a record of ``--json``):
    is padded and attention runs without a mask (SDPA may pick flash); the key/value-cache edits of section 3 cache
    the packed branch row.
 
-Not covered here: DeepSpeed ZeRO-3 (``configs/accelerate/deepspeed_zero3.yaml``, never run; ``pip install
-deepspeed`` first). On a machine with several GPUs, once the trainer sets ZeRO-3's micro batch size and registers
-the output head's weight as used by the whole model (the open part of issue #27):
+Not covered here: DeepSpeed ZeRO-3 (``configs/accelerate/deepspeed_zero3.yaml``, not yet run on GPUs; the trainer
+sets the micro batch size and registers the output head's weight, ``training/deepspeed_setup.py``). On a machine
+with several GPUs:
+    pip install -e ".[deepspeed]"
     accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --num_processes 2 \
         -m rm_edit.training.lora_rm --base DIR --train-codes CODES --out OUT --steps 3 --batch-size 4
 

@@ -57,9 +57,10 @@ def history_of_states(
 ) -> HistoryState:
     """The history after recording ``states`` (B, N, T), oldest first ([MASK] = ``layout.mask_code``), one
     :func:`update_history` per step: what inference has accumulated after T steps. Training simulates
-    History Reference with it, so the model learns on exactly the inputs the sampler gives it."""
+    History Reference with it, so the model learns on exactly the inputs the sampler gives it. The width is
+    ``embedding.embedding_dim`` (under ZeRO-3 the weight itself reads as an empty partition)."""
     b, n, steps = states.shape
-    history = HistoryState.empty(b, n, embedding.weight.shape[1], device=states.device)
+    history = HistoryState.empty(b, n, embedding.embedding_dim, device=states.device)
     for t in range(steps):
         history = update_history(history, *code_embeddings(embedding, layout, states[..., t]), decay)
     return history
@@ -78,7 +79,9 @@ class HistoryRecorder:
         # The state lives where the embedding lookups run (the transformer's device): recording and reading it
         # never copies (B, N, D) tensors between host and device.
         self.device = embedding.weight.device if device is None else torch.device(device)
-        self.state = HistoryState.empty(batch, positions, embedding.weight.shape[1], device=self.device)
+        # embedding_dim, not weight.shape: under DeepSpeed ZeRO-3 the weight is a partition of shape (0,)
+        # outside the embedding's own forward.
+        self.state = HistoryState.empty(batch, positions, embedding.embedding_dim, device=self.device)
 
     def record(self, sample: torch.Tensor) -> None:
         """Record the (B, N) code-space state the last forward pass saw ([MASK] positions record nothing)."""

@@ -43,3 +43,35 @@ def test_decayed_mean_by_hand():
     # position 0: (0.5*e1 + e2) / 1.5, times alpha 2; position 1 never held a code -> zero
     torch.testing.assert_close(ref[0, 0], 2 * torch.tensor([0.5, 1.0]) / 1.5)
     assert torch.equal(ref[0, 1], torch.zeros(2))
+
+
+class _PartitionedEmbedding(torch.nn.Embedding):
+    """An embedding as DeepSpeed ZeRO-3 leaves it between forwards: ``weight`` an empty partition, the full table
+    available only inside its own forward (gathered there)."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__(*table.shape)
+        self.table = table
+        self.weight = torch.nn.Parameter(torch.empty(0))
+
+    def forward(self, ids):
+        return torch.nn.functional.embedding(ids, self.table)
+
+
+def test_history_reads_the_width_from_the_embedding_not_its_weight():
+    from rm_edit.history import HistoryRecorder, history_of_states
+
+    plain = torch.nn.Embedding(512, 3)
+    partitioned = _PartitionedEmbedding(plain.weight.detach().clone())
+    assert partitioned.weight.shape == (0,) and partitioned.embedding_dim == 3
+    states = torch.tensor([[[1, 2], [SHAPES.mask_code, 5]]])  # (B=1, N=2, T=2)
+    want = history_of_states(plain, SHAPES, states, decay=0.5)
+    got = history_of_states(partitioned, SHAPES, states, decay=0.5)
+    assert got.total.shape == (1, 2, 3)
+    assert torch.equal(got.total, want.total) and torch.equal(got.weight, want.weight)
+    recorder = HistoryRecorder(partitioned, SHAPES, batch=1, positions=2)
+    recorder.record(states[..., 0])
+    # position 0 held code 1 once: its mean is code 1's embedding; position 1 held [MASK]: nothing recorded
+    reference = recorder.embeddings(torch.tensor([0]))[0]
+    torch.testing.assert_close(reference[0], plain.weight.detach()[SHAPES.image_code_offset + 1])
+    assert torch.equal(reference[1], torch.zeros(3))

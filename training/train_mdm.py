@@ -41,6 +41,7 @@ from rm_edit.losses import changed_weighted_loss, rm_losses, weighted_loss
 from rm_edit.reflective import choose_reveal
 
 from .checkpoint import load_training_state, save_training_state
+from .deepspeed_setup import configure_deepspeed
 from .validation import masked_validation_loss
 from .mdm_config import PRESETS, MDMTrainConfig, add_config_arguments
 from .mdm_model import (build_model, init_code_rows_from_codebook, lora_dtype, optimizer_groups, resolve_lora_dtype,
@@ -183,6 +184,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     model.train()
     optimizer = torch.optim.AdamW(optimizer_groups(cfg, model), lr=cfg.lr, betas=(0.9, cfg.adam_beta2))
     lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    configure_deepspeed(accelerator, model, cfg.batch_size, cfg.grad_accum, cfg.max_grad_norm)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
     trained = [p for group in optimizer.param_groups for p in group["params"]]
