@@ -20,6 +20,8 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +47,31 @@ def build_exact_vq(seed: int = 0, cells: np.ndarray | None = None) -> VQModel:
     return as_vq_tokenizer(vq, cell_local=True)  # codes are per cell: the folder records it
 
 
-def world_batch(world: ShapesWorld, rng: np.random.Generator, n_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sources and targets of random examples: images (2n, 3, 64, 64) in [0, 1] and their codes (2n, 8, 8)."""
-    images, codes = [], []
-    for i in rng.integers(0, 2**31 - 1, size=n_examples):
-        ex = world[int(i)]
-        images += [ex.source, ex.target]
-        codes += [ShapesWorld.codes(ex.source_scene), ShapesWorld.codes(ex.target_scene)]
+def image_code_batch(images: list[np.ndarray], codes: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (H, W, 3) images -> (n, 3, H, W) floats in [0, 1]; their codes -> (n, h, w)."""
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
     return x, torch.from_numpy(np.stack(codes))
+
+
+def world_batch(world: ShapesWorld, rng: np.random.Generator, n_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sources and targets of random examples: images (2n, 3, 64, 64) in [0, 1] and their codes (2n, 8, 8)."""
+    examples = [world[int(i)] for i in rng.integers(0, 2**31 - 1, size=n_examples)]
+    return image_code_batch([im for ex in examples for im in (ex.source, ex.target)],
+                            [ShapesWorld.codes(s) for ex in examples for s in (ex.source_scene, ex.target_scene)])
+
+
+@dataclass(frozen=True)
+class ExactVQWorld:
+    """What the decoder trainer needs of a world: its VQ folder's name, the VQ with the world's codebook, random
+    training batches (images, codes) from a seeded generator, the cells weighted by ``shape_weight`` (None: no
+    such weighting) and the held-out figures of ``vq_metrics.json``."""
+
+    folder: str
+    build: Callable[[int], VQModel]
+    batch: Callable[[np.random.Generator, int], tuple[torch.Tensor, torch.Tensor]]
+    heldout: Callable[[VQModel], dict]
+    weighted_cells: Callable[[torch.Tensor], torch.Tensor] | None = None
+    name: str = "exact vq decoder"
 
 
 def decode_from_codes(vq: VQModel, codes: torch.Tensor) -> torch.Tensor:
@@ -100,22 +118,33 @@ def oracle_edit_success(vq: VQModel, n_examples: int = 400, split: str = "val") 
     return {"oracle_edits": n_examples, "oracle_edit_success": round(float(np.mean(wins)), 4)}
 
 
+# The shapes world: folder ``vq``; shape cells (every code past the backgrounds) can be weighted up.
+SHAPES_VQ = ExactVQWorld("vq", build_exact_vq, lambda rng, n: world_batch(ShapesWorld(split="train"), rng, n),
+                         lambda vq: heldout_psnr(vq) | oracle_edit_success(vq),
+                         weighted_cells=lambda codes: codes >= len(BACKGROUNDS))
+
+
 def train_decoder(out: str | Path, steps: int, batch_examples: int = 8, lr: float = 2e-3, seed: int = 0,
                   threads: int = 1, save_every: int = 500, progress: bool = True, init_from: str | Path | None = None,
-                  shape_weight: float = 0.0) -> Path:
-    """Train the decoder on fixed exact codes; resumable from ``out/vq`` (weights) + ``out/state.json``.
+                  shape_weight: float = 0.0, world: ExactVQWorld = SHAPES_VQ) -> Path:
+    """Train ``world``'s decoder on fixed exact codes; resumable from ``out/<world.folder>`` (weights) +
+    ``out/state.json``; writes ``out/vq_metrics.json`` (``world.heldout``). Returns ``out/<world.folder>``.
 
     ``init_from``: start from this tokenizer folder's decoder instead of a random one. ``shape_weight``: pixels
-    of shape cells weigh ``1 + shape_weight`` in the loss (edges inside small shapes are what edits redraw)."""
+    of ``world.weighted_cells`` weigh ``1 + shape_weight`` in the loss (edges inside small shapes are what edits
+    redraw)."""
     torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    folder = out / world.folder
     state_path = out / "state.json"
     start = json.loads(state_path.read_text())["step"] if state_path.exists() else 0
     if start or init_from:
-        vq = as_vq_tokenizer(VQModel.from_pretrained(out / "vq" if start else init_from), cell_local=True)
+        vq = as_vq_tokenizer(VQModel.from_pretrained(folder if start else init_from), cell_local=True)
     else:
-        vq = build_exact_vq(seed)
+        vq = world.build(seed)
+    if shape_weight and world.weighted_cells is None:
+        raise ValueError("shape_weight needs a world with weighted cells")
     for p in vq.parameters():
         p.requires_grad_(False)
     trainable = list(vq.post_quant_conv.parameters()) + list(vq.decoder.parameters())
@@ -123,17 +152,19 @@ def train_decoder(out: str | Path, steps: int, batch_examples: int = 8, lr: floa
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
     lr_at = lambda s: lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))  # noqa: E731
-    world = ShapesWorld(split="train")
     t0 = time.time()
-    for step in tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="exact vq decoder"):
+    for step in tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc=world.name):
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        x, codes = world_batch(world, np.random.default_rng([seed, step]), batch_examples)
+        x, codes = world.batch(np.random.default_rng([seed, step]), batch_examples)
         recon = decode_from_codes(vq, codes)
-        cell = 64 // GRID
-        weight = 1.0 + shape_weight * (codes >= len(BACKGROUNDS)).float().repeat_interleave(cell, 1).repeat_interleave(cell, 2)
-        weight = weight.unsqueeze(1) / weight.mean()
-        loss = (weight * (recon - x).pow(2)).mean() + 0.1 * (weight * (recon - x).abs()).mean()
+        if shape_weight:
+            cell = x.shape[-1] // codes.shape[-1]
+            weight = 1.0 + shape_weight * world.weighted_cells(codes).float().repeat_interleave(cell, 1).repeat_interleave(cell, 2)
+            weight = weight.unsqueeze(1) / weight.mean()
+            loss = (weight * (recon - x).pow(2)).mean() + 0.1 * (weight * (recon - x).abs()).mean()
+        else:  # a weight of 1 everywhere, without the multiplications
+            loss = (recon - x).pow(2).mean() + 0.1 * (recon - x).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -141,13 +172,15 @@ def train_decoder(out: str | Path, steps: int, batch_examples: int = 8, lr: floa
             psnr = -10 * torch.log10(F.mse_loss(recon.detach().clamp(0, 1), x))
             print(json.dumps({"step": step + 1, "batch_psnr": round(psnr.item(), 2), "s": round(time.time() - t0)}), flush=True)
         if (step + 1) % save_every == 0 or step + 1 == steps:
-            vq.save_pretrained(out / "vq", safe_serialization=True)
+            vq.save_pretrained(folder, safe_serialization=True)
             state_path.write_text(json.dumps({"step": step + 1}))
-    metrics = heldout_psnr(vq.eval()) | oracle_edit_success(vq)
+    if not folder.exists():  # nothing was trained (steps=0): still a loadable folder, the decoder as it is
+        vq.save_pretrained(folder, safe_serialization=True)
+    metrics = world.heldout(vq.eval())
     metrics.update(steps=steps, wall_s=round(time.time() - t0, 1))
     (out / "vq_metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics), flush=True)
-    return out / "vq"
+    return folder
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,21 +17,16 @@ tokenizer) and ``OUT/vq_metrics.json``: what ``rm-edit train mdm --layout sudoku
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import VQModel
-from tqdm.auto import tqdm
 
 from rm_edit.data.sudoku import SudokuWorld
 from rm_edit.data.sudoku_cells import canonical_cells, encode_board
-from rm_edit.vq import as_vq_tokenizer
 
-from .exact_vq import build_exact_vq, decode_from_codes
+from .exact_vq import ExactVQWorld, build_exact_vq, image_code_batch, train_decoder
 
 
 def build_sudoku_vq(seed: int = 0) -> VQModel:
@@ -41,13 +36,9 @@ def build_sudoku_vq(seed: int = 0) -> VQModel:
 
 def board_batch(world: SudokuWorld, rng: np.random.Generator, n_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sources and targets of random examples: images (2n, 3, 72, 72) in [0, 1] and their codes (2n, 9, 9)."""
-    images, codes = [], []
-    for i in rng.integers(0, 2**31 - 1, size=n_examples):
-        ex = world[int(i)]
-        images += [ex.source, ex.target]
-        codes += [ex.puzzle.source, ex.puzzle.target]
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    return x, torch.from_numpy(np.stack(codes))
+    examples = [world[int(i)] for i in rng.integers(0, 2**31 - 1, size=n_examples)]
+    return image_code_batch([im for ex in examples for im in (ex.source, ex.target)],
+                            [c for ex in examples for c in (ex.puzzle.source, ex.puzzle.target)])
 
 
 @torch.no_grad()
@@ -67,46 +58,20 @@ def heldout_readback(vq: VQModel, n_examples: int = 64, split: str = "test") -> 
             "decoded_boards_read_back": float((read == truth.numpy()).all(axis=(1, 2)).mean())}
 
 
+def sudoku_vq_world(heldout_examples: int = 64) -> ExactVQWorld:
+    """The Sudoku world for ``exact_vq.train_decoder``: folder ``vqvae``, boards of the train split, held-out
+    read-back figures on ``heldout_examples`` test examples."""
+    return ExactVQWorld("vqvae", build_sudoku_vq, lambda rng, n: board_batch(SudokuWorld(split="train"), rng, n),
+                        lambda vq: heldout_readback(vq, heldout_examples), name="sudoku vq decoder")
+
+
 def train_sudoku_decoder(out: str | Path, steps: int, batch_examples: int = 8, lr: float = 2e-3, seed: int = 0,
                          threads: int = 1, save_every: int = 250, progress: bool = True,
                          heldout_examples: int = 64) -> Path:
-    """Train the decoder on fixed exact codes (as ``exact_vq.train_decoder``); resumable from ``out/vqvae`` +
+    """Train the decoder on fixed exact codes (``exact_vq.train_decoder``); resumable from ``out/vqvae`` +
     ``out/state.json``. Returns ``out/vqvae``."""
-    torch.set_num_threads(threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / "state.json"
-    start = json.loads(state_path.read_text())["step"] if state_path.exists() else 0
-    vq = as_vq_tokenizer(VQModel.from_pretrained(out / "vqvae"), cell_local=True) if start else build_sudoku_vq(seed)
-    for p in vq.parameters():
-        p.requires_grad_(False)
-    trainable = list(vq.post_quant_conv.parameters()) + list(vq.decoder.parameters())
-    for p in trainable:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
-    lr_at = lambda s: lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))  # noqa: E731
-    world = SudokuWorld(split="train")
-    t0 = time.time()
-    for step in tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="sudoku vq decoder"):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        x, codes = board_batch(world, np.random.default_rng([seed, step]), batch_examples)
-        recon = decode_from_codes(vq, codes)
-        loss = (recon - x).pow(2).mean() + 0.1 * (recon - x).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if (step + 1) % 100 == 0:
-            print(json.dumps({"step": step + 1, "loss": round(loss.item(), 5), "s": round(time.time() - t0)}), flush=True)
-        if (step + 1) % save_every == 0 or step + 1 == steps:
-            vq.save_pretrained(out / "vqvae", safe_serialization=True)
-            state_path.write_text(json.dumps({"step": step + 1}))
-    if steps <= start:  # nothing left to train: still write the folder (e.g. steps=0, an untrained decoder)
-        vq.save_pretrained(out / "vqvae", safe_serialization=True)
-    metrics = heldout_readback(vq.eval(), heldout_examples) | {"steps": steps, "wall_s": round(time.time() - t0, 1)}
-    (out / "vq_metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(json.dumps(metrics), flush=True)
-    return out / "vqvae"
+    return train_decoder(out, steps, batch_examples, lr, seed, threads, save_every, progress,
+                         world=sudoku_vq_world(heldout_examples))
 
 
 def write_sudoku_parts(out: str | Path, steps: int, **train_kwargs) -> Path:
