@@ -227,6 +227,7 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
                  *, title: str, summary_rows: Sequence[tuple[str, Mapping[str, Any]]] = (),
                  columns: Sequence[Sequence[str]] = (), notes: Sequence[str] = (), plots: Sequence[str | Path] = (),
                  links: Sequence[tuple[str, str]] = (), regions_dir: str | Path | None = None,
+                 turns_dir: str | Path | None = None,
                  threshold: float = DEFAULT_THRESHOLD, max_rows: int | None = None,
                  rows_caption: str = "Per sample", progress: bool = False) -> Path:
     """Write ``out_path`` and its ``<stem>_files/`` folder; ``rows`` are per-sample rows (``id``, ``image``
@@ -307,6 +308,12 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
                 rp = Path(regions_dir) / row["image"]
                 cells.append(img(mask_overlay(source, np.asarray(Image.open(rp).convert("L")) > 127, (255, 0, 200)),
                                  f"{stem}_region.png", "model region") if rp.is_file() else "<span class='na'>-</span>")
+            if turns_dir is not None:  # shown at its own size (a strip of boards, one per turn)
+                tp = Path(turns_dir) / row["image"]
+                if tp.is_file():
+                    shutil.copyfile(tp, assets / f"{stem}_turns.png")
+                cells.append(f"<img src='{rel}/{stem}_turns.png' alt='turn by turn'>" if tp.is_file()
+                             else "<span class='na'>-</span>")
             tds = [f"<td data-v='{n}'>{n}</td>", f"<td class='t' data-v='{_esc(sample.id)}'>{_esc(sample.id)}</td>",
                    f"<td class='t inst' data-v='{_esc(sample.instruction)}'>{_esc(sample.instruction)}</td>"]
             for k in extra:
@@ -328,7 +335,8 @@ def write_report(out_path: str | Path, benchmark, rows: Sequence[Mapping[str, An
                                          else "<td class='img'><span class='na'>no target</span></td>")
                             if has_target else "", 1) for row, t in zip(body, targets)]
         pics = (["source", "edit"] + (["target"] if has_target else []) + ["|edit - source|", "GT mask", "change vs mask"]
-                + (["model region"] if show_regions else []))
+                + (["model region"] if show_regions else [])
+                + (["start, then each turn (re-masked cells in red)"] if turns_dir is not None else []))
         head = ("<tr><th class='s'>#</th><th class='t s'>id</th><th class='t s'>instruction</th>"
                 + "".join(f"<th class='t s'>{_esc(k.replace('_', ' '))}</th>" for k in extra)
                 + "".join(f"<th>{_esc(p)}</th>" for p in pics)
@@ -402,45 +410,6 @@ def plot_by_edit_type(rows: Sequence[Mapping[str, Any]], out_png: str | Path,
         ax.set_ylabel(ylabels[title])
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("by edit type")
-    fig.tight_layout()
-    out_png = Path(out_png)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
-
-
-def plot_turns_sweep(points: Mapping[int, Mapping[str, Any]], out_png: str | Path,
-                     groups: Mapping[str, Sequence[tuple[str, str]]]) -> Path:
-    """One panel per group (quality, localization, cost): each metric's mean against the number of turns."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    turns = sorted(points)
-    panels = []
-    for group, metrics in groups.items():
-        lines = []
-        for key, label in metrics:
-            ys = [points[t].get(key) for t in turns]
-            if any(y is not None and math.isfinite(y) for y in ys):
-                lines.append((label, [math.nan if y is None else y for y in ys]))
-        if lines:
-            panels.append((group, lines))
-    ncols = min(3, max(1, len(panels)))
-    nrows = max(1, math.ceil(len(panels) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for ax, (group, lines) in zip(axes.flat, panels):
-        for label, ys in lines:
-            ax.plot(turns, ys, marker="o", label=label)
-        ax.set_xlabel("reflective turns")
-        ax.set_title(group)
-        ax.set_xticks(turns)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("test-time scaling")
     fig.tight_layout()
     out_png = Path(out_png)
     fig.savefig(out_png, dpi=100)

@@ -6,6 +6,7 @@ Output folder (``out_dir``)::
     samples.jsonl        append-only per-sample rows: the source of truth (last row of an id wins)
     images/<path>.png    the edits (run_model); <path> is the benchmark's image path, suffix .png
     regions/<path>.png   the region the model chose to regenerate (white), run_model only
+    turns/<path>.png     Sudoku (sudoku-grid models): the board after each turn, re-masked cells framed in red
     per_sample.csv/.json the rows in benchmark order
     summary.md/.json     the summary table (benchmark's usual units) and every metric's mean
     errors.jsonl         samples that were skipped (bad benchmark entries, failed edits)
@@ -40,7 +41,7 @@ from .benchmarks import fit_prediction
 from .run_files import ErrorList, SampleLog, check_run_config, find_prediction, output_relpath
 from .summary import (_ordered_rows, _write_tables, columns_for, markdown_table, summarize, summary_markdown,
                       unavailable_notes)
-from .sudoku_eval import step_boards, sudoku_values
+from .sudoku_eval import step_boards, sudoku_values, turn_frames, turn_strip
 from .token_eval import count_replays
 
 RESERVED_OPTIONS = ("image", "prompt", "generator", "output_type", "return_trajectory", "return_dict", "mask_image")
@@ -88,7 +89,8 @@ def score_sample(sample: EditRecord, edit: Image.Image, metrics: EditMetrics,
 
 
 def finalize(benchmark: Benchmark, out_dir: Path, log: SampleLog, config: dict, predictions_dir: Path,
-             title: str, report: bool, regions_dir: Path | None = None, progress: bool = False) -> dict:
+             title: str, report: bool, regions_dir: Path | None = None, progress: bool = False,
+             turns_dir: Path | None = None) -> dict:
     rows = _ordered_rows(benchmark, log)
     _write_tables(out_dir, rows)
     summary = summarize(benchmark, rows, config)
@@ -101,6 +103,7 @@ def finalize(benchmark: Benchmark, out_dir: Path, log: SampleLog, config: dict, 
         path = write_report(out_dir / "report.html", benchmark, rows, predictions_dir, title=title,
                             summary_rows=[(config.get("label") or "run", summary)], columns=summary["columns"],
                             notes=unavailable_notes([summary], summary["columns"]), regions_dir=regions_dir,
+                            turns_dir=turns_dir if turns_dir is not None and turns_dir.is_dir() else None,
                             progress=progress)
         summary["files"]["report"] = path.name
     dump_json(out_dir / "summary.json", summary)
@@ -125,7 +128,8 @@ def _chunk_results(pipe, samples: list[EditRecord], sources: list, out, seconds:
         results.append(dict(edit=out.images[i], region=out.edit_masks[i], tokens=tok, token_gt=kind,
                             forward_passes=out.forward_passes_per_image[i], replayed=replays[i] if replays else 0,
                             region_tokens=int(out.edit_region_tokens[i].sum()), edit_seconds=seconds,
-                            steps=step_boards(out.trajectory, i, pipe.layout)))
+                            steps=step_boards(out.trajectory, i, pipe.layout),
+                            turns=turn_frames(out.trajectory, i, pipe.layout)))
     return results
 
 
@@ -184,6 +188,8 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
                 sudoku, why = sudoku_values(s, res["edit"], res["steps"], "needs Sudoku cell codes (layout sudoku-grid)")
                 values.update(sudoku)
                 reasons.update(why)
+                if res["turns"]:  # the report's boards re-masked turn by turn
+                    save_image(out_dir / "turns" / rel, turn_strip(res["turns"], pipe.layout.mask_code))
             if res["token_gt"] is None:
                 reasons.update({k: "no target or mask" for k in ("tok_precision", "tok_recall")})
             row = {"id": s.id, "image": rel, "instruction": s.instruction, "edit_type": s.edit_type, "status": "ok",
@@ -211,7 +217,8 @@ def run_model(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], call_
         bar.update(bar.total - bar.n)
     errors.write()
     title = f"{benchmark.name}: {label or model or 'model'}"
-    return finalize(benchmark, out_dir, log, config, images_dir, title, report, regions_dir, progress)
+    return finalize(benchmark, out_dir, log, config, images_dir, title, report, regions_dir, progress,
+                    turns_dir=out_dir / "turns")
 
 
 def score(benchmark: Benchmark, predictions_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
@@ -303,7 +310,8 @@ def turns_sweep(pipe, benchmark: Benchmark, out_dir: str | os.PathLike[str], cal
         summaries[t] = run_model(pipe, benchmark, out_dir / f"turns_{t}", {**options, "num_turns": t},
                                  progress=progress, report=False, label=f"{t} turns", **run_kwargs)
     columns = columns_for(benchmark.kind)
-    from .report import plot_turns_sweep, write_report
+    from .report import write_report
+    from .scaling_plots import plot_turns_sweep
 
     plot = plot_turns_sweep({t: s["means"] for t, s in summaries.items()}, out_dir / "turns_sweep.png", SWEEP_METRICS)
     named = [(f"{t} turns", s) for t, s in summaries.items()]

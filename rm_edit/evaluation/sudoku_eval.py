@@ -60,6 +60,52 @@ def step_boards(trajectory: Sequence[Mapping] | None, index: int, layout) -> lis
     return boards
 
 
+def turn_frames(trajectory: Sequence[Mapping] | None, index: int, layout) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Image ``index``'s board after each turn and the cells re-masked in that turn: a list of ((9, 9) codes,
+    (9, 9) bool), the first the sampler's start with nothing re-masked. A turn begins at a step that re-masks
+    some of the image's cells (a fixed point re-masks none: no more turns); with no re-masks at all (regenerate)
+    the start and the last board. None without a trajectory or when the codes are not Sudoku cell codes."""
+    if not trajectory or layout.codebook_size != NUM_SUDOKU_CODES:
+        return None
+    frames: list[tuple[np.ndarray, np.ndarray]] = []
+    for entry in trajectory:
+        codes = entry["codes"][index].cpu().numpy().astype(np.int64)
+        remasked = entry["remasked"][index].cpu().numpy().astype(bool)
+        if remasked.any() or len(frames) < 2:
+            frames.append((codes, remasked))
+        else:  # a reveal step inside the current turn
+            frames[-1] = (codes, frames[-1][1])
+    return frames
+
+
+REMASK_INK = (230, 30, 30)
+MASKED_TINT = (200, 200, 200)
+
+
+def turn_strip(frames: Sequence[tuple[np.ndarray, np.ndarray]], mask_code: int = NUM_SUDOKU_CODES,
+               scale: int = 2, gap: int = 4) -> Image.Image:
+    """The boards of :func:`turn_frames` side by side (``scale`` x), each turn's re-masked cells framed in red;
+    a cell still [MASK] is drawn empty on grey."""
+    from ..data.sudoku_cells import CELL_PX, render_board
+
+    boards = []
+    for codes, remasked in frames:
+        masked = codes == mask_code
+        image = render_board(np.where(masked, 0, codes)).copy()
+        cell_px = np.kron(masked, np.ones((CELL_PX, CELL_PX), dtype=bool))
+        image[cell_px & (image == 255).all(-1)] = MASKED_TINT
+        for r, c in zip(*np.nonzero(remasked)):
+            block = image[r * CELL_PX:(r + 1) * CELL_PX, c * CELL_PX:(c + 1) * CELL_PX]
+            block[[0, -1], :] = REMASK_INK
+            block[:, [0, -1]] = REMASK_INK
+        boards.append(np.kron(image, np.ones((scale, scale, 1), dtype=np.uint8)))
+    height = boards[0].shape[0]
+    strip = np.full((height, len(boards) * (height + gap) - gap, 3), 255, dtype=np.uint8)
+    for i, board in enumerate(boards):
+        strip[:, i * (height + gap):i * (height + gap) + height] = board
+    return Image.fromarray(strip)
+
+
 def sudoku_values(sample: EditRecord, edit: Image.Image, steps: list[np.ndarray] | None,
                   no_steps_reason: str = "needs the model's own steps (run with --model)") -> tuple[dict, dict]:
     """A sample's Sudoku row values and the reasons of those that are unavailable."""

@@ -1,0 +1,102 @@
+"""The Sudoku test-time scaling plot draws the metric's own numbers, and the report's turn-by-turn boards show the
+cells each turn re-masked: hand-made boards and trajectories, expected values worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rm_edit.evaluation.scaling_plots import plot_sudoku_scaling
+from rm_edit.evaluation.sudoku_eval import REMASK_INK, turn_frames, turn_strip
+from rm_edit.evaluation.sudoku_scaling import scaling_markdown, scaling_point
+from rm_edit.metrics.sudoku import score_board, summarize_boards
+
+# A solved grid (the classic shifted pattern: cell (r, c) = (3 (r mod 3) + r // 3 + c) mod 9 + 1).
+SOLUTION = np.array([[(3 * (r % 3) + r // 3 + c) % 9 + 1 for c in range(9)] for r in range(9)])
+GIVEN = np.zeros((9, 9), dtype=bool)
+GIVEN[0] = True  # row 0 is clues
+
+
+def _with(board, cell, digit):
+    board = board.copy()
+    board[cell] = digit
+    return board
+
+
+def _summary(rows, forward_passes):
+    """What run_model's summary holds for these rows: the Sudoku means and the forward passes' mean."""
+    return {"sudoku": summarize_boards(rows), "means": {"forward_passes": forward_passes}}
+
+
+def test_the_plot_draws_the_metrics_own_numbers(tmp_path):
+    # SOLUTION[4, 4] = (3*1 + 1 + 4) % 9 + 1 = 9; the source writes 5 there (one wrong digit).
+    assert SOLUTION[4, 4] == 9
+    source = _with(SOLUTION, (4, 4), 5)
+    wrong = source  # a model that changed nothing
+    # Board B's steps: 5 (wrong), re-masked (0), 5 again: one replay mistake.
+    replay_steps = [source, _with(source, (4, 4), 0), source]
+    rows = {
+        # 1 turn: board A right (no replay), board B left wrong after one replay -> exact 1/2, replays (0 + 1) / 2.
+        1: [score_board(source, SOLUTION, SOLUTION, GIVEN, [source, SOLUTION]) | {"edit_type": "fix"},
+            score_board(source, wrong, SOLUTION, GIVEN, replay_steps) | {"edit_type": "fix"}],
+        # 2 turns: both right, no replay -> exact 1, replays 0.
+        2: [score_board(source, SOLUTION, SOLUTION, GIVEN, [source, SOLUTION]) | {"edit_type": "fix"}] * 2,
+    }
+    points = {
+        "rm": [scaling_point(_summary(rows[1], 3.0), "reflective", 1),
+               scaling_point(_summary(rows[2], 5.5), "reflective", 2)],
+        # regenerate at 4 steps: both wrong (exact 0); at 8 steps: one right (exact 1/2).
+        "sft": [scaling_point(_summary(rows[1][1:] * 2, 4.0), "regenerate", 4),
+                scaling_point(_summary(rows[1], 8.0), "regenerate", 8)],
+    }
+    assert points["rm"][0]["exact"] == 0.5 and points["rm"][0]["replays"] == 0.5
+    assert points["rm"][0]["exact_by_k_bucket"] == {"k 1-12": 0.5}
+    drawn = plot_sudoku_scaling(points, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").stat().st_size > 1000
+    assert drawn["exact_vs_turns"] == {"rm": ([1.0, 2.0], [0.5, 1.0])}
+    assert drawn["replays_vs_turns"] == {"rm": ([1.0, 2.0], [0.5, 0.0])}
+    assert drawn["exact_vs_passes"] == {"rm (reflective)": ([3.0, 5.5], [0.5, 1.0]),
+                                        "sft (regenerate)": ([4.0, 8.0], [0.0, 0.5])}
+    table = scaling_markdown(points)
+    # Board B's 5 at (4, 4) clashes with the solution's 5s at (4, 0) (its row: (3 + 1 + 0) % 9 + 1), (0, 4) (its
+    # column: (0 + 0 + 4) % 9 + 1) and (3, 3) (its box: (0 + 1 + 3) % 9 + 1): 4 conflict cells, 0 on board A ->
+    # 2.0 per board. Columns: exact, valid, valid fewest, conflicts, replays, passes, exact k 1-12, exact fix.
+    assert SOLUTION[4, 0] == SOLUTION[0, 4] == SOLUTION[3, 3] == 5
+    assert "| rm | 1 turns | 2 | 0.500 | 0.500 | 0.500 | 2.000 | 0.500 | 3.000 | 0.500 | 0.500 |" in table
+    assert "| sft | regenerate 4 | 2 | 0.000 |" in table
+
+
+class _Layout:
+    codebook_size = 19
+    mask_code = 19
+
+
+def test_turn_frames_and_the_strip_show_each_turns_re_masks():
+    start = np.zeros((9, 9), dtype=np.int64)
+    start[0, 0] = 14  # written 5
+    masked = start.copy()
+    masked[0, 0] = 19  # [MASK]
+    fixed = start.copy()
+    fixed[0, 0] = 12  # written 3
+    none = np.zeros((9, 9), dtype=bool)
+    cell = none.copy()
+    cell[0, 0] = True
+
+    def entry(codes, remasked):
+        return {"codes": torch.from_numpy(codes)[None], "remasked": torch.from_numpy(remasked)[None]}
+
+    # start, reflect (re-masks (0, 0)), reveal (writes 3), reflect (re-masks nothing: a fixed point)
+    trajectory = [entry(start, none), entry(masked, cell), entry(fixed, none), entry(fixed, none)]
+    frames = turn_frames(trajectory, 0, _Layout())
+    # Two frames: the start, then turn 1 ending with 3 written and (0, 0) marked; the fixed point adds none.
+    assert len(frames) == 2
+    assert (frames[0][0] == start).all() and not frames[0][1].any()
+    assert (frames[1][0] == fixed).all() and (frames[1][1] == cell).all()
+    strip = np.asarray(turn_strip(frames))
+    # 2 boards of 72 px at scale 2 with a 4 px gap: 144 + 4 + 144 = 292 wide, 144 high.
+    assert strip.shape == (144, 292, 3)
+    assert tuple(strip[0, 148 + 5]) == REMASK_INK  # the second board's cell (0, 0) top edge is red
+    assert tuple(strip[0, 5]) != REMASK_INK  # the start's is not
+    assert turn_frames(trajectory, 0, type("L", (), {"codebook_size": 605, "mask_code": 605})()) is None
+    assert isinstance(turn_strip(frames), Image.Image)
