@@ -12,7 +12,8 @@ Sections, each a row of the printed table (and a record of ``--json``):
    GB/s, host memory growth and whether the weights came back equal.
 2. train loop: the real LoRA RM trainer (``rm_edit.training.train_mdm.train``, the lumina-dimoo-lora preset:
    gradient checkpointing, the model's own samples refreshed at step 0) on that folder for a few steps at batch
-   4, on the GPU it is given (64x64 shapes images: 4x4 codes): that it runs, seconds per step.
+   4, on the GPU it is given (64x64 shapes images: 4x4 codes; prompts of several lengths, so each batch runs
+   packed, ``pack_batches``): that it runs, seconds per step.
 3. edits: the 32-layer model (``--layers`` fewer if it does not fit): 512x512 edits (1,024 codes), reflective
    with History Reference, with and without the key/value cache, and Lumina's regenerate sampler (64 steps,
    temperature 1), at batch 1 and 4: seconds per edit, forward passes, the forward passes alone timed by CUDA

@@ -18,19 +18,9 @@ import torch
 
 from rm_edit.history import scatter_offsets
 from rm_edit.layout import SequenceBatch, TokenLayout
-from rm_edit.packing import PackedSequences, pack_sequences
+from rm_edit.packing import PackedSequences, forward_packed, pack_sequences  # forward_packed: one rule, training's too
 
 __all__ = ["BranchInputs", "forward_branches", "forward_packed", "forward_packed_cached"]
-
-
-def forward_packed(transformer, packed: PackedSequences, embedding_offset: torch.Tensor | None = None,
-                   output_classes: torch.Tensor | None = None, **kv_cache) -> torch.Tensor:
-    """Logits (S, N, V) at each packed sequence's target positions, in one pass (``kv_cache=``: filling it)."""
-    s, n = packed.target_positions.shape
-    logits = transformer(packed.input_ids, embedding_offset=embedding_offset, packing=packed,
-                         output_positions=packed.target_positions.reshape(1, -1), output_classes=output_classes,
-                         **kv_cache).logits
-    return logits.view(s, n, -1)
 
 
 def forward_packed_cached(transformer, packed: PackedSequences, target_index: torch.Tensor, kv_cache,
@@ -51,11 +41,7 @@ def forward_branches(transformer, batch: SequenceBatch, embedding_offset: torch.
     """Logits (B, N, V) at ``batch.target_positions`` of a right-padded (host) batch, each sequence computed as
     it would be alone (packed)."""
     packed = pack_sequences(batch)
-    offset = None
-    if embedding_offset is not None:
-        lengths = batch.attention_mask.sum(-1).tolist()
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        offset = torch.cat([embedding_offset[i, : lengths[i]] for i in order])[None]
+    offset = None if embedding_offset is None else packed.pack(embedding_offset)
     device = transformer.device
     return forward_packed(transformer, packed.to(device), offset, output_classes)
 

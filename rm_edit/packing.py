@@ -38,6 +38,12 @@ class PackedSequences:
     def num_sequences(self) -> int:
         return self.target_positions.shape[0]
 
+    def pack(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-token values of the right-padded batch this was packed from, (S, L, ...) -> (1, T, ...) in the
+        row's order (e.g. an embedding offset placed at the padded batch's positions)."""
+        lengths = [length for _, count, length in self.groups for _ in range(count)]
+        return torch.cat([values[i, :n] for i, n in zip(self.order, lengths)])[None]
+
 
 def pack_sequences(batch: SequenceBatch) -> PackedSequences:
     """Pack a right-padded (host) batch: sequences ordered by length (stable), padding dropped."""
@@ -86,4 +92,15 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, groups,
     return torch.cat(out)[None]
 
 
-__all__ = ["PackedSequences", "grouped_attention", "pack_sequences"]
+def forward_packed(transformer, packed: PackedSequences, embedding_offset: torch.Tensor | None = None,
+                   output_classes: torch.Tensor | None = None, **kv_cache) -> torch.Tensor:
+    """Logits (S, N, V) at each packed sequence's target positions, in one pass, in S order (``kv_cache=``:
+    filling it). The guidance branches of an editing step and the trainer's padded batches both run this way."""
+    s, n = packed.target_positions.shape
+    logits = transformer(packed.input_ids, embedding_offset=embedding_offset, packing=packed,
+                         output_positions=packed.target_positions.reshape(1, -1), output_classes=output_classes,
+                         **kv_cache).logits
+    return logits.view(s, n, -1)
+
+
+__all__ = ["PackedSequences", "forward_packed", "grouped_attention", "pack_sequences"]

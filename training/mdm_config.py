@@ -87,6 +87,11 @@ class MDMTrainConfig:
     mask_row_lr: float | None = None  # default: lr
     lora_dtype: str = "auto"  # LoRA: dtype of the frozen weights, "bf16" | "fp32" | "auto" (bf16 on CUDA)
     gradient_checkpointing: bool = False
+    # A batch whose prompts differ in length runs packed into one row (rm_edit.packing, as inference runs its
+    # guidance branches): attention per length group without a mask, so SDPA may pick flash (a padding mask rules
+    # it out) and no padding is computed. None = on under CUDA; on CPU off (no flash kernel to gain; the shipped
+    # shapes models were trained padded, and their recipes stay bit-reproducible).
+    pack_batches: bool | None = None
     base_reference: str | None = None  # LoRA: the base folder the adapter names; None = init_from (package-relative if shipped)
     save_merged: bool = False  # LoRA: also write merged/, a plain pipeline folder with the adapter folded in
     mixed_precision: str = "no"
@@ -137,7 +142,7 @@ def _json_object(text: str) -> dict:
 
 
 _KINDS = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str, "str | None": str,
-          "bool": _bool, "dict": _json_object, "dict | None": _json_object}
+          "bool": _bool, "bool | None": _bool, "dict": _json_object, "dict | None": _json_object}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, aliases: dict[str, str] | None = None) -> None:

@@ -36,12 +36,14 @@ from tqdm.auto import tqdm
 from rm_edit.adapters import merge_rm_adapter
 from rm_edit.data.pretokenize import CodeCache, load_code_cache
 from rm_edit.history import history_embedding, history_of_states, scatter_offsets
-from rm_edit.layout import TokenLayout, build_edit_sequence, encode_edit_prompts, get_layout, pad_sequences
+from rm_edit.layout import (SequenceBatch, TokenLayout, build_edit_sequence, encode_edit_prompts, get_layout,
+                            pad_sequences)
+from rm_edit.packing import forward_packed, pack_sequences
 from rm_edit.losses import changed_weighted_loss, rm_losses, weighted_loss
 from rm_edit.reflective import choose_reveal
 
 from .checkpoint import load_training_state, save_training_state
-from .deepspeed_setup import configure_deepspeed
+from .deepspeed_setup import configure_deepspeed, zero_stage
 from .validation import masked_validation_loss
 from .mdm_config import PRESETS, MDMTrainConfig, add_config_arguments
 from .mdm_model import (build_model, init_code_rows_from_codebook, lora_dtype, optimizer_groups, resolve_lora_dtype,
@@ -53,8 +55,8 @@ from .trajectories import (KEEP, MASK, REVEAL, SamplerStatesConfig, TrajectoryCo
 
 LOSS_NAMES = {REVEAL: "reveal", MASK: "mask", KEEP: "keep"}
 REVEAL_CHANGED = 3  # a reveal at a cell the edit changes (its own loss with reveal_changed_loss)
-__all__ = ["MDMTrainConfig", "PRESETS", "PromptBank", "build_batch", "history_offsets", "init_code_rows_from_codebook",
-           "sample_native", "train"]
+__all__ = ["MDMTrainConfig", "PRESETS", "PromptBank", "build_batch", "forward_batch", "history_offsets",
+           "init_code_rows_from_codebook", "sample_native", "train"]
 
 
 class PromptBank:
@@ -90,6 +92,20 @@ def history_offsets(model, layout: TokenLayout, history: torch.Tensor, positions
     return scatter_offsets(history_embedding(recorded, cfg.history_alpha), positions, seq_len)
 
 
+def forward_batch(model, batch: SequenceBatch, device, embedding_offset: torch.Tensor | None = None,
+                  output_classes: torch.Tensor | None = None, pack: bool = False) -> torch.Tensor:
+    """Logits (B, N, C) at the target positions of a host ``batch``. With ``pack`` a padded batch runs packed into
+    one row (:func:`rm_edit.packing.forward_packed`, the guidance branches' way: attention per length group, no
+    mask, no padding); otherwise with its padding mask. ``embedding_offset`` is placed as for the padded batch."""
+    if pack and batch.padded:
+        packed = pack_sequences(batch).to(device)
+        offset = None if embedding_offset is None else packed.pack(embedding_offset)
+        return forward_packed(model, packed, offset, output_classes)
+    batch = batch.to(device)
+    return model(batch.input_ids, batch.model_mask, embedding_offset=embedding_offset,
+                 output_positions=batch.target_positions, output_classes=output_classes).logits
+
+
 @torch.no_grad()
 def sample_native(model, layout, bank, cache, index, cfg, gen) -> torch.Tensor:
     """The model's own samples for fully masked targets (temperature 1): its native mistakes."""
@@ -97,9 +113,8 @@ def sample_native(model, layout, bank, cache, index, cfg, gen) -> torch.Tensor:
     state = torch.full((len(index), n), layout.mask_code)
     batch = build_batch(layout, bank, cache, index, state, SimpleNamespace(p_drop_instruction=0.0, p_drop_image=0.0), gen)
     device = next(model.parameters()).device
-    batch = batch.to(device)
-    logits = model(batch.input_ids, batch.model_mask, output_positions=batch.target_positions,
-                   output_classes=layout.image_class_ids(device)).logits  # the head computes only codes + [MASK]
+    logits = forward_batch(model, batch, device, output_classes=layout.image_class_ids(device),  # codes + [MASK] only
+                           pack=bool(getattr(cfg, "pack_batches", False)))
     log_probs = logits.float().log_softmax(-1).cpu()
     return choose_reveal(log_probs, state, temperature=1.0, generator=gen)[1]
 
@@ -163,7 +178,8 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())
     main_process = accelerator.is_main_process
-    cfg = replace(cfg, lora_dtype=resolve_lora_dtype(cfg.lora_dtype, accelerator.distributed_type == DistributedType.FSDP))
+    cfg = replace(cfg, lora_dtype=resolve_lora_dtype(cfg.lora_dtype, accelerator.distributed_type == DistributedType.FSDP),
+                  pack_batches=accelerator.device.type == "cuda" if cfg.pack_batches is None else cfg.pack_batches)
     out = Path(cfg.out)
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -240,13 +256,12 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                 corrupted = reflective_trajectory(
                     source, target, layout.codebook_size, native[index], traj_cfg, gen, with_history=cfg.history
                 )
-            batch = build_batch(layout, bank, cache, index, corrupted.state, cfg, gen).to(accelerator.device)
+            batch = build_batch(layout, bank, cache, index, corrupted.state, cfg, gen)
             offset = None
             if corrupted.history is not None:
                 offset = history_offsets(raw_model, layout, corrupted.history.to(accelerator.device),
-                                         batch.target_positions, batch.input_ids.shape[1], cfg)
-            logits = model(batch.input_ids, batch.model_mask, embedding_offset=offset,
-                           output_positions=batch.target_positions, output_classes=classes).logits
+                                         batch.target_positions.to(accelerator.device), batch.input_ids.shape[1], cfg)
+            logits = forward_batch(model, batch, accelerator.device, offset, classes, cfg.pack_batches)
             if cfg.loss_classes == "codes":  # the head computed only 8,193 of Lumina's 134k classes
                 logits, labels = logits.float(), corrupted.labels.to(logits.device)
             else:
@@ -324,7 +339,8 @@ def write_outputs(cfg: MDMTrainConfig, accelerator, model, raw_model, start, lay
 
         detach_attribute_rows(raw_model)
     # A gathered state dict: a collective under FSDP / ZeRO-3 (every rank calls it), the module's own otherwise.
-    state = accelerator.get_state_dict(model) if cfg.lora_rank and accelerator.num_processes > 1 else None
+    sharded = accelerator.num_processes > 1 or zero_stage(accelerator) == 3  # ZeRO-3 partitions even on one process
+    state = accelerator.get_state_dict(model) if cfg.lora_rank and sharded else None
     if accelerator.is_main_process:
         if final.exists():
             shutil.rmtree(final)
