@@ -24,10 +24,16 @@ def _config(name: str) -> dict:
     return json.loads((MODELS / name / "transformer" / "config.json").read_text())
 
 
-def _sha256(path: Path) -> str:
+def _folder_sha256(folder: Path) -> str:
+    """The documented record of a base's weights, written out here: sha256 over every ``*.safetensors`` under
+    the folder in path order, each file's relative path then its bytes."""
     import hashlib
 
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.safetensors")):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def test_every_full_folder_has_the_base_architecture():
@@ -41,7 +47,7 @@ def test_every_full_folder_has_the_base_architecture():
 def test_each_folder_records_its_training_and_its_base():
     expected = {"shapes-base": (False, False), "shapes-sft": (False, False), "shapes-rm": (True, False),
                 "shapes-rm-her": (True, True)}
-    base_weights = _sha256(MODELS / "shapes-base" / "transformer" / "diffusion_pytorch_model.safetensors")
+    base_weights = _folder_sha256(MODELS / "shapes-base")
     for name, (rm, her) in expected.items():
         config = _config(name)
         assert (config["rm_post_trained"], config["history_reference"]) == (rm, her), name
