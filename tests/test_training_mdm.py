@@ -130,9 +130,13 @@ def test_resume_reproduces_uninterrupted_run(codes, tmp_path):
 def test_lora_run_writes_an_adapter_and_its_merge_changes_only_adapted_weights_and_the_mask_row(codes, tmp_path):
     base = train(_cfg(codes, tmp_path / "base"), progress=False)
     out = train(_cfg(codes, tmp_path / "lora", objective="reflective", init_from=str(base), lora_rank=4,
-                     steps=3, save_every=100, save_merged=True), progress=False)
+                     steps=3, save_every=100, save_merged=True, snapshot_every=3), progress=False)
     assert {"pytorch_lora_weights.safetensors", "mask_row_delta.safetensors", "rm_adapter.json"} <= {
         p.name for p in out.iterdir()}
+    snapshot = out.parent / "snapshots" / "step_000003"  # taken at the last step: the final adapter's tensors
+    for name in ("pytorch_lora_weights.safetensors", "mask_row_delta.safetensors"):
+        final, snap = load_file(str(out / name)), load_file(str(snapshot / name))
+        assert set(final) == set(snap) and all(torch.equal(final[k], snap[k]) for k in final)
     assert not (out / "transformer").exists()  # the base's weights are not copied
     merged = out.parent / "merged"
     before, after = _weights(base), _weights(merged)

@@ -43,7 +43,8 @@ from rm_edit.losses import changed_weighted_loss, rm_losses, weighted_loss
 from rm_edit.reflective import choose_reveal
 
 from .checkpoint import load_training_state, save_training_state
-from .deepspeed_setup import configure_deepspeed, zero_stage
+from .deepspeed_setup import configure_deepspeed
+from .sharded_saving import check_sharded_saving, gathered_state, sharding_name
 from .validation import masked_validation_loss
 from .mdm_config import PRESETS, MDMTrainConfig, add_config_arguments
 from .mdm_model import (build_model, init_code_rows_from_codebook, lora_dtype, optimizer_groups, resolve_lora_dtype,
@@ -181,6 +182,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     cfg = replace(cfg, lora_dtype=resolve_lora_dtype(cfg.lora_dtype, accelerator.distributed_type == DistributedType.FSDP),
                   pack_batches=accelerator.device.type == "cuda" if cfg.pack_batches is None else cfg.pack_batches)
     out = Path(cfg.out)
+    check_sharded_saving(cfg, accelerator, out / "checkpoint")
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -296,8 +298,11 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix({n: f"{v:.3f}" for n, v in running.items()})
-        if main_process and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
-            save_snapshot(cfg, accelerator, model, raw_model, start, layout, step + 1, out / "snapshots" / f"step_{step + 1:06d}")
+        if cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
+            state = gathered_state(cfg, accelerator, model)  # every process: a collective when sharded
+            if main_process:
+                save_snapshot(cfg, accelerator, raw_model, start, layout, step + 1,
+                              out / "snapshots" / f"step_{step + 1:06d}", state)
         stop = False
         if val is not None and (step + 1) % cfg.val_every == 0:
             loss_val = masked_validation_loss(raw_model, layout, val[1], val[0], cfg, build_batch)
@@ -312,7 +317,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                                   f"(best {min(val_history):.4f} at evaluation {best + 1}): stopping at step {step + 1}")
         saving = (cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps) \
             or step + 1 == end_step < cfg.steps or stop
-        if saving and main_process:
+        if saving and main_process and sharding_name(accelerator) is None:  # sharded: refused but for an early stop
             # LoRA: only what trains (the frozen base is init_from's); full: the whole model.
             weights = {n: p.detach().cpu() for n, p in trainable_parameters(raw_model).items()} if cfg.lora_rank else None
             save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1, weights=weights)
@@ -338,9 +343,7 @@ def write_outputs(cfg: MDMTrainConfig, accelerator, model, raw_model, start, lay
         from .code_embeddings import detach_attribute_rows
 
         detach_attribute_rows(raw_model)
-    # A gathered state dict: a collective under FSDP / ZeRO-3 (every rank calls it), the module's own otherwise.
-    sharded = accelerator.num_processes > 1 or zero_stage(accelerator) == 3  # ZeRO-3 partitions even on one process
-    state = accelerator.get_state_dict(model) if cfg.lora_rank and sharded else None
+    state = gathered_state(cfg, accelerator, model)  # every process: a collective under FSDP / ZeRO-3
     if accelerator.is_main_process:
         if final.exists():
             shutil.rmtree(final)
@@ -355,14 +358,16 @@ def write_outputs(cfg: MDMTrainConfig, accelerator, model, raw_model, start, lay
     return final
 
 
-def save_snapshot(cfg: MDMTrainConfig, accelerator, model, raw_model, start, layout, steps_done: int, folder: Path) -> None:
-    """The model as it is at ``steps_done``, as a loadable folder like ``final`` (one process; for curves of
-    edit success against post-training steps). The training model itself is left untouched."""
+def save_snapshot(cfg: MDMTrainConfig, accelerator, raw_model, start, layout, steps_done: int, folder: Path,
+                  state: dict | None = None) -> None:
+    """The model as it is at ``steps_done``, as a loadable folder like ``final`` (the main process; for curves of
+    edit success against post-training steps). The training model itself is left untouched. state: the LoRA
+    run's gathered state dict (:func:`gathered_state`) where the processes hold shards."""
     record = training_record(cfg, start, steps_done, accelerator.num_processes)
     if folder.exists():
         shutil.rmtree(folder)
     if cfg.lora_rank:
-        write_adapter_folder(folder, raw_model, start, cfg, layout, record)
+        write_adapter_folder(folder, raw_model, start, cfg, layout, record, state_dict=state)
         return
     from .code_embeddings import folded_state_dict
 
