@@ -1,0 +1,134 @@
+"""The Sudoku world's models from one base, at equal cost: code caches -> exact VQ + word tokenizer -> base MDM ->
+vanilla SFT; RM; RM+HER; RM+HER with decay -> model folders -> held-out figures and the test-time scaling plot.
+
+    python -m rm_edit.training.sudoku_recipe --work runs/sudoku              # the real sizes (2 CPU cores)
+    python -m rm_edit.training.sudoku_recipe --work /tmp/sudoku --smoke      # every stage on a tiny model
+
+Stages (``--stages``, in order): ``codes`` (train / val caches straight from the boards, ``sudoku_codes``), ``vq``
+(``sudoku_vq``: the decoder of the exact VQ, and the tokenizer), ``base`` (Lumina-DiMOO's masked objective on all
+three tasks, held-out loss on val), then from that base, each the same steps x batch (a quarter of the base's
+examples): ``sft`` (the masked objective), ``rm`` (Reflective Masking on the sampler's own passes), ``rm_her``
+(with History Reference), ``rm_her_decay`` (History Reference with decay 0.7); ``package`` (the folders under
+``WORK/models/sudoku-*``) and ``evaluate`` (``rm_edit.evaluation.sudoku_scaling``: every model on the test
+split, RM models at 1-16 turns, the others at 4-64 regenerate steps; ``WORK/scaling/scaling.md``,
+``WORK/assets/sudoku_scaling.png``). Configs: ``configs/vq_sudoku.json``, ``configs/mdm_sudoku_*.json``.
+
+Each stage writes ``WORK/<stage>.done`` and is skipped when re-run; training resumes from its checkpoint, so an
+interrupted recipe continues where it stopped. ``WORK/stage_times.json`` has each stage's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from rm_edit.configs import path as config_path
+
+from .recipe import SMOKE_MODEL, Recipe
+from .train_mdm import MDMTrainConfig
+from .train_mdm import train as train_mdm
+
+STAGES = ("codes", "vq", "base", "sft", "rm", "rm_her", "rm_her_decay", "package", "evaluate")
+# run folder -> (model folder, RM post-trained: its default sampler is reflective, else regenerate)
+MODELS = {"base": ("sudoku-base", False), "sft": ("sudoku-sft", False), "rm": ("sudoku-rm", True),
+          "rm_her": ("sudoku-rm-her", True), "rm_her_decay": ("sudoku-rm-her-decay", True)}
+POST_TRAINING = {"sft": "mdm_sudoku_sft.json", "rm": "mdm_sudoku_rm.json", "rm_her": "mdm_sudoku_rm_her.json",
+                 "rm_her_decay": "mdm_sudoku_rm_her_decay.json"}
+REAL_SIZES = dict(train=200_000, val=2_000, eval=256, vq_heldout=64, turns=(1, 2, 4, 8, 16), steps=(4, 8, 16, 32, 64))
+SMOKE_SIZES = dict(train=24, val=4, eval=3, vq_heldout=1, turns=(1, 2), steps=(2, 4))
+
+
+class SudokuRecipe(Recipe):
+    @property
+    def parts(self) -> Path:
+        return self.work / "parts"
+
+    @property
+    def vq_dir(self) -> Path:
+        return self.parts / "vqvae"
+
+    def stage_codes(self) -> None:
+        """Train and validation code caches of all three tasks, straight from the boards (exact codes)."""
+        from .sudoku_codes import write_sudoku_code_cache
+
+        for split in ("train", "val"):
+            write_sudoku_code_cache(self.work / "codes" / f"{split}.safetensors", split, self.sizes[split],
+                                    progress=not self.smoke)
+
+    def stage_vq(self) -> None:
+        """The exact VQ (Sudoku cells as its codebook; only the decoder trains) and the instructions' tokenizer."""
+        from .sudoku_vq import write_sudoku_parts
+
+        cfg = json.loads(config_path("vq_sudoku.json").read_text())
+        write_sudoku_parts(self.parts, 2 if self.smoke else cfg["decoder_steps"], lr=cfg["decoder_lr"],
+                           batch_examples=1 if self.smoke else cfg["batch_examples"], seed=cfg["seed"],
+                           threads=self.threads or 1, progress=not self.smoke,
+                           heldout_examples=self.sizes["vq_heldout"])
+
+    def stage_base(self) -> None:
+        self._mdm("base", "mdm_sudoku_base.json", None, tokenizer=str(self.parts / "tokenizer"),
+                  val_codes=str(self.work / "codes" / "val.safetensors"))
+
+    # Post-training, each from the same base, on the same examples, the same steps x batch (this run's tokenizer
+    # in place of the path a config names for training without the recipe).
+    def _post_train(self, stage: str) -> None:
+        self._mdm(stage, POST_TRAINING[stage], str(self.work / "base" / "final"), tokenizer=str(self.parts / "tokenizer"))
+
+    def stage_sft(self) -> None:
+        self._post_train("sft")
+
+    def stage_rm(self) -> None:
+        self._post_train("rm")
+
+    def stage_rm_her(self) -> None:
+        self._post_train("rm_her")
+
+    def stage_rm_her_decay(self) -> None:
+        self._post_train("rm_her_decay")
+
+    def stage_package(self) -> None:
+        """The trainers' folders as they wrote them (training records included) under ``models/``."""
+        models = self.work / "models"
+        for stage, (name, _) in MODELS.items():
+            out = models / name
+            if out.exists():
+                shutil.rmtree(out)
+            shutil.copytree(self.work / stage / "final", out)
+        shutil.copy(self.parts / "vq_metrics.json", models / "vq_metrics.json")
+
+    def stage_evaluate(self) -> None:
+        from rm_edit.evaluation.sudoku_scaling import sudoku_scaling
+
+        folders = [self.work / "models" / name for name, _ in MODELS.values()]
+        sudoku_scaling(folders, self.work / "scaling", self.sizes["eval"], turns=self.sizes["turns"],
+                       steps=self.sizes["steps"], png=self.work / "assets" / "sudoku_scaling.png",
+                       batch_size=4 if self.smoke else 16, progress=not self.smoke)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="working folder (codes, parts, runs, models)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: every stage on a tiny model")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma list from {','.join(STAGES)}")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per training process")
+    parser.add_argument("--train-size", type=int, help=f"training examples (default {REAL_SIZES['train']:,})")
+    parser.add_argument("--eval-size", type=int, help=f"test boards (default {REAL_SIZES['eval']})")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stages {unknown}; choose from {', '.join(STAGES)}")
+    sizes = dict(SMOKE_SIZES if args.smoke else REAL_SIZES)
+    sizes.update({k: v for k, v in (("train", args.train_size), ("eval", args.eval_size)) if v is not None})
+    args.work.mkdir(parents=True, exist_ok=True)
+    SudokuRecipe(args.work, args.smoke, args.threads, sizes).run(stages)
+
+
+if __name__ == "__main__":
+    main()
