@@ -57,14 +57,18 @@ def load_lumina_dimoo(
     scheduler: ReflectiveMaskingScheduler | LuminaRegenerateScheduler | None = None,
     rm_adapter: str | Path | None = None,
     merge_adapter: bool = True,
+    compile: bool = False,
     **pipeline_config,
 ) -> ReflectiveMaskingEditPipeline:
-    """A Lumina-DiMOO checkpoint folder as it ships -> :class:`ReflectiveMaskingEditPipeline` (the arguments:
-    :func:`rm_edit.pipelines.lumina_checkpoint.lumina_components`)."""
+    """A Lumina-DiMOO checkpoint folder as it ships -> :class:`ReflectiveMaskingEditPipeline` (the other arguments:
+    :func:`rm_edit.pipelines.lumina_checkpoint.lumina_components`). ``compile``: ``torch.compile`` each transformer
+    block (:meth:`rm_edit.LLaDATransformer.compile_blocks`) once the model is on ``device``."""
     pipe = ReflectiveMaskingEditPipeline(**lumina_components(folder, torch_dtype, device, vq_dtype, scheduler,
                                                              rm_adapter, merge_adapter, **pipeline_config))
     if device is not None:
         pipe.to(device)
+    if compile:
+        pipe.transformer.compile_blocks()
     return pipe
 
 

@@ -312,3 +312,22 @@ def test_paste_back_outside_the_saved_mask_is_the_source_bit_for_bit(tmp_path, e
     assert inside.shape == src.shape[:2] and inside.any() and (~inside).any()
     np.testing.assert_array_equal(edited[~inside], src[~inside])
     assert (edited[inside] != src[inside]).any()
+
+
+def test_compile_flag_compiles_the_transformers_blocks_once_on_the_device(tmp_path, image_path, examples, model_dir,
+                                                                          monkeypatch):
+    """--compile (edit, batch) reaches LLaDATransformer.compile_blocks once the model is on --device; recorded,
+    not run (torch.compile is measured on GPU by benchmarks/gpu_check.py --compile)."""
+    from rm_edit import LLaDATransformer
+
+    calls = []
+    monkeypatch.setattr(LLaDATransformer, "compile_blocks",
+                        lambda self, **kw: calls.append((next(self.parameters()).device.type, kw)) or self)
+    edit = ["edit", str(image_path), "make the circle blue", "-o", str(tmp_path / "out.png"), "--model", model_dir,
+            *FAST, "--device", "cpu"]
+    assert main(edit) == 0 and calls == []
+    assert main([*edit, "--compile"]) == 0 and calls == [("cpu", {})]
+    manifest = _manifest(tmp_path / "data", examples[:1], [])
+    assert main(["batch", str(manifest), "--out", str(tmp_path / "batch"), "--model", model_dir, *FAST,
+                 "--device", "cpu", "--no-progress", "--compile"]) == 0
+    assert calls == [("cpu", {})] * 2

@@ -442,3 +442,17 @@ def test_frontier_crop_hand_worked():
     c = crop_for_vq(64, 64, 32, 256, fill_budget=True)  # up, not only down: 16x16 cells = 1024 codes
     assert (c.grid, c.resized_size) == ((16, 16), (512, 512))
     assert crop_for_vq(64, 64, 32, 256).grid == (2, 2)  # the default rule only downsizes
+
+
+def test_load_with_compile_compiles_the_blocks_once_on_the_device(checkpoint, monkeypatch):
+    """load_lumina_dimoo(compile=True) reaches LLaDATransformer.compile_blocks after the move to ``device``;
+    recorded, not run (torch.compile is measured on GPU by benchmarks/gpu_check.py --compile)."""
+    from rm_edit.transformer import LLaDATransformer
+
+    calls = []
+    monkeypatch.setattr(LLaDATransformer, "compile_blocks",
+                        lambda self, **kw: calls.append(next(self.parameters()).device.type) or self)
+    load_lumina_dimoo(checkpoint, **SMALL)
+    assert calls == []
+    pipe = load_lumina_dimoo(checkpoint, device="cpu", compile=True, **SMALL)
+    assert calls == ["cpu"] and isinstance(pipe.transformer, LLaDATransformer)

@@ -174,7 +174,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
     done = 0
     if pending:
-        pipe = load_pipeline(args.model, args.device, kwargs)
+        pipe = load_pipeline(args.model, args.device, kwargs, args.compile)
         progress = _ProgressLines(len(pending), args.progress_every, args.progress_seconds,
                                   enabled=not args.no_progress)
         done = _edit_records(pipe, pending, args, kwargs, errors, progress)

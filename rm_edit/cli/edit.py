@@ -70,7 +70,7 @@ def run_edit(args: argparse.Namespace) -> int:
         raise CliError("INSTRUCTION is empty")
     image = open_image(args.image, max_pixels=args.max_pixels)  # its own mode: grey / alpha come back as given
     region = None if args.mask is None else _load_mask_for(args.mask, image.size, args.max_pixels)
-    pipe = load_pipeline(args.model, args.device, kwargs)
+    pipe = load_pipeline(args.model, args.device, kwargs, args.compile)
     try:
         out = pipe(image, args.instruction, mask_image=region, generator=torch.Generator().manual_seed(args.seed),
                    return_trajectory=args.save_trajectory is not None, **kwargs)

@@ -177,7 +177,7 @@ def run_eval(args: argparse.Namespace) -> int:
             options["strategy"] = "reflective"
         if args.turns_sweep and args.num_turns is not None:
             raise CliError("--turns-sweep sets the number of turns; drop --num-turns")
-        pipe = load_pipeline(args.model, args.device, options)
+        pipe = load_pipeline(args.model, args.device, options, args.compile)
         model = args.model or "shipped default"
         if args.turns_sweep:
             turns_sweep(pipe, benchmark, args.out, options, args.turns_sweep, report=not args.no_report,
