@@ -24,6 +24,7 @@ import argparse
 import json
 import shutil
 import time
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -150,8 +151,9 @@ def edit_type_sampling_weights(edit_types: list[str], weights: dict | None) -> t
         return None
     present = set(map(str, edit_types))
     unknown = sorted(set(weights) - present)
-    if unknown:
-        raise ValueError(f"edit_type_weights names {unknown}, which the training codes do not have ({sorted(present)})")
+    if unknown:  # harmless (no example to weigh), e.g. a small cache or an edit_types filter; a typo shows here
+        warnings.warn(f"edit_type_weights names {unknown}, which the training codes do not have "
+                      f"({sorted(present)}): ignored", stacklevel=2)
     bad = {k: v for k, v in weights.items() if not float(v) >= 0}
     if bad:
         raise ValueError(f"edit_type_weights must be >= 0, got {bad}")
