@@ -178,21 +178,34 @@ def set_regenerate_defaults(folder: Path, guidance_scale: float, temperature: fl
     sched.write_text(json.dumps(config, indent=2))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="working folder (codes, runs, models)")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: exercises every stage in about a minute")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma list from {','.join(STAGES)}")
+def recipe_parser(doc: str, stages: tuple[str, ...], work_help: str, smoke_help: str) -> argparse.ArgumentParser:
+    """The command line every recipe shares: --work, --smoke, --stages (checked by :func:`selected_stages`), --threads."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help=work_help)
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    parser.add_argument("--stages", default=",".join(stages), help=f"comma list from {','.join(stages)}")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per training process")
-    parser.add_argument("--train-size", type=int, default=300_000)
-    parser.add_argument("--eval-size", type=int, default=300)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def selected_stages(parser: argparse.ArgumentParser, args: argparse.Namespace, stages: tuple[str, ...]) -> list[str]:
+    """The stages asked for, in the order given (an unknown name: the parser's one-line error); sets --threads."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = sorted(set(stages) - set(STAGES))
+    chosen = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(stages))
     if unknown:
-        parser.error(f"unknown stages {unknown}; choose from {', '.join(STAGES)}")
+        parser.error(f"unknown stages {unknown}; choose from {', '.join(stages)}")
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = recipe_parser(__doc__, STAGES, "working folder (codes, runs, models)",
+                           "tiny sizes: exercises every stage in about a minute")
+    parser.add_argument("--train-size", type=int, default=300_000)
+    parser.add_argument("--eval-size", type=int, default=500, help="test edits per row of the comparison (default 500)")
+    args = parser.parse_args(argv)
+    stages = selected_stages(parser, args, STAGES)
     sizes = dict(train=args.train_size, val=2000, eval=args.eval_size, grid_start=5000)
     if args.smoke:
         sizes = dict(train=24, val=4, eval=4, grid_start=5000)

@@ -19,16 +19,13 @@ interrupted recipe continues where it stopped. ``WORK/stage_times.json`` has eac
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
 
-import torch
-
 from rm_edit.configs import path as config_path
 
-from .recipe import SMOKE_MODEL, Recipe
+from .recipe import SMOKE_MODEL, Recipe, recipe_parser, selected_stages
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
 
@@ -110,20 +107,12 @@ class SudokuRecipe(Recipe):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="working folder (codes, parts, runs, models)")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: every stage on a tiny model")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma list from {','.join(STAGES)}")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per training process")
+    parser = recipe_parser(__doc__, STAGES, "working folder (codes, parts, runs, models)",
+                           "tiny sizes: every stage on a tiny model")
     parser.add_argument("--train-size", type=int, help=f"training examples (default {REAL_SIZES['train']:,})")
     parser.add_argument("--eval-size", type=int, help=f"test boards (default {REAL_SIZES['eval']})")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = sorted(set(stages) - set(STAGES))
-    if unknown:
-        parser.error(f"unknown stages {unknown}; choose from {', '.join(STAGES)}")
+    stages = selected_stages(parser, args, STAGES)
     sizes = dict(SMOKE_SIZES if args.smoke else REAL_SIZES)
     sizes.update({k: v for k, v in (("train", args.train_size), ("eval", args.eval_size)) if v is not None})
     args.work.mkdir(parents=True, exist_ok=True)
