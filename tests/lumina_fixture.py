@@ -65,3 +65,32 @@ def tokenizer_splitting_user_close():
     and ``</IMAGE>`` are not tokens either (the reference never tokenises them)."""
     specials = {k: v for k, v in LUMINA_STAND_IN_SPECIAL_TOKENS.items() if k not in ("</user>", "<IMAGE>", "</IMAGE>")}
     return build_stand_in_tokenizer(extra_words=("<", "/", "user", ">"), special_tokens=specials)
+
+
+class RMBatchConfig:
+    """What ``make_rm_batch`` reads for a tiny batch: no guidance dropout, every edit starts from the source."""
+
+    p_drop_instruction = 0.0
+    p_drop_image = 0.0
+    trajectory = {"p_source_start": 0.0}
+    history = False
+
+
+def tiny_rm_batch(instructions: list[str], seed: int = 0, grid: int = 4):
+    """A reflective training batch on the Lumina-DiMOO layout: random (grid x grid) source codes, cells 5..10
+    edited; returns ``(bank, cache, batch, corrupted, generator)`` (the generator, for further draws)."""
+    from rm_edit.data.pretokenize import CodeCache
+    from rm_edit.training.lora_rm import make_rm_batch
+    from rm_edit.training.train_mdm import PromptBank
+
+    g = torch.Generator().manual_seed(seed)
+    b, n = len(instructions), grid * grid
+    source = torch.randint(0, LUMINA_DIMOO.codebook_size, (b, n), generator=g)
+    target = source.clone()
+    target[:, 5:11] = torch.randint(0, LUMINA_DIMOO.codebook_size, (b, 6), generator=g)
+    cache = CodeCache(source.view(b, grid, grid), target.view(b, grid, grid), instructions,
+                      [str(i) for i in range(b)], [None] * b)
+    bank = PromptBank(build_stand_in_tokenizer(), LUMINA_DIMOO, cache.instructions)
+    batch, corrupted = make_rm_batch(LUMINA_DIMOO, bank, cache, torch.arange(b), torch.full((b, n), -1),
+                                     RMBatchConfig, g)
+    return bank, cache, batch, corrupted, g

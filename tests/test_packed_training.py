@@ -9,16 +9,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from rm_edit.data.pretokenize import CodeCache
 from rm_edit.history import scatter_offsets
 from rm_edit.layout import LUMINA_DIMOO as L
 from rm_edit.losses import rm_losses
-from rm_edit.lumina_tokenizer import build_stand_in_tokenizer
 from rm_edit.packing import pack_sequences
 from rm_edit.training import train_mdm
-from rm_edit.training.lora_rm import make_rm_batch
-from rm_edit.training.train_mdm import LOSS_NAMES, PromptBank, forward_batch
-from tests.lumina_fixture import make_tiny_lumina_checkpoint, make_tiny_lumina_transformer
+from rm_edit.training.train_mdm import LOSS_NAMES, forward_batch
+from tests.lumina_fixture import make_tiny_lumina_checkpoint, make_tiny_lumina_transformer, tiny_rm_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny models run single-threaded
 
@@ -26,24 +23,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny mo
 INSTRUCTIONS = ["make the sky red", "add a hat", "make the sea blue", "remove the small red ball now"]
 
 
-class _Cfg:
-    p_drop_instruction = 0.0
-    p_drop_image = 0.0
-    trajectory = {"p_source_start": 0.0}
-    history = False
-
-
 def _batch():
-    g = torch.Generator().manual_seed(0)
-    b, h, w = len(INSTRUCTIONS), 4, 4
-    source = torch.randint(0, L.codebook_size, (b, h * w), generator=g)
-    target = source.clone()
-    target[:, 5:11] = torch.randint(0, L.codebook_size, (b, 6), generator=g)
-    cache = CodeCache(source.view(b, h, w), target.view(b, h, w), INSTRUCTIONS, [str(i) for i in range(b)], [None] * b)
-    bank = PromptBank(build_stand_in_tokenizer(), L, cache.instructions)
-    batch, corrupted = make_rm_batch(L, bank, cache, torch.arange(b), torch.full((b, h * w), -1), _Cfg, g)
+    _, _, batch, corrupted, g = tiny_rm_batch(INSTRUCTIONS)
+    b, n = len(INSTRUCTIONS), 16
     # A History-Reference-like offset at every target position (random: the placement is what is checked).
-    reference = torch.randn(b, h * w, 16, generator=g)
+    reference = torch.randn(b, n, 16, generator=g)
     offset = scatter_offsets(reference, batch.target_positions, batch.input_ids.shape[1])
     return batch, corrupted, offset
 

@@ -7,12 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rm_edit.data.pretokenize import CodeCache
 from rm_edit.layout import LUMINA_DIMOO as L
-from rm_edit.lumina_tokenizer import build_stand_in_tokenizer
-from rm_edit.training.lora_rm import make_rm_batch, rm_losses
-from rm_edit.training.train_mdm import PromptBank, sample_native
-from tests.lumina_fixture import make_tiny_lumina_transformer
+from rm_edit.training.lora_rm import rm_losses
+from rm_edit.training.train_mdm import sample_native
+from tests.lumina_fixture import make_tiny_lumina_transformer, tiny_rm_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny models run single-threaded
 
@@ -20,23 +18,8 @@ SAME_LENGTH = ["make the sky red", "make the sea blue"]  # four words each: equa
 DIFFERENT_LENGTH = ["make the sky red", "add a hat"]
 
 
-class _Cfg:
-    p_drop_instruction = 0.0
-    p_drop_image = 0.0
-    trajectory = {"p_source_start": 0.0}
-    history = False
-
-
 def _examples(instructions):
-    g = torch.Generator().manual_seed(0)
-    b, h, w = len(instructions), 4, 4
-    source = torch.randint(0, L.codebook_size, (b, h * w), generator=g)
-    target = source.clone()
-    target[:, 5:11] = torch.randint(0, L.codebook_size, (b, 6), generator=g)
-    cache = CodeCache(source.view(b, h, w), target.view(b, h, w), instructions, [str(i) for i in range(b)], [None] * b)
-    bank = PromptBank(build_stand_in_tokenizer(), L, cache.instructions)
-    batch, corrupted = make_rm_batch(L, bank, cache, torch.arange(b), torch.full((b, h * w), -1), _Cfg, g)
-    return bank, cache, batch, corrupted
+    return tiny_rm_batch(instructions)[:4]
 
 
 @pytest.fixture
