@@ -32,6 +32,15 @@ examples:
 """
 
 
+def _world_set_arguments(parser, shared: str, items: str) -> None:
+    """--out, --n, --split, --start: what every seeded world's ``data`` command takes."""
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--n", type=positive_int, required=True, metavar="N", help="number of examples")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="train",
+                        help=f"which seeded split (default train); splits never share {shared}")
+    parser.add_argument("--start", type=non_negative_int, default=0, metavar="INDEX",
+                        help=f"first world index (default 0): a later start gives more {items} disjoint from a first set")
+
 def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "data", help="make training data: shapes-world or Sudoku edits, pre-tokenised codes",
@@ -40,12 +49,7 @@ def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="data_command", metavar="{shapes,sudoku,pretokenize}", required=True)
     s = sub.add_parser("shapes", help="write a synthetic shapes-world editing set (images, masks, manifest)",
                        description="Write N shapes-world editing examples to DIR (images/, masks/, manifest.jsonl).")
-    s.add_argument("--out", type=Path, required=True, metavar="DIR")
-    s.add_argument("--n", type=positive_int, required=True, metavar="N", help="number of examples")
-    s.add_argument("--split", choices=("train", "val", "test"), default="train",
-                   help="which seeded split (default train); splits never share scenes")
-    s.add_argument("--start", type=non_negative_int, default=0, metavar="INDEX",
-                   help="first world index (default 0): a later start gives more edits disjoint from a first set")
+    _world_set_arguments(s, shared="scenes", items="edits")
     s.add_argument("--confusable", action="store_true",
                    help="only edits whose named shape shares its colour with another shape (the kind word decides)")
     s.add_argument("--edit-types", nargs="+", metavar="TYPE", default=None,
@@ -55,12 +59,7 @@ def add_data_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     u = sub.add_parser("sudoku", help="write a Sudoku revision set (board images, masks, manifest)",
                        description="Write N Sudoku examples to DIR (images/, masks/, manifest.jsonl): fix the "
                                    "mistakes, fill in the empty cells, or both; the solved board is the target.")
-    u.add_argument("--out", type=Path, required=True, metavar="DIR")
-    u.add_argument("--n", type=positive_int, required=True, metavar="N", help="number of examples")
-    u.add_argument("--split", choices=("train", "val", "test"), default="train",
-                   help="which seeded split (default train); splits never share a solved grid")
-    u.add_argument("--start", type=non_negative_int, default=0, metavar="INDEX",
-                   help="first world index (default 0): a later start gives more examples disjoint from a first set")
+    _world_set_arguments(u, shared="a solved grid", items="examples")
     u.add_argument("--tasks", nargs="+", choices=("fix", "fill", "fill-and-fix"), metavar="TASK",
                    help="only these tasks (fix, fill, fill-and-fix; default all three)")
     t = sub.add_parser("pretokenize", help="encode a manifest's images to VQ codes for training",
