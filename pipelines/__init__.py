@@ -2,8 +2,7 @@
 
 Importing it registers :class:`ReflectiveMaskingEditPipeline` where diffusers looks a saved folder's
 ``_class_name`` up (the ``diffusers`` module's namespace), so ``DiffusionPipeline.from_pretrained(folder)``
-loads a folder this project saved, with no remote code: diffusers can otherwise only run a pipeline defined
-outside it as custom code (``custom_pipeline=..., trust_remote_code=True``), which this project never asks for.
+loads a folder this project saved with the installed code alone: no custom or downloaded pipeline code is ever run.
 """
 
 from __future__ import annotations
