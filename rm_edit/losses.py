@@ -30,7 +30,7 @@ def weighted_loss(losses: Mapping[str, torch.Tensor], weights: Mapping[str, floa
 
 def changed_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, changed: torch.Tensor,
                           changed_weight: float) -> torch.Tensor:
-    """Cross-entropy over every target position, the cells the edit changes weighted ``changed_weight`` x.
+    """Cross-entropy over every target position, the positions in ``changed`` weighted ``changed_weight`` x.
 
     One mean over all positions (not one per kind): a wrong re-mask of a distractor costs as much as a
     missed re-mask of the named shape, so the model is not pushed to re-mask whenever it is unsure.
@@ -38,3 +38,11 @@ def changed_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, changed: t
     token_loss = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
     weights = 1.0 + (changed_weight - 1.0) * changed.float()
     return (token_loss * weights).sum() / weights.sum()
+
+
+@torch.no_grad()
+def false_remasks(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor, mask_class: int) -> torch.Tensor:
+    """The keep positions (``keep``: the state holds the right code) where the sampler would re-mask:
+    p([MASK]) > p(the code held), Reflective Masking's rule. A null edit's misses are all of this kind."""
+    held = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return keep & (logits[..., mask_class] > held)

@@ -246,6 +246,31 @@ def test_changed_weighted_loss_by_hand():
     assert loss.item() == pytest.approx((0.693147 + 5 * 0.287682) / 6, abs=1e-5)
 
 
+def test_false_remasks_are_the_keeps_where_mask_outscores_the_held_code():
+    from rm_edit.losses import changed_weighted_loss, false_remasks
+
+    # classes: codes 0, 1 and [MASK] = 2; every position holds (and keeps) code 0
+    logits = torch.tensor([[[2.0, 0.0, 1.0],    # p(code 0) > p([MASK]): the sampler keeps it
+                            [0.0, 0.0, 1.0],    # [MASK] outscores code 0: it would re-mask a right code
+                            [0.0, 3.0, 1.0],    # code 1 wins, but [MASK] still outscores code 0: re-masked
+                            [0.0, 0.0, 1.0]]])  # a reveal position, not a keep: never counted
+    labels = torch.tensor([[0, 0, 0, 0]])
+    keep = torch.tensor([[True, True, True, False]])
+    wrong = false_remasks(logits, labels, keep, mask_class=2)
+    assert wrong.tolist() == [[False, True, True, False]]
+    # weighted 3x like a changed cell: CE at positions 0..3 is 0.40761, 1.55144, 3.16985, 1.55144
+    loss = changed_weighted_loss(logits, labels, wrong, 3.0)
+    assert loss.item() == pytest.approx((0.40761 + 3 * 1.55144 + 3 * 3.16985 + 1.55144) / 8, abs=1e-4)
+
+
+def test_weighting_false_remasks_trains_and_is_refused_without_changed_weight(codes, tmp_path):
+    kw = dict(objective="reflective", states="sampler", history=True, steps=2, save_every=100)
+    folder = train(_cfg(codes, tmp_path / "a", changed_weight=5.0, weight_false_remasks=True, **kw), progress=False)
+    assert (folder / "transformer" / "config.json").exists()
+    with pytest.raises(ValueError, match="weight_false_remasks needs .* changed_weight 0.0"):
+        train(_cfg(codes, tmp_path / "b", weight_false_remasks=True, **kw), progress=False)
+
+
 def test_sampler_states_training_stops_early_and_resumes_to_the_same_weights(codes, tmp_path):
     kw = dict(objective="reflective", states="sampler", history=True, changed_weight=5.0, steps=6, save_every=100)
     full = train(_cfg(codes, tmp_path / "a", **kw), progress=False)

@@ -77,6 +77,9 @@ class MDMTrainConfig:
     states: str = "simulated"  # reflective: "simulated" trajectories, or the "sampler"'s own passes
     sampler_states: dict = field(default_factory=dict)  # SamplerStatesConfig overrides (states = "sampler")
     changed_weight: float = 0.0  # > 0: one cross-entropy over all positions, changed cells weighted this much
+    # With changed_weight: the keeps the model would re-mask (p([MASK]) > p(the right code)) weigh as much as the
+    # changed cells, so a wrong re-mask (a null edit's miss) costs what a missed one does.
+    weight_false_remasks: bool = False
     loss_weights: dict = field(default_factory=lambda: {"reveal": 1.0, "mask": 1.0, "keep": 1.0})
     reveal_changed_loss: bool = False  # reflective: reveals of the cells the edit changes get their own mean loss
     loss_classes: str = "vocab"  # "vocab": cross-entropy over every token; "codes": image codes + [MASK] only

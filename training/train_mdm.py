@@ -40,7 +40,7 @@ from rm_edit.history import history_embedding, history_of_states, scatter_offset
 from rm_edit.layout import (SequenceBatch, TokenLayout, build_edit_sequence, encode_edit_prompts, get_layout,
                             pad_sequences)
 from rm_edit.packing import forward_packed, pack_sequences
-from rm_edit.losses import changed_weighted_loss, rm_losses, weighted_loss
+from rm_edit.losses import changed_weighted_loss, false_remasks, rm_losses, weighted_loss
 from rm_edit.reflective import choose_reveal
 
 from .checkpoint import load_training_state, save_training_state
@@ -169,6 +169,9 @@ def _check(cfg: MDMTrainConfig) -> None:
                                  ("loss_classes", cfg.loss_classes, ("vocab", "codes"))):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    if cfg.weight_false_remasks and not (cfg.objective == "reflective" and cfg.changed_weight > 0):
+        raise ValueError("weight_false_remasks needs the reflective objective with changed_weight > 0, got "
+                         f"objective {cfg.objective!r}, changed_weight {cfg.changed_weight}")
 
 
 def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
@@ -277,7 +280,11 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                 kind = torch.where((kind == REVEAL) & (source != target), REVEAL_CHANGED, kind)
                 names = {**LOSS_NAMES, REVEAL_CHANGED: "reveal_changed"}
             if cfg.changed_weight > 0:
-                loss = changed_weighted_loss(logits, labels, (source != target).to(logits.device), cfg.changed_weight)
+                weighted = (source != target).to(logits.device)
+                if cfg.weight_false_remasks:  # a keep the sampler would re-mask weighs as much as a changed cell
+                    mask_class = layout.codebook_size if cfg.loss_classes == "codes" else layout.mask_token_id
+                    weighted |= false_remasks(logits, labels, (kind == KEEP).to(logits.device), mask_class)
+                loss = changed_weighted_loss(logits, labels, weighted, cfg.changed_weight)
                 with torch.no_grad():  # the per-kind losses are only logged
                     losses = {"total": loss.detach(), **rm_losses(logits, labels, kind.to(logits.device), names)}
             else:
