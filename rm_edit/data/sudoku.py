@@ -6,7 +6,7 @@ clues kept and every other cell written. Three tasks, each one instruction:
 
 * ``fix`` ("fix the mistakes"): no empty cell; ``wrong`` written digits (1-24) differ from the solution;
 * ``fill`` ("fill in the empty cells"): 20-50 empty cells, every written digit right;
-* ``fill-and-fix``: both, 20-40 empty cells and 1-12 wrong digits.
+* ``fill-and-fix``: both, 20-50 empty cells (at most what clues and wrong digits leave) and 1-12 wrong digits.
 
 Example ``i`` of split ``s`` depends only on (split, i, config): its grid is ``solved_grid(s, i)`` and the task
 is drawn from ``numpy.random.default_rng([SUDOKU_SPLIT_SEEDS[s], i, 1])``. Images and the exact cell codes:
@@ -42,7 +42,7 @@ class SudokuWorldConfig:
     fix_wrong: tuple[int, int] = (1, 24)
     fill_blanks: tuple[int, int] = (20, 50)
     fill_and_fix_wrong: tuple[int, int] = (1, 12)
-    fill_and_fix_blanks: tuple[int, int] = (20, 40)
+    fill_and_fix_blanks: tuple[int, int] = (20, 50)
 
     def __post_init__(self) -> None:
         if not self.tasks or any(t not in SUDOKU_TASKS for t in self.tasks):
