@@ -3,6 +3,7 @@ the sudoku-grid layout (the exact Sudoku VQ, the Sudoku word tokenizer): the wir
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -64,8 +65,18 @@ def test_eval_sudoku_test_reports_the_sudoku_metrics(sudoku_model, tmp_path):
     buckets = {r["sudoku_k_bucket"] for r in rows}
     assert set(summary["sudoku"]["by_k_bucket"]) == buckets and summary["sudoku"]["all"]["n"] == 4
     assert summary["sudoku"]["all"]["sudoku_exact"] == pytest.approx(np.mean([r["sudoku_exact"] for r in rows]))
+    assert set(summary["sudoku"]["by_bucket"]) == {r["sudoku_bucket"] for r in rows}
+    for bucket, means in summary["sudoku"]["by_bucket"].items():
+        mine = [r for r in rows if r["sudoku_bucket"] == bucket]
+        assert means["n"] == len(mine)
+        assert means["forward_passes"] == pytest.approx(np.mean([r["forward_passes"] for r in mine]))
     md = (out / "summary.md").read_text()
     assert "Valid, fewest changes" in md and "## Sudoku by k" in md and "## Sudoku by task" in md
+    # Test boards 0-3: fix k 18, fix k 7, fill-and-fix with 27 and 38 empty cells (world.puzzle(i)).
+    assert list(summary["sudoku"]["by_bucket"]) == ["fix k 1-12", "fix k 13-24", "fill-and-fix <40 blanks"]
+    assert "## Sudoku by bucket" in md and "fix k 13-24: Exact, fill-and-fix <40 blanks: Valid, fewest changes" in md
+    report = (out / "report.html").read_text()
+    assert all(html.escape(f"bucket {b} (n=") in report for b in summary["sudoku"]["by_bucket"])
 
 
 def test_perfect_and_unchanged_predictions(tmp_path):

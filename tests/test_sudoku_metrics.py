@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rm_edit.metrics.sudoku import (changed_digits, changed_givens, exact_board, k_bucket, replay_mistakes,
-                                    score_board, summarize_boards, valid_fewest_changes)
+from rm_edit.metrics.sudoku import (BUCKET_SCORE, HARD_BUCKETS, board_bucket, changed_digits, changed_givens,
+                                    exact_board, k_bucket, replay_mistakes, score_board, summarize_boards,
+                                    valid_fewest_changes)
 
 # A valid solved grid, typed by hand (rows are shifts of 1-9 by 3, 3, then 1 between bands).
 SOLUTION = np.array([
@@ -29,7 +30,8 @@ def test_the_solution_scores_perfectly():
     row = score_board(SOLUTION, SOLUTION, SOLUTION, NO_GIVENS, steps=[SOLUTION, SOLUTION])
     assert row == {"sudoku_exact": 1.0, "sudoku_valid": 1.0, "sudoku_conflicts": 0, "sudoku_changed_givens": 0,
                    "sudoku_changed_digits": 0, "sudoku_valid_fewest_changes": 1.0, "sudoku_replays": 0,
-                   "sudoku_wrong": 0, "sudoku_blanks": 0, "sudoku_k_bucket": "k 0"}
+                   "sudoku_wrong": 0, "sudoku_blanks": 0, "sudoku_k_bucket": "k 0",
+                   "sudoku_bucket": "no edit"}
 
 
 def test_one_wrong_digit():
@@ -107,3 +109,49 @@ def test_summary_per_task_and_bucket():
     assert s["by_k_bucket"]["k 13-24"] == {"n": 1, "sudoku_exact": 0.0, "sudoku_valid": None, "sudoku_conflicts": None,
                                            "sudoku_changed_givens": None, "sudoku_changed_digits": None,
                                            "sudoku_valid_fewest_changes": None, "sudoku_replays": 0.0}
+
+
+@pytest.mark.parametrize("wrong, blanks, bucket", [
+    (1, 0, "fix k 1-12"), (12, 0, "fix k 1-12"), (13, 0, "fix k 13-24"), (24, 0, "fix k 13-24"), (25, 0, "fix k 25+"),
+    (0, 20, "fill"), (0, 50, "fill"), (1, 20, "fill-and-fix <40 blanks"), (12, 39, "fill-and-fix <40 blanks"),
+    (1, 40, "fill-and-fix 40+ blanks"), (12, 50, "fill-and-fix 40+ blanks"), (0, 0, "no edit")])
+def test_buckets_read_the_task_off_the_source(wrong, blanks, bucket):
+    assert board_bucket(wrong, blanks) == bucket
+
+
+def test_the_hard_buckets_and_their_target_scores():
+    assert HARD_BUCKETS == ("fix k 13-24", "fill-and-fix 40+ blanks")
+    assert BUCKET_SCORE["fix k 1-12"] == BUCKET_SCORE["fix k 13-24"] == "sudoku_exact"
+    assert BUCKET_SCORE["fill-and-fix 40+ blanks"] == BUCKET_SCORE["fill"] == "sudoku_valid_fewest_changes"
+
+
+def test_a_board_with_40_empty_cells_and_a_wrong_digit_is_hard_fill_and_fix():
+    source = SOLUTION.copy()
+    source[:4] = 0  # rows 0-3: 36 empty cells
+    source[4, :4] = 0  # 4 more: 40
+    source[8, 8] = 7  # the solution has 8: one wrong digit
+    row = score_board(source, SOLUTION, SOLUTION, NO_GIVENS)
+    assert (row["sudoku_blanks"], row["sudoku_wrong"], row["sudoku_bucket"]) == (40, 1, "fill-and-fix 40+ blanks")
+    assert row["sudoku_k_bucket"] == "k 1-12"  # the k bucket alone would mix it with fix boards
+    source[4, 3] = SOLUTION[4, 3]  # 39 empty cells
+    assert score_board(source, SOLUTION, SOLUTION, NO_GIVENS)["sudoku_bucket"] == "fill-and-fix <40 blanks"
+
+
+def test_summary_per_bucket_with_forward_passes():
+    rows = [
+        {"sudoku_bucket": "fix k 1-12", "sudoku_k_bucket": "k 1-12", "sudoku_exact": 1.0, "forward_passes": 6},
+        {"sudoku_bucket": "fill-and-fix 40+ blanks", "sudoku_k_bucket": "k 1-12", "sudoku_exact": 0.0,
+         "sudoku_valid_fewest_changes": 1.0, "forward_passes": 10},
+        {"sudoku_bucket": "fill-and-fix 40+ blanks", "sudoku_k_bucket": "k 1-12", "sudoku_exact": 1.0,
+         "sudoku_valid_fewest_changes": 1.0, "forward_passes": 14},
+        {"sudoku_bucket": "fix k 13-24", "sudoku_k_bucket": "k 13-24", "sudoku_exact": 0.0, "forward_passes": 20},
+    ]
+    s = summarize_boards(rows, extra_keys=("forward_passes",))
+    # In BUCKETS order, not the rows' order.
+    assert list(s["by_bucket"]) == ["fix k 1-12", "fix k 13-24", "fill-and-fix 40+ blanks"]
+    hard = s["by_bucket"]["fill-and-fix 40+ blanks"]
+    # exact (0 + 1) / 2, valid-fewest (1 + 1) / 2, passes (10 + 14) / 2
+    assert (hard["n"], hard["sudoku_exact"], hard["sudoku_valid_fewest_changes"], hard["forward_passes"]) == (2, 0.5, 1.0, 12.0)
+    assert s["all"]["forward_passes"] == 12.5  # (6 + 10 + 14 + 20) / 4
+    # The k bucket "k 1-12" mixes the fix board with the two fill-and-fix boards: exact (1 + 0 + 1) / 3.
+    assert s["by_k_bucket"]["k 1-12"]["sudoku_exact"] == pytest.approx(2 / 3)

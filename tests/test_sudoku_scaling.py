@@ -10,6 +10,7 @@ from PIL import Image
 from rm_edit.evaluation.scaling_plots import plot_sudoku_scaling
 from rm_edit.evaluation.sudoku_eval import REMASK_INK, turn_frames, turn_strip
 from rm_edit.evaluation.sudoku_scaling import scaling_markdown, scaling_point
+from rm_edit.evaluation.sudoku_tables import bucket_table, headline_table
 from rm_edit.metrics.sudoku import score_board, summarize_boards
 
 # A solved grid (the classic shifted pattern: cell (r, c) = (3 (r mod 3) + r // 3 + c) mod 9 + 1).
@@ -61,10 +62,35 @@ def test_the_plot_draws_the_metrics_own_numbers(tmp_path):
     table = scaling_markdown(points)
     # Board B's 5 at (4, 4) clashes with the solution's 5s at (4, 0) (its row: (3 + 1 + 0) % 9 + 1), (0, 4) (its
     # column: (0 + 0 + 4) % 9 + 1) and (3, 3) (its box: (0 + 1 + 3) % 9 + 1): 4 conflict cells, 0 on board A ->
-    # 2.0 per board. Columns: exact, valid, valid fewest, conflicts, replays, passes, exact k 1-12, exact fix.
+    # 2.0 per board. Columns: exact, valid, valid fewest, conflicts, replays, passes, then the one bucket's target
+    # score (fix k 1-12: exact).
     assert SOLUTION[4, 0] == SOLUTION[0, 4] == SOLUTION[3, 3] == 5
-    assert "| rm | 1 turns | 2 | 0.500 | 0.500 | 0.500 | 2.000 | 0.500 | 3.000 | 0.500 | 0.500 |" in table
+    assert "| rm | 1 turns | 2 | 0.500 | 0.500 | 0.500 | 2.000 | 0.500 | 3.000 | 0.500 |" in table
     assert "| sft | regenerate 4 | 2 | 0.000 |" in table
+    # The bucket's own table: exact, valid, valid-fewest, replays, passes (no per-board passes in these rows: n/a).
+    assert "## fix k 1-12 (n=2; target score: exact)" in table
+    assert "| rm | 2 turns | 1.000 | 1.000 | 1.000 | 0.000 | n/a |" in table
+
+
+def _point(model_turns, by_bucket, replays=0.5, passes=8.0):
+    return {"strategy": "reflective", "turns": model_turns, "n": 4, "exact": 0.5, "replays": replays,
+            "forward_passes": passes, "by_bucket": by_bucket}
+
+
+def test_headline_and_bucket_tables_show_each_buckets_target_score():
+    fix = {"n": 3, "sudoku_exact": 2 / 3, "sudoku_valid": 1.0, "sudoku_valid_fewest_changes": 1.0, "sudoku_replays": 0.0,
+           "forward_passes": 6.0}
+    hard = {"n": 1, "sudoku_exact": 0.0, "sudoku_valid": 1.0, "sudoku_valid_fewest_changes": 1.0, "sudoku_replays": 2.0,
+            "forward_passes": 14.0}
+    points = {"sudoku-rm": [_point(1, {"fill-and-fix 40+ blanks": hard, "fix k 13-24": fix})],
+              "sudoku-rm-her": [_point(1, {"fix k 13-24": fix}, replays=0.25)]}
+    head, _, rm, her = headline_table(points)
+    # Buckets in the order (fix before fill-and-fix), fix scored by exact, fill-and-fix by valid-fewest.
+    assert head == "| model | sampler | fix k 13-24: exact (n=3) | fill-and-fix 40+ blanks: valid, fewest (n=1) | replays | fwd passes |"
+    assert rm == "| sudoku-rm | 1 turns | 0.667 | 1.000 | 0.500 | 8.000 |"
+    assert her == "| sudoku-rm-her | 1 turns | 0.667 | n/a | 0.250 | 8.000 |"
+    assert bucket_table(points, "fill-and-fix 40+ blanks", ["sudoku-rm"])[2:] == [
+        "| sudoku-rm | 1 turns | 0.000 | 1.000 | 1.000 | 2.000 | 14.000 |"]
 
 
 class _Layout:

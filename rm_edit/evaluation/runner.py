@@ -41,7 +41,7 @@ from .benchmarks import fit_prediction
 from .run_files import ErrorList, SampleLog, check_run_config, find_prediction, output_relpath
 from .summary import (_ordered_rows, _write_tables, columns_for, markdown_table, summarize, summary_markdown,
                       unavailable_notes)
-from .sudoku_eval import step_boards, sudoku_values, turn_frames, turn_strip
+from .sudoku_eval import bucket_summary_rows, step_boards, sudoku_values, turn_frames, turn_strip
 from .token_eval import count_replays
 
 RESERVED_OPTIONS = ("image", "prompt", "generator", "output_type", "return_trajectory", "return_dict", "mask_image")
@@ -101,7 +101,8 @@ def finalize(benchmark: Benchmark, out_dir: Path, log: SampleLog, config: dict, 
         from .report import write_report
 
         path = write_report(out_dir / "report.html", benchmark, rows, predictions_dir, title=title,
-                            summary_rows=[(config.get("label") or "run", summary)], columns=summary["columns"],
+                            summary_rows=[(config.get("label") or "run", summary), *bucket_summary_rows(summary)],
+                            columns=summary["columns"],
                             notes=unavailable_notes([summary], summary["columns"]), regions_dir=regions_dir,
                             turns_dir=turns_dir if turns_dir is not None and turns_dir.is_dir() else None,
                             progress=progress)

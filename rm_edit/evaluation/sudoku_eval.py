@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..data.records import EditRecord
 from ..data.sudoku_cells import NUM_SUDOKU_CODES, code_digits, encode_board, given_cells
-from ..metrics.sudoku import SCORE_KEYS, score_board, summarize_boards
+from ..metrics.sudoku import BUCKET_SCORE, SCORE_KEYS, score_board, summarize_boards
 from .benchmark_set import Benchmark, SampleRef
 
 DEFAULT_SUDOKU_N = 256
@@ -118,22 +118,35 @@ def sudoku_values(sample: EditRecord, edit: Image.Image, steps: list[np.ndarray]
 
 
 def add_sudoku_summary(summary: dict, rows: list[Mapping]) -> None:
-    """The Sudoku means overall, per task and per k bucket under ``summary["sudoku"]``."""
-    summary["sudoku"] = summarize_boards([r for r in rows if "sudoku_k_bucket" in r])
+    """The Sudoku means (and forward passes) overall, per task, per k bucket and per bucket under
+    ``summary["sudoku"]``."""
+    summary["sudoku"] = summarize_boards([r for r in rows if "sudoku_k_bucket" in r], extra_keys=("forward_passes",))
+
+
+def bucket_summary_rows(summary: Mapping) -> list[tuple[str, dict]]:
+    """The report's summary-table rows of a Sudoku summary's buckets (``("bucket <name> (n)", {"metrics": ...})``),
+    none for other summaries."""
+    buckets = (summary.get("sudoku") or {}).get("by_bucket") or {}
+    return [(f"bucket {name} (n={means['n']})", {"metrics": {k: {"mean": v} for k, v in means.items()}})
+            for name, means in buckets.items()]
 
 
 def sudoku_markdown(summary: Mapping, markdown_table: Callable) -> list[str]:
-    """The per-k-bucket and per-task tables of a Sudoku summary (markdown lines), drawn by ``markdown_table``
-    (``rm_edit.evaluation.summary``'s, passed in: that module imports this one)."""
+    """The per-bucket, per-k-bucket and per-task tables of a Sudoku summary (markdown lines), drawn by
+    ``markdown_table`` (``rm_edit.evaluation.summary``'s, passed in: that module imports this one)."""
     sudoku = summary.get("sudoku")
     if not sudoku:
         return []
-    columns = [(k, label) for k, label in SUDOKU_COLUMNS if k in SCORE_KEYS]
+    columns = [(k, label) for k, label in SUDOKU_COLUMNS if k in (*SCORE_KEYS, "forward_passes")]
     columns.insert(0, ("n", "n"))
 
     def table(groups: Mapping[str, Mapping]) -> str:
         return markdown_table([(name, {"metrics": {k: {"mean": v} for k, v in means.items()}})
                                for name, means in groups.items()], columns)
 
-    return ["## Sudoku by k (wrong digits in the source)", "", table(sudoku["by_k_bucket"]), "",
+    buckets = sudoku.get("by_bucket") or {}
+    scores = ", ".join(f"{b}: {dict(SUDOKU_COLUMNS)[BUCKET_SCORE[b]].rstrip(' ↑')}" for b in buckets if b in BUCKET_SCORE)
+    return (["## Sudoku by bucket", "", f"Each bucket's target score: {scores}.", "", table(buckets), ""]
+            if buckets else []) + [
+            "## Sudoku by k (wrong digits in the source)", "", table(sudoku["by_k_bucket"]), "",
             "## Sudoku by task", "", table(sudoku["by_task"]), ""]

@@ -7,8 +7,8 @@ each RM post-trained model, and exact accuracy against forward passes for every 
 Each point is one ``run_model`` run of ``sudoku-test`` into ``OUT/<model>/<strategy>_<turns or steps>/``
 (resumable: a finished run is read back, not redone); its numbers are that run's own summary
 (:func:`scaling_point`). Writes ``OUT/scaling.json``, ``OUT/scaling.md`` (per model and setting: the Sudoku
-metrics overall, per k bucket and per task) and the PNG (:func:`.scaling_plots.plot_sudoku_scaling`). The
-largest setting of each model also gets ``report.html``, its boards shown re-masked turn by turn.
+metrics overall and per bucket, :mod:`.sudoku_tables`) and the PNG (:func:`.scaling_plots.plot_sudoku_scaling`).
+The largest setting of each model also gets ``report.html``, its boards shown re-masked turn by turn.
 """
 
 from __future__ import annotations
@@ -20,16 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from ..files import dump_json, write_text
+from .sudoku_tables import TABLE_KEYS, scaling_markdown
 
 TURNS = (1, 2, 4, 8, 16)
 REGENERATE_STEPS = (4, 8, 16, 32, 64)
-TABLE_KEYS = (("sudoku_exact", "exact"), ("sudoku_valid", "valid"), ("sudoku_valid_fewest_changes", "valid, fewest"),
-              ("sudoku_conflicts", "conflicts"), ("sudoku_replays", "replays"))
 
 
 def scaling_point(summary: Mapping[str, Any], strategy: str, setting: int) -> dict:
     """One run's point: its summary's Sudoku means over all boards (``summary["sudoku"]["all"]``), mean forward
-    passes, and exact accuracy per k bucket and per task."""
+    passes, exact accuracy per k bucket and per task, and every mean per bucket (``by_bucket``)."""
     sudoku = summary["sudoku"]
     point = {"strategy": strategy, "turns" if strategy == "reflective" else "steps": setting,
              "n": sudoku["all"]["n"], "forward_passes": summary["means"].get("forward_passes"),
@@ -37,32 +36,8 @@ def scaling_point(summary: Mapping[str, Any], strategy: str, setting: int) -> di
     point.update({key: sudoku["all"][key] for key, _ in TABLE_KEYS if key not in ("sudoku_exact", "sudoku_replays")})
     point["exact_by_k_bucket"] = {b: m["sudoku_exact"] for b, m in sudoku["by_k_bucket"].items()}
     point["exact_by_task"] = {t: m["sudoku_exact"] for t, m in sudoku["by_task"].items()}
+    point["by_bucket"] = dict(sudoku.get("by_bucket", {}))
     return point
-
-
-def _fmt(v: Any) -> str:
-    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
-def scaling_markdown(points: Mapping[str, Sequence[Mapping[str, Any]]], png_name: str | None = None) -> str:
-    """One row per model and setting: the Sudoku metrics, forward passes, exact per k bucket and per task."""
-    buckets = sorted({b for runs in points.values() for r in runs for b in r["exact_by_k_bucket"]})
-    tasks = sorted({t for runs in points.values() for r in runs for t in r["exact_by_task"]})
-    head = (["model", "sampler", "n"] + [label for _, label in TABLE_KEYS] + ["fwd passes"]
-            + [f"exact {b}" for b in buckets] + [f"exact {t}" for t in tasks])
-    lines = ["# Sudoku: test-time scaling (sudoku-test)", "", "| " + " | ".join(head) + " |",
-             "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
-    for model, runs in points.items():
-        for r in runs:
-            sampler = f"{r['turns']} turns" if r["strategy"] == "reflective" else f"regenerate {r['steps']}"
-            values = [r.get("exact") if k == "sudoku_exact" else r.get("replays") if k == "sudoku_replays" else r.get(k)
-                      for k, _ in TABLE_KEYS]
-            cells = ([model, sampler, str(r["n"])] + [_fmt(v) for v in values] + [_fmt(r["forward_passes"])]
-                     + [_fmt(r["exact_by_k_bucket"].get(b)) for b in buckets] + [_fmt(r["exact_by_task"].get(t)) for t in tasks])
-            lines.append("| " + " | ".join(cells) + " |")
-    if png_name:
-        lines += ["", f"![Sudoku test-time scaling]({png_name})"]
-    return "\n".join(lines) + "\n"
 
 
 def model_settings(pipe, turns: Sequence[int], steps: Sequence[int]) -> list[tuple[str, int, dict]]:

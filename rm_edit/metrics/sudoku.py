@@ -14,9 +14,12 @@ Per board (``score_board``):
 * ``sudoku_replays``: replay mistakes over a sequence of boards (per turn, or per sampler step with re-masked
   cells empty): a cell takes a wrong digit it already held at an earlier board;
 * ``sudoku_wrong`` (k, the source's wrong digits), ``sudoku_blanks`` and ``sudoku_k_bucket`` ("k 0",
-  "k 1-12", "k 13-24", "k 25+") describe the example.
+  "k 1-12", "k 13-24", "k 25+") describe the example; ``sudoku_bucket`` (:func:`board_bucket`) is the issue's
+  bucket of it: the task read off the source (wrong digits only: fix, by k; empty cells only: fill; both:
+  fill-and-fix, under or from :data:`HARD_BLANKS` empty cells), the unit the targets are set on.
 
-``summarize_boards`` averages rows overall, per task and per k bucket.
+``summarize_boards`` averages rows overall, per task, per k bucket and per bucket; :data:`BUCKET_SCORE` names
+each bucket's target score (exact for fix; valid with the fewest changes for the ambiguous fill tasks).
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ import numpy as np
 from rm_edit.data.sudoku_grids import conflict_cells, is_valid
 
 K_BUCKETS: tuple[tuple[int, int, str], ...] = ((0, 0, "k 0"), (1, 12, "k 1-12"), (13, 24, "k 13-24"))
+HARD_BLANKS = 40  # fill-and-fix from this many empty cells on: the issue's hard bucket
+BUCKETS = ("fix k 1-12", "fix k 13-24", "fix k 25+", "fill", f"fill-and-fix <{HARD_BLANKS} blanks",
+           f"fill-and-fix {HARD_BLANKS}+ blanks", "no edit")
+HARD_BUCKETS = ("fix k 13-24", f"fill-and-fix {HARD_BLANKS}+ blanks")
+# Each bucket's target score: fill tasks have several valid completions, so they are scored by valid-and-fewest.
+BUCKET_SCORE = {b: "sudoku_valid_fewest_changes" if b.startswith("fill") else "sudoku_exact" for b in BUCKETS}
 
 
 def _board(board) -> np.ndarray:
@@ -84,11 +93,20 @@ def k_bucket(k: int) -> str:
     return f"k {K_BUCKETS[-1][1] + 1}+"
 
 
+def board_bucket(wrong: int, blanks: int) -> str:
+    """The issue's bucket of a source with ``wrong`` wrong digits and ``blanks`` empty cells (one of BUCKETS)."""
+    if blanks == 0:
+        return "no edit" if wrong == 0 else f"fix {k_bucket(wrong)}"
+    if wrong == 0:
+        return "fill"
+    return f"fill-and-fix {HARD_BLANKS}+ blanks" if blanks >= HARD_BLANKS else f"fill-and-fix <{HARD_BLANKS} blanks"
+
+
 def score_board(source, board, solution, given, steps: Sequence | None = None) -> dict:
     """One example's row: ``source`` / ``board`` / ``solution`` digits, ``given`` the source's clue cells,
     ``steps`` the boards from the source to ``board`` (None: no replay count)."""
     source, board, solution = _board(source), _board(board), _board(solution)
-    wrong = changed_digits(source, solution)
+    wrong, blanks = changed_digits(source, solution), int((source == 0).sum())
     return {
         "sudoku_exact": float(exact_board(board, solution)),
         "sudoku_valid": float(is_valid(board)),
@@ -98,8 +116,9 @@ def score_board(source, board, solution, given, steps: Sequence | None = None) -
         "sudoku_valid_fewest_changes": float(valid_fewest_changes(source, board, solution, given)),
         "sudoku_replays": None if steps is None else replay_mistakes(steps, solution),
         "sudoku_wrong": wrong,
-        "sudoku_blanks": int((source == 0).sum()),
+        "sudoku_blanks": blanks,
         "sudoku_k_bucket": k_bucket(wrong),
+        "sudoku_bucket": board_bucket(wrong, blanks),
     }
 
 
@@ -107,24 +126,28 @@ SCORE_KEYS = ("sudoku_exact", "sudoku_valid", "sudoku_conflicts", "sudoku_change
               "sudoku_valid_fewest_changes", "sudoku_replays")
 
 
-def _means(rows: list[Mapping]) -> dict:
+def _means(rows: list[Mapping], extra_keys: Sequence[str] = ()) -> dict:
     out: dict = {"n": len(rows)}
-    for key in SCORE_KEYS:
+    for key in (*SCORE_KEYS, *extra_keys):
         values = [r[key] for r in rows if r.get(key) is not None]
         out[key] = float(np.mean(values)) if values else None
     return out
 
 
-def summarize_boards(rows: Iterable[Mapping], task_key: str = "edit_type") -> dict:
-    """Means of :data:`SCORE_KEYS` (``n`` = rows) over all rows, per task (``row[task_key]``) and per k bucket."""
-    rows = list(rows)
-    by_task: dict[str, list] = {}
-    by_bucket: dict[str, list] = {}
+def _grouped(rows: list[Mapping], key: str, order: Sequence[str]) -> dict[str, list]:
+    groups: dict[str, list] = {}
     for r in rows:
-        if r.get(task_key) is not None:
-            by_task.setdefault(str(r[task_key]), []).append(r)
-        by_bucket.setdefault(r["sudoku_k_bucket"], []).append(r)
-    order = [name for _, _, name in K_BUCKETS]
-    buckets = sorted(by_bucket, key=lambda b: (order.index(b) if b in order else len(order), b))
-    return {"all": _means(rows), "by_task": {t: _means(v) for t, v in sorted(by_task.items())},
-            "by_k_bucket": {b: _means(by_bucket[b]) for b in buckets}}
+        if r.get(key) is not None:
+            groups.setdefault(str(r[key]), []).append(r)
+    return {g: groups[g] for g in sorted(groups, key=lambda g: (order.index(g) if g in order else len(order), g))}
+
+
+def summarize_boards(rows: Iterable[Mapping], task_key: str = "edit_type", extra_keys: Sequence[str] = ()) -> dict:
+    """Means of :data:`SCORE_KEYS` and ``extra_keys`` (``n`` = rows) over all rows, per task (``row[task_key]``),
+    per k bucket and per bucket (rows from before buckets existed have none: that group is left out)."""
+    rows = list(rows)
+    groups = {"by_task": _grouped(rows, task_key, ()),
+              "by_k_bucket": _grouped(rows, "sudoku_k_bucket", [name for _, _, name in K_BUCKETS]),
+              "by_bucket": _grouped(rows, "sudoku_bucket", BUCKETS)}
+    return {"all": _means(rows, extra_keys)} | {
+        name: {g: _means(v, extra_keys) for g, v in group.items()} for name, group in groups.items()}
