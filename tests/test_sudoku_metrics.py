@@ -7,7 +7,7 @@ import pytest
 
 from rm_edit.metrics.sudoku import (BUCKET_SCORE, HARD_BUCKETS, board_bucket, changed_digits, changed_givens,
                                     exact_board, k_bucket, replay_mistakes, score_board, summarize_boards,
-                                    valid_fewest_changes)
+                                    target_score_mean, valid_fewest_changes)
 
 # A valid solved grid, typed by hand (rows are shifts of 1-9 by 3, 3, then 1 between bands).
 SOLUTION = np.array([
@@ -155,3 +155,11 @@ def test_summary_per_bucket_with_forward_passes():
     assert s["all"]["forward_passes"] == 12.5  # (6 + 10 + 14 + 20) / 4
     # The k bucket "k 1-12" mixes the fix board with the two fill-and-fix boards: exact (1 + 0 + 1) / 3.
     assert s["by_k_bucket"]["k 1-12"]["sudoku_exact"] == pytest.approx(2 / 3)
+
+
+def test_target_score_mean_weighs_each_buckets_own_score_by_its_boards():
+    by_bucket = {"fix k 1-12": {"n": 3, "sudoku_exact": 2 / 3, "sudoku_valid_fewest_changes": 1.0},
+                 "fill": {"n": 1, "sudoku_exact": 0.0, "sudoku_valid_fewest_changes": 1.0}}
+    # fix by exact (2 of 3 boards), fill by valid-fewest (1 of 1): (2 + 1) / 4
+    assert target_score_mean(by_bucket) == 0.75
+    assert target_score_mean({}) is None

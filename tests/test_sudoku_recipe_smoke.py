@@ -1,11 +1,13 @@
 """The Sudoku recipe at --smoke scale: every stage runs, the five folders load with the sampler and History
-Reference they were trained for, the scaling figures are the runs' own, and a re-run skips finished stages."""
+Reference they were trained for, base and SFT edit with their setting tuned on validation boards, the scaling
+figures and the cards' are the runs' own, and a re-run skips finished stages."""
 
 import json
 
 import pytest
 
 from rm_edit.configs import path as config_path
+from rm_edit.metrics.sudoku import BUCKET_SCORE
 from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
 from rm_edit.training.sudoku_recipe import MODELS, POST_TRAINING, main
@@ -48,6 +50,51 @@ def test_sudoku_recipe_smoke_end_to_end(tmp_path):
             assert len(list((tmp_path / "scaling" / name / "reflective_2" / "turns").rglob("*.png"))) == 3
     assert (tmp_path / "assets" / "sudoku_scaling.png").stat().st_size > 1000
     assert "| sudoku-rm | 2 turns | 3 |" in (tmp_path / "scaling" / "scaling.md").read_text()
+    _check_tuned(tmp_path)
+    _check_cards(tmp_path, scaling["points"])
     times = (tmp_path / "stage_times.json").read_text()
     main(["--work", str(tmp_path), "--smoke"])
     assert (tmp_path / "stage_times.json").read_text() == times
+
+
+def _check_tuned(work):
+    """Base and SFT edit with the setting that scored best on validation boards, read from the tuning runs."""
+    tuned = json.loads((work / "tuned_regenerate.json").read_text())
+    assert set(tuned) == {"sudoku-base", "sudoku-sft"}
+    for name, t in tuned.items():
+        runs = {(g, temp): json.loads((work / "tune" / name / f"guidance_{g}_temperature_{temp}" / "summary.json").read_text())
+                for g in (0.0, 1.5) for temp in (0.0, 1.0)}
+        assert all(r["benchmark"] == "sudoku-val" and r["n_scored"] == 2 for r in runs.values())
+        best = runs[(t["guidance_scale"], t["temperature"])]["sudoku"]["by_bucket"]
+        # the chosen score is the runs' own: each bucket's target score weighted by its boards, the grid's highest
+        assert t["score"] == pytest.approx(sum(m["n"] * m[BUCKET_SCORE[b]] for b, m in best.items()) / 2)
+        assert t["score"] == max(r["score"] for r in t["grid"])
+        folder = work / "models" / name
+        assert json.loads((folder / "model_index.json").read_text())["guidance_scale"] == t["guidance_scale"]
+        assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["temperature"] == t["temperature"]
+
+
+def _check_cards(work, points):
+    """Each folder's card and the Sudoku card carry the scaling runs' own figures."""
+    times = json.loads((work / "stage_times.json").read_text())
+    for name, rm in MODELS.values():
+        card = (work / "models" / name / "README.md").read_text()
+        assert card.startswith("---\nlicense: apache-2.0") and "- sudoku\n" in card and f"# rm-edit {name}" in card
+        # The folder's own setting: RM folders default to 4 turns (the smoke sweep's largest below: 2), the
+        # regenerate folders to 16 steps (the smoke sweep's largest below: 4): the sweep's last point.
+        own = points[name][-1]
+        assert f"{'2 turns' if rm else 'regenerate 4'}: the folder's own sampler): exact {own['exact']:.3f}" in card
+        assert f"replay mistakes {own['replays']:.3f} per board" in card
+    card = (work / "models" / "SUDOKU_MODEL_CARD.md").read_text()
+    assert "python -m rm_edit.training.sudoku_recipe --work" in card and "../../assets/sudoku_scaling.png" in card
+    assert f"| `evaluate` | {times['evaluate']:,.0f} |" in card
+    for bucket, m in points["sudoku-rm-her"][0]["by_bucket"].items():
+        assert f"### {bucket} (n={m['n']};" in card
+    rm_her_1 = points["sudoku-rm-her"][0]["by_bucket"]["fix k 13-24"]
+    row = " | ".join(f"{rm_her_1[k]:.3f}" for k in ("sudoku_exact", "sudoku_valid", "sudoku_valid_fewest_changes",
+                                                     "sudoku_replays", "forward_passes"))
+    assert f"| sudoku-rm-her | 1 turns | {row} |" in card
+    readme = (work / "scaling" / "readme_section.md").read_text()
+    assert "#### fix k 13-24" in readme and f"| sudoku-rm-her | 1 turns | {row} |" in readme
+    assert "| sudoku-sft | regenerate 4 |" in readme  # the headline table has every model; the hard buckets only RM
+    assert "![Sudoku test-time scaling](assets/sudoku_scaling.png)" in readme

@@ -178,19 +178,22 @@ if __name__ == "__main__":
     main()
 
 
-CARD_HEADER = """---
-license: apache-2.0
-library_name: diffusers
-pipeline_tag: image-to-image
-tags:
-- rm-edit
-- reflective-masking
-- masked-diffusion
-- llada
-- image-editing
-- synthetic
----
-"""
+CARD_TAGS = ("rm-edit", "reflective-masking", "masked-diffusion", "llada", "image-editing", "synthetic")
+
+
+def card_header(*extra_tags: str) -> str:
+    """A Hugging Face card's YAML metadata (the project's tags, then ``extra_tags``)."""
+    tags = "".join(f"- {t}\n" for t in (*CARD_TAGS, *extra_tags))
+    return f"---\nlicense: apache-2.0\nlibrary_name: diffusers\npipeline_tag: image-to-image\ntags:\n{tags}---\n"
+
+
+CARD_HEADER = card_header()
+
+
+def load_snippet(name: str) -> str:
+    """The card's how-to-load code block for the folder ``name``."""
+    return (f"```python\nfrom rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline\n"
+            f"pipe = ReflectiveMaskingEditPipeline.from_pretrained(\"{name}\")\n```\n")
 
 _ABOUT = {
     "shapes-base": "the base MDM (Lumina-DiMOO's masked objective on edits and captions; regenerate sampler, its "
@@ -220,8 +223,7 @@ def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict
                f"{r['forward_passes']:.1f} forward passes per edit.\n" if r else "")
         (folder / "README.md").write_text(
             f"{CARD_HEADER}\n# rm-edit {name}\n\n{_ABOUT[name][0].upper() + _ABOUT[name][1:]}, trained by the rm-edit project on 2 CPU "
-            f"cores on its synthetic *shapes world*. Load it with\n\n```python\nfrom rm_edit.pipelines.pipeline_reflective_edit "
-            f"import ReflectiveMaskingEditPipeline\npipe = ReflectiveMaskingEditPipeline.from_pretrained(\"{name}\")\n```\n\n"
+            f"cores on its synthetic *shapes world*. Load it with\n\n{load_snippet(name)}\n"
             f"{own}\n**Limits:** it knows only the shapes world: 64x64 images on an 8x8 grid of 8-px cells, five flat "
             "backgrounds, six colours, four kinds, two sizes, nine anchors, and the instruction templates of "
             "`rm_edit.data.shapes`. Photos, other sizes or other words are outside what it has seen (the pipeline warns).\n\n"

@@ -1,5 +1,6 @@
 """The Sudoku world's models from one base, at equal cost: code caches -> exact VQ + word tokenizer -> base MDM ->
-vanilla SFT; RM; RM+HER; RM+HER with decay -> model folders -> held-out figures and the test-time scaling plot.
+vanilla SFT; RM; RM+HER; RM+HER with decay -> model folders -> regenerate tuned on validation -> held-out
+figures and the test-time scaling plot -> model cards.
 
     python -m rm_edit.training.sudoku_recipe --work runs/sudoku              # the real sizes (2 CPU cores)
     python -m rm_edit.training.sudoku_recipe --work /tmp/sudoku --smoke      # every stage on a tiny model
@@ -9,9 +10,13 @@ Stages (``--stages``, in order): ``codes`` (train / val caches straight from the
 three tasks, held-out loss on val), then from that base, each the same steps x batch (a quarter of the base's
 examples): ``sft`` (the masked objective), ``rm`` (Reflective Masking on the sampler's own passes), ``rm_her``
 (with History Reference), ``rm_her_decay`` (History Reference with decay 0.7); ``package`` (the folders under
-``WORK/models/sudoku-*``) and ``evaluate`` (``rm_edit.evaluation.sudoku_scaling``: every model on the test
-split, RM models at 1-16 turns, the others at 4-64 regenerate steps; ``WORK/scaling/scaling.md``,
-``WORK/assets/sudoku_scaling.png``). Configs: ``configs/vq_sudoku.json``, ``configs/mdm_sudoku_*.json``.
+``WORK/models/sudoku-*``), ``tune`` (``sudoku_tuning``: base and SFT's regenerate guidance x temperature chosen
+on validation boards, ``WORK/tuned_regenerate.json``, made the folders' defaults), ``evaluate``
+(``rm_edit.evaluation.sudoku_scaling``: every model on the test split, RM models at 1-16 turns, the others at
+4-64 regenerate steps; ``WORK/scaling/scaling.md``, ``WORK/assets/sudoku_scaling.png``) and ``cards``
+(``sudoku_cards``: each folder's ``README.md``, ``WORK/models/SUDOKU_MODEL_CARD.md`` and
+``WORK/scaling/readme_section.md``, from those results). Configs: ``configs/vq_sudoku.json``,
+``configs/mdm_sudoku_*.json``.
 
 Each stage writes ``WORK/<stage>.done`` and is skipped when re-run; training resumes from its checkpoint, so an
 interrupted recipe continues where it stopped. ``WORK/stage_times.json`` has each stage's wall time.
@@ -25,18 +30,21 @@ from pathlib import Path
 
 from rm_edit.configs import path as config_path
 
-from .recipe import SMOKE_MODEL, Recipe, recipe_parser, selected_stages
+from .recipe import SMOKE_MODEL, Recipe, recipe_parser, selected_stages, set_regenerate_defaults
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
 
-STAGES = ("codes", "vq", "base", "sft", "rm", "rm_her", "rm_her_decay", "package", "evaluate")
+STAGES = ("codes", "vq", "base", "sft", "rm", "rm_her", "rm_her_decay", "package", "tune", "evaluate", "cards")
 # run folder -> (model folder, RM post-trained: its default sampler is reflective, else regenerate)
 MODELS = {"base": ("sudoku-base", False), "sft": ("sudoku-sft", False), "rm": ("sudoku-rm", True),
           "rm_her": ("sudoku-rm-her", True), "rm_her_decay": ("sudoku-rm-her-decay", True)}
 POST_TRAINING = {"sft": "mdm_sudoku_sft.json", "rm": "mdm_sudoku_rm.json", "rm_her": "mdm_sudoku_rm_her.json",
                  "rm_her_decay": "mdm_sudoku_rm_her_decay.json"}
-REAL_SIZES = dict(train=200_000, val=2_000, eval=256, vq_heldout=64, turns=(1, 2, 4, 8, 16), steps=(4, 8, 16, 32, 64))
-SMOKE_SIZES = dict(train=24, val=4, eval=3, vq_heldout=1, turns=(1, 2), steps=(2, 4))
+REAL_SIZES = dict(train=200_000, val=2_000, eval=256, vq_heldout=64, turns=(1, 2, 4, 8, 16), steps=(4, 8, 16, 32, 64),
+                  tune=64, tune_steps=16)
+SMOKE_SIZES = dict(train=24, val=4, eval=3, vq_heldout=1, turns=(1, 2), steps=(2, 4), tune=2, tune_steps=2)
+TUNED = ("base", "sft")  # the regenerate models: their sampler setting is chosen on validation boards
+PNG = "sudoku_scaling.png"
 
 
 class SudokuRecipe(Recipe):
@@ -87,8 +95,19 @@ class SudokuRecipe(Recipe):
     def stage_rm_her_decay(self) -> None:
         self._post_train("rm_her_decay")
 
+    @property
+    def tuned_path(self) -> Path:
+        return self.work / "tuned_regenerate.json"
+
+    def _apply_tuned(self) -> None:
+        """The tuned regenerate settings as the base and SFT folders' own defaults."""
+        tuned = json.loads(self.tuned_path.read_text()) if self.tuned_path.exists() else {}
+        for name, setting in tuned.items():
+            set_regenerate_defaults(self.work / "models" / name, setting["guidance_scale"], setting["temperature"])
+
     def stage_package(self) -> None:
-        """The trainers' folders as they wrote them (training records included) under ``models/``."""
+        """The trainers' folders as they wrote them (training records included) under ``models/``, with the
+        regenerate setting tuned already (a re-package keeps it)."""
         models = self.work / "models"
         for stage, (name, _) in MODELS.items():
             out = models / name
@@ -96,14 +115,44 @@ class SudokuRecipe(Recipe):
                 shutil.rmtree(out)
             shutil.copytree(self.work / stage / "final", out)
         shutil.copy(self.parts / "vq_metrics.json", models / "vq_metrics.json")
+        self._apply_tuned()
+
+    def stage_tune(self) -> None:
+        """Base and SFT: regenerate guidance x temperature chosen on validation boards (``sudoku_tuning``)."""
+        from .sudoku_tuning import tune_regenerate
+
+        tuned = {}
+        for stage in TUNED:
+            name = MODELS[stage][0]
+            tuned[name] = tune_regenerate(self.work / "models" / name, self.work / "tune" / name, self.sizes["tune"],
+                                          steps=self.sizes["tune_steps"], batch_size=4 if self.smoke else 16,
+                                          progress=not self.smoke)
+        self.tuned_path.write_text(json.dumps(tuned, indent=2))
+        self._apply_tuned()
 
     def stage_evaluate(self) -> None:
         from rm_edit.evaluation.sudoku_scaling import sudoku_scaling
 
         folders = [self.work / "models" / name for name, _ in MODELS.values()]
         sudoku_scaling(folders, self.work / "scaling", self.sizes["eval"], turns=self.sizes["turns"],
-                       steps=self.sizes["steps"], png=self.work / "assets" / "sudoku_scaling.png",
+                       steps=self.sizes["steps"], png=self.work / "assets" / PNG,
                        batch_size=4 if self.smoke else 16, progress=not self.smoke)
+
+    @property
+    def command(self) -> str:
+        return f"python -m rm_edit.training.sudoku_recipe --work {self.work}" + (" --smoke" if self.smoke else "")
+
+    def stage_cards(self) -> None:
+        """Each folder's card, ``models/SUDOKU_MODEL_CARD.md`` and ``scaling/readme_section.md``, from the tuning
+        record, ``scaling/scaling.json`` and the stage times (the plot linked where it ships: ``assets/``)."""
+        from .sudoku_cards import readme_section, write_sudoku_cards
+
+        points = json.loads((self.work / "scaling" / "scaling.json").read_text())["points"]
+        tuned = json.loads(self.tuned_path.read_text()) if self.tuned_path.exists() else {}
+        vq = self.work / "models" / "vq_metrics.json"
+        write_sudoku_cards(self.work / "models", points, self.times, self.command, tuned, f"../../assets/{PNG}",
+                           json.loads(vq.read_text()) if vq.exists() else None)
+        (self.work / "scaling" / "readme_section.md").write_text(readme_section(points, self.command, f"assets/{PNG}"))
 
 
 def main(argv: list[str] | None = None) -> None:

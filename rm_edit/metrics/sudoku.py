@@ -151,3 +151,12 @@ def summarize_boards(rows: Iterable[Mapping], task_key: str = "edit_type", extra
               "by_bucket": _grouped(rows, "sudoku_bucket", BUCKETS)}
     return {"all": _means(rows, extra_keys)} | {
         name: {g: _means(v, extra_keys) for g, v in group.items()} for name, group in groups.items()}
+
+
+def target_score_mean(by_bucket: Mapping[str, Mapping]) -> float | None:
+    """The mean over boards of each board's bucket target score (:data:`BUCKET_SCORE`), from a summary's
+    ``by_bucket`` means: sum of n x score over the buckets, over their boards (a bucket without its score is left
+    out; None when none has one)."""
+    scored = [(m["n"], m.get(BUCKET_SCORE.get(b, "sudoku_exact"))) for b, m in by_bucket.items()]
+    scored = [(n, v) for n, v in scored if v is not None and n]
+    return sum(n * v for n, v in scored) / sum(n for n, _ in scored) if scored else None
