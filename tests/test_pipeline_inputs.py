@@ -183,11 +183,28 @@ def test_world_checks_warn_once_per_kind(pipe, src):
     messages = [str(w.message) for w in caught]
     assert all(w.category is InputOutsideWorldWarning for w in caught)
     assert len(messages) == 4, messages
-    assert "distinct colours" in messages[0] and "64x48, not square" in messages[1]
+    assert "colours for 95% of its pixels" in messages[0] and "64x48, not square" in messages[1]
     assert "256x256, far larger" in messages[2] and "'zebra' not in the model's vocabulary" in messages[3]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         InputChecks(None, None).check_images([photo, src.resize((64, 48))])  # no world: no image checks
+    assert caught == []
+
+
+def test_a_flat_image_with_faint_noise_is_not_a_photo():
+    """A model's own output (flat shapes, decoder noise at a few pixels) is edited again without a warning."""
+    from rm_edit.input_checks import main_colours
+
+    flat = np.full((64, 64, 3), 200, dtype=np.uint8)
+    flat[:32] = (10, 120, 40)  # two flat colours, 2,048 pixels each
+    noisy = flat.copy()
+    rows, cols = np.divmod(np.arange(150) * 27, 64)  # 150 distinct pixels (3.7%), each its own colour
+    noisy[rows, cols] = np.stack([np.arange(150), 255 - np.arange(150), np.full(150, 7)], -1)
+    assert main_colours(PIL.Image.fromarray(noisy)) == 2  # 96.3% of the pixels are the two flat colours
+    assert main_colours(PIL.Image.fromarray(noisy), share=0.99) == 2 + 110  # 99% of 4,096 px = 4,055.04: 3,946 flat + 110 noise px
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        InputChecks({"name": "shapes", "image_size": 64}).check_images([PIL.Image.fromarray(noisy)])
     assert caught == []
 
 
