@@ -39,15 +39,16 @@ def _warn(message: str) -> None:
 
 
 def main_colours(image: PIL.Image.Image, share: float = 0.95) -> int:
-    """How many distinct RGB colours cover ``share`` of ``image``'s pixels, most common first (on a thumbnail of
-    at most 128 px a side). A flat drawing needs a few even after a VQ decoder's faint noise at shape edges (a
-    shapes model's own edit: about 70 colours for 95%, 260 in all); a photo or a gradient needs thousands."""
+    """How many colours cover ``share`` of ``image``'s pixels, most common first, counted at 32 levels a channel
+    (on a thumbnail of at most 128 px a side). A flat drawing needs a few even where a VQ decoder painted it
+    (faint noise of a few levels over the whole region: a shapes edit has hundreds of exact colours); a photo
+    or a gradient needs hundreds to thousands."""
     img = image.convert("RGB")
     if max(img.size) > _COLOUR_SAMPLE_SIDE:
         scale = _COLOUR_SAMPLE_SIDE / max(img.size)
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                          PIL.Image.Resampling.NEAREST)
-    _, counts = np.unique(np.asarray(img).reshape(-1, 3), axis=0, return_counts=True)
+    _, counts = np.unique(np.asarray(img).reshape(-1, 3) >> 3, axis=0, return_counts=True)
     covered = np.cumsum(np.sort(counts)[::-1]) / counts.sum()
     return int(np.searchsorted(covered, share - 1e-9)) + 1
 

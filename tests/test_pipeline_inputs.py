@@ -192,19 +192,22 @@ def test_world_checks_warn_once_per_kind(pipe, src):
 
 
 def test_a_flat_image_with_faint_noise_is_not_a_photo():
-    """A model's own output (flat shapes, decoder noise at a few pixels) is edited again without a warning."""
+    """A model's own output (flat shapes, a decoder's noise of a few levels) is edited again without a warning."""
     from rm_edit.input_checks import main_colours
 
-    flat = np.full((64, 64, 3), 200, dtype=np.uint8)
-    flat[:32] = (10, 120, 40)  # two flat colours, 2,048 pixels each
-    noisy = flat.copy()
-    rows, cols = np.divmod(np.arange(150) * 27, 64)  # 150 distinct pixels (3.7%), each its own colour
-    noisy[rows, cols] = np.stack([np.arange(150), 255 - np.arange(150), np.full(150, 7)], -1)
-    assert main_colours(PIL.Image.fromarray(noisy)) == 2  # 96.3% of the pixels are the two flat colours
-    assert main_colours(PIL.Image.fromarray(noisy), share=0.99) == 2 + 110  # 99% of 4,096 px = 4,055.04: 3,946 flat + 110 noise px
+    flat = np.full((64, 64, 3), 100, dtype=np.uint8)  # 100 and 204 sit inside their 8-level bins (96-103, 200-207)
+    flat[:32] = (204, 100, 204)
+    faint = (flat.astype(int) + np.random.default_rng(0).integers(-2, 3, flat.shape)).astype(np.uint8)
+    assert len(np.unique(faint.reshape(-1, 3), axis=0)) > 200  # hundreds of exact colours...
+    assert main_colours(PIL.Image.fromarray(faint)) == 2  # ...two at 32 levels a channel
+    speckled = flat.copy()
+    rows, cols = np.divmod(np.arange(150) * 27, 64)  # 150 distinct pixels (3.7%), each its own 8-level bin
+    speckled[rows, cols] = np.stack([8 * (np.arange(150) % 32), 8 * (np.arange(150) // 32), np.full(150, 40)], -1)
+    assert main_colours(PIL.Image.fromarray(speckled)) == 2  # the two flat colours hold 3,946 px = 96.3%
+    assert main_colours(PIL.Image.fromarray(speckled), share=0.99) == 2 + 110  # 99% of 4,096 = 4,055.04 px
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        InputChecks({"name": "shapes", "image_size": 64}).check_images([PIL.Image.fromarray(noisy)])
+        InputChecks({"name": "shapes", "image_size": 64}).check_images([PIL.Image.fromarray(faint)])
     assert caught == []
 
 
