@@ -7,14 +7,15 @@ from pathlib import Path
 from .adapter_folder import is_adapter_folder
 from .pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 
-DEFAULT_MODEL = "shapes-rm-her"  # the most accurate shipped model on held-out edits (rm_edit/models/MODEL_CARD.md)
+DEFAULT_MODEL = "shapes-rm"  # the most accurate shipped model on validation edits (rm_edit/models/MODEL_CARD.md)
 
 
 def load_default_pipeline(name: str = DEFAULT_MODEL, **kwargs) -> ReflectiveMaskingEditPipeline:
     """A model shipped inside the package (trained by this project on the shapes world): by default
-    ``shapes-rm-her``, Reflective Masking with History Reference (on by default: the folder records that it was
-    trained with it), the most accurate on held-out edits; ``shapes-rm`` (RM alone), ``shapes-sft`` and
-    ``shapes-base`` (regenerate baselines) are the others."""
+    ``shapes-rm``, Reflective Masking post-trained from ``shapes-base`` (chosen on 1,000 validation edits:
+    0.991 pixel edit success, null edits empty 0.981, against ``shapes-rm-her``'s 0.987 / 0.932);
+    ``shapes-rm-her`` (with History Reference), ``shapes-rm-lora``, ``shapes-sft`` and ``shapes-base`` (regenerate
+    baselines) are the others."""
     import rm_edit
 
     folder = Path(rm_edit.__file__).parent / "models" / name

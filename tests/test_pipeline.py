@@ -459,15 +459,15 @@ def test_bf16_load_runs_end_to_end(saved_dir, pil_images):
     assert arr.shape == (1, 64, 64, 3) and np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1
 
 
-def test_default_pipeline_is_the_shipped_rm_her_model():
+def test_default_pipeline_is_the_shipped_rm_model():
     from rm_edit.pipelines.default_model import load_default_pipeline
 
     pipe = load_default_pipeline()
-    assert Path(pipe.config._name_or_path).name == "shapes-rm-her"
-    # The shipped sampler: 2 turns of (reflect + 1 reveal), margin 0, argmax; History Reference recorded as trained.
+    assert Path(pipe.config._name_or_path).name == "shapes-rm"
+    # The shipped sampler: 2 turns of (reflect + 1 reveal), margin 0, argmax; trained without History Reference.
     cfg = pipe.scheduler.config
     assert (cfg.num_turns, cfg.reveal_steps, cfg.remask_margin, cfg.temperature) == (2, 1, 0.0, 0.0)
-    assert pipe.transformer.config.history_reference is True and pipe.transformer.config.rm_post_trained is True
+    assert pipe.transformer.config.history_reference is False and pipe.transformer.config.rm_post_trained is True
     assert pipe.layout.codebook_size == 605 and pipe.transformer.config.grid_position_size == 8
     with pytest.raises(FileNotFoundError, match="available: .*shapes-rm-her"):
         load_default_pipeline("shapes-nope")

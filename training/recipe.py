@@ -20,6 +20,7 @@ import torch
 
 from rm_edit.configs import path as config_path
 from rm_edit.layout import SHAPES_GRID
+from rm_edit.pipelines.default_model import DEFAULT_MODEL as DEFAULT  # the folder the README's picture shows
 
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
@@ -28,7 +29,6 @@ STAGES = ("codes", "vq", "vq_sharpen", "base", "sft", "rm", "rm_her", "rm_lora",
 # run folder -> (shipped folder, RM post-trained: its default sampler is reflective, else regenerate)
 MODELS = {"base": ("shapes-base", False), "sft": ("shapes-sft", False), "rm": ("shapes-rm", True),
           "rm_her": ("shapes-rm-her", True), "rm_lora": ("shapes-rm-lora", True)}
-DEFAULT = "shapes-rm-her"  # the folder the README's picture shows (rm_edit's default model)
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
 
 

@@ -26,8 +26,9 @@ def add_info_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
 
 def default_model_folder() -> Path:
     import rm_edit
+    from rm_edit.pipelines.default_model import DEFAULT_MODEL
 
-    return Path(rm_edit.__file__).parent / "models" / "shapes-rm-her"
+    return Path(rm_edit.__file__).parent / "models" / DEFAULT_MODEL
 
 
 def model_info(folder: Path, pipe=None) -> dict:
