@@ -34,3 +34,17 @@ def test_recipe_smoke_end_to_end(tmp_path):
     times = (tmp_path / "stage_times.json").read_text()
     main(["--work", str(tmp_path), "--smoke"])
     assert (tmp_path / "stage_times.json").read_text() == times
+
+
+def test_stage_times_of_two_processes_on_one_work_folder_are_both_kept(tmp_path, monkeypatch):
+    """Two recipe runs on one folder (one resumed while another stage ran): each stage's time stays recorded."""
+    from rm_edit.training.recipe import Recipe
+
+    clock = iter([100.0, 107.5, 200.0, 203.0])  # first stage 7.5 s, second 3 s
+    monkeypatch.setattr("rm_edit.training.recipe.time.time", lambda: next(clock))
+    first, second = Recipe(tmp_path, True, 1, {}), Recipe(tmp_path, True, 1, {})  # both read an empty record
+    monkeypatch.setattr(Recipe, "stage_codes", lambda self: None, raising=False)
+    monkeypatch.setattr(Recipe, "stage_vq", lambda self: None, raising=False)
+    first.run(["codes"])
+    second.run(["vq"])
+    assert json.loads((tmp_path / "stage_times.json").read_text()) == {"codes": 7.5, "vq": 3.0}

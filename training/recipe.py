@@ -47,7 +47,9 @@ class Recipe:
             print(f"[recipe] {stage} ...", flush=True)
             t0 = time.time()
             getattr(self, f"stage_{stage}")()
-            self.times[stage] = round(time.time() - t0, 1)
+            # Re-read first: a stage run in another process meanwhile (recipes resume stage by stage) keeps its time.
+            done = json.loads(self.times_path.read_text()) if self.times_path.exists() else {}
+            self.times = {**self.times, **done, stage: round(time.time() - t0, 1)}
             self.times_path.write_text(json.dumps(self.times, indent=2))
             marker.write_text("ok\n")
 
