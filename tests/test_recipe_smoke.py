@@ -25,6 +25,7 @@ def test_recipe_smoke_end_to_end(tmp_path):
         assert pipe.transformer.config.history_reference is (name in ("shapes-rm-her", "shapes-rm-lora"))
         card = (models / name / "README.md").read_text()
         assert card.startswith("---\nlicense: apache-2.0\nlibrary_name: diffusers\npipeline_tag: image-to-image\n")
+        assert ("(the default model)" in card) is (name == "shapes-rm")  # DEFAULT_MODEL, chosen on validation
     assert (tmp_path / "edit_grid.png").stat().st_size > 1000
     card = (models / "MODEL_CARD.md").read_text()
     assert "| shapes-rm |" in card and "| RM-LoRA (+HER) |" in card and "| base inpainting 16 (oracle region) |" in card

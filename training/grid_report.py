@@ -26,6 +26,7 @@ from rm_edit.data.shapes import CLASSIC_EDIT_TYPES, EDIT_TYPES, ShapesWorld, Sha
 from rm_edit.evaluation.token_eval import image_token_scores, micro_precision_recall
 from rm_edit.files import item_seed
 from rm_edit.metrics import edit_success
+from rm_edit.pipelines.default_model import DEFAULT_MODEL
 
 MODEL_ORDER = ("shapes-base", "shapes-sft", "shapes-rm", "shapes-rm-her", "shapes-rm-lora")
 
@@ -200,8 +201,8 @@ _ABOUT = {
                    "guidance and temperature tuned on validation edits)",
     "shapes-sft": "the vanilla SFT baseline (the base post-trained on the masked objective with the same edits, steps "
                   "and batch as the RM models; regenerate sampler, tuned on validation edits)",
-    "shapes-rm": "Reflective Masking post-training of the base without History Reference (an ablation of the default)",
-    "shapes-rm-her": "Reflective Masking post-training of the base with History Reference (the default model)",
+    "shapes-rm": "Reflective Masking post-training of the base without History Reference",
+    "shapes-rm-her": "Reflective Masking post-training of the base with History Reference",
     "shapes-rm-lora": "Reflective Masking post-training of the base as LoRA adapters plus the [MASK] row (the recipe "
                       "documented for Lumina-DiMOO), with History Reference; an adapter folder applied to shapes-base on load",
 }
@@ -222,7 +223,8 @@ def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict
                f"recall {r['token_recall']:.3f}, unchanged tokens kept {r['kept_outside']:.4f}, "
                f"{r['forward_passes']:.1f} forward passes per edit.\n" if r else "")
         (folder / "README.md").write_text(
-            f"{CARD_HEADER}\n# rm-edit {name}\n\n{_ABOUT[name][0].upper() + _ABOUT[name][1:]}, trained by the rm-edit project on 2 CPU "
+            f"{CARD_HEADER}\n# rm-edit {name}\n\n{_ABOUT[name][0].upper() + _ABOUT[name][1:]}"
+            f"{' (the default model)' if name == DEFAULT_MODEL else ''}, trained by the rm-edit project on 2 CPU "
             f"cores on its synthetic *shapes world*. Load it with\n\n{load_snippet(name)}\n"
             f"{own}\n**Limits:** it knows only the shapes world: 64x64 images on an 8x8 grid of 8-px cells, five flat "
             "backgrounds, six colours, four kinds, two sizes, nine anchors, and the instruction templates of "
