@@ -7,7 +7,7 @@ figures and the test-time scaling plot -> model cards.
 
 Stages (``--stages``, in order): ``codes`` (train / val caches straight from the boards, ``sudoku_codes``), ``vq``
 (``sudoku_vq``: the decoder of the exact VQ, and the tokenizer), ``base`` (Lumina-DiMOO's masked objective on all
-three tasks, held-out loss on val), then from that base, each the same steps x batch (a quarter of the base's
+three tasks, held-out loss on val), then from that base, each the same steps x batch (800 x 64, 0.4 of the base's
 examples): ``sft`` (the masked objective), ``rm`` (Reflective Masking on the sampler's own passes), ``rm_her``
 (with History Reference), ``rm_her_decay`` (History Reference with decay 0.7); ``package`` (the folders under
 ``WORK/models/sudoku-*``), ``tune`` (``sudoku_tuning``: base and SFT's regenerate guidance x temperature chosen
