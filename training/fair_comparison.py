@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from rm_edit.data.shapes import EDIT_TYPES
+from rm_edit.evaluation.scaling_plots import agg_pyplot, save_figure
 
 from .grid_report import evaluate_pipeline
 
@@ -133,11 +134,7 @@ def passes_curve(work: Path, out: Path, n: int, tuned: dict, progress: bool = Tr
 
 
 def plot_curves(steps: dict, passes: dict, out_steps: Path, out_passes: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = agg_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for run, points in steps.items():
         ax.plot(*zip(*points), marker="o", label=POST_TRAINED[run])
@@ -145,8 +142,7 @@ def plot_curves(steps: dict, passes: dict, out_steps: Path, out_passes: Path) ->
            ylim=(0, 1.02), title="Post-training at equal cost")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_steps)
+    save_figure(fig, out_steps, dpi="figure")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     for label, points in passes.items():
         xs = [p[0] for p in points]
@@ -160,26 +156,19 @@ def plot_curves(steps: dict, passes: dict, out_steps: Path, out_passes: Path) ->
         ax.minorticks_off()
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Edit success and preservation against inference cost")
-    fig.tight_layout()
-    fig.savefig(out_passes)
+    save_figure(fig, out_passes, "Edit success and preservation against inference cost", dpi="figure")
 
 
 def plot_base_validation(val_log: Path, out: Path) -> None:
     """The base's held-out masked-objective loss against its training steps (``val_log.jsonl``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = agg_pyplot()
     points = [json.loads(line) for line in val_log.read_text().splitlines() if line.strip()]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.plot([p["step"] for p in points], [p["val_loss"] for p in points], marker="o", markersize=3)
     ax.set(xlabel="base training steps (batch 64)", ylabel="held-out loss (masked codes)", yscale="log",
            title="Base MDM: held-out loss of the masked objective")
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out, dpi="figure")
 
 
 def table(results: dict) -> str:

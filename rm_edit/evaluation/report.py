@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..metrics import DEFAULT_THRESHOLD, change_map
 from .benchmarks import fit_prediction
+from .scaling_plots import agg_pyplot, save_figure
 from .success_table import success_by_type_html
 
 SUCCESS_DEFINITION = (
@@ -394,11 +395,7 @@ def plot_by_edit_type(rows: Sequence[Mapping[str, Any]], out_png: str | Path,
     panels = by_edit_type_means(rows)
     if not panels:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = agg_pyplot()
     labels = dict((k, label) for k, label in columns)
     ylabels = {title: y for title, _, y in BY_TYPE_PANELS}
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), squeeze=False)
@@ -409,9 +406,4 @@ def plot_by_edit_type(rows: Sequence[Mapping[str, Any]], out_png: str | Path,
         ax.set_title(f"{title}: {labels.get(key, key)}", fontsize=10)
         ax.set_ylabel(ylabels[title])
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("by edit type")
-    fig.tight_layout()
-    out_png = Path(out_png)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, "by edit type")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot():
+def agg_pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,10 +22,22 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, out_png: str | Path, title: str | None = None, dpi: float | str = 100) -> Path:
+    """Title, tight layout, a PNG (its folder made), the figure closed: how every report plot is saved."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=dpi)
+    agg_pyplot().close(fig)
+    return out_png
+
+
 def plot_turns_sweep(points: Mapping[int, Mapping[str, Any]], out_png: str | Path,
                      groups: Mapping[str, Sequence[tuple[str, str]]]) -> Path:
     """One panel per group (quality, localization, cost): each metric's mean against the number of turns."""
-    plt = _pyplot()
+    plt = agg_pyplot()
     turns = sorted(points)
     panels = []
     for group, metrics in groups.items():
@@ -49,12 +61,7 @@ def plot_turns_sweep(points: Mapping[int, Mapping[str, Any]], out_png: str | Pat
         ax.set_xticks(turns)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("test-time scaling")
-    fig.tight_layout()
-    out_png = Path(out_png)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, "test-time scaling")
 
 
 # The three panels of the Sudoku scaling plot: (key, title, x of a point, y of a point, which points).
@@ -71,7 +78,7 @@ def plot_sudoku_scaling(points: Mapping[str, Sequence[Mapping[str, Any]]], out_p
     "steps" (regenerate), "forward_passes", "exact", "replays"}`` (:func:`.sudoku_scaling.scaling_point`). Draws
     exact accuracy and replays against reflective turns (RM models) and exact accuracy against mean forward
     passes (every model and sampler), writes ``out_png`` and returns, per panel, each line's (xs, ys) as drawn."""
-    plt = _pyplot()
+    plt = agg_pyplot()
     fig, axes = plt.subplots(1, len(SUDOKU_PANELS), figsize=(5.0 * len(SUDOKU_PANELS), 3.8), squeeze=False)
     for ax, (_, panel_title, x_key, y_key, strategy) in zip(axes[0], SUDOKU_PANELS):
         for model, runs in points.items():
@@ -90,12 +97,7 @@ def plot_sudoku_scaling(points: Mapping[str, Sequence[Mapping[str, Any]]], out_p
         ax.grid(alpha=0.3)
         if ax.get_lines():
             ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
     drawn = {key: {line.get_label(): ([float(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()])
                    for line in ax.get_lines()} for ax, (key, *_rest) in zip(axes[0], SUDOKU_PANELS)}
-    plt.close(fig)
+    save_figure(fig, out_png, title)
     return drawn
