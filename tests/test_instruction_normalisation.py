@@ -17,7 +17,7 @@ from rm_edit.data import shapes_language
 from rm_edit.data.text_tokenizer import add_normalizer, build_shapes_tokenizer, spelling_map
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = sorted((ROOT / "rm_edit" / "models").glob("*/tokenizer"))
+SHIPPED = sorted((ROOT / "rm_edit" / "models").glob("shapes-*/tokenizer"))
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def test_post_training_is_equal_cost_and_fits_the_time_box():
     assert base["steps"] * base["batch_size"] == 2000 * 64  # 128,000 examples (cut from 6,400 steps to fit 2 cores)
     for name in POST_TRAINING.values():
         cfg = json.loads(config_path(name).read_text())
-        assert cfg["steps"] * cfg["batch_size"] == 800 * 64  # 51,200 each, the same for every post-training
+        assert cfg["steps"] * cfg["batch_size"] == 500 * 64  # 32,000 each, a quarter of the base's
     decay = json.loads(config_path("mdm_sudoku_rm_her_decay.json").read_text())
     assert decay["history"] and decay["history_decay"] == 0.7
     assert json.loads(config_path("mdm_sudoku_rm_her.json").read_text())["history_decay"] == 1.0
@@ -51,6 +51,7 @@ def test_sudoku_recipe_smoke_end_to_end(tmp_path):
     assert (tmp_path / "assets" / "sudoku_scaling.png").stat().st_size > 1000
     assert "| sudoku-rm | 2 turns | 3 |" in (tmp_path / "scaling" / "scaling.md").read_text()
     _check_tuned(tmp_path)
+    _check_tuned_rm(tmp_path)
     _check_cards(tmp_path, scaling["points"])
     times = (tmp_path / "stage_times.json").read_text()
     main(["--work", str(tmp_path), "--smoke"])
@@ -72,6 +73,20 @@ def _check_tuned(work):
         folder = work / "models" / name
         assert json.loads((folder / "model_index.json").read_text())["guidance_scale"] == t["guidance_scale"]
         assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["temperature"] == t["temperature"]
+
+
+def _check_tuned_rm(work):
+    """The RM models edit with the reveal steps per turn that scored best on validation boards."""
+    tuned = json.loads((work / "tuned_reflective.json").read_text())
+    assert set(tuned) == {"sudoku-rm", "sudoku-rm-her", "sudoku-rm-her-decay"}
+    for name, t in tuned.items():
+        runs = {r: json.loads((work / "tune" / name / f"reveal_{r}" / "summary.json").read_text()) for r in (1, 2)}
+        assert all(r["benchmark"] == "sudoku-val" and r["n_scored"] == 2 for r in runs.values())
+        best = runs[t["reveal_steps"]]["sudoku"]["by_bucket"]
+        assert t["score"] == pytest.approx(sum(m["n"] * m[BUCKET_SCORE[b]] for b, m in best.items()) / 2)
+        assert t["score"] == max(r["score"] for r in t["grid"]) and t["turns"] == 4
+        sched = json.loads((work / "models" / name / "scheduler" / "scheduler_config.json").read_text())
+        assert sched["reveal_steps"] == t["reveal_steps"]
 
 
 def _check_cards(work, points):

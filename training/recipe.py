@@ -180,6 +180,14 @@ def set_regenerate_defaults(folder: Path, guidance_scale: float, temperature: fl
     sched.write_text(json.dumps(config, indent=2))
 
 
+def set_reflective_defaults(folder: Path, reveal_steps: int) -> None:
+    """Record the tuned reveal steps per turn as the folder's own reflective sampler default."""
+    sched = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(sched.read_text())
+    config["reveal_steps"] = reveal_steps
+    sched.write_text(json.dumps(config, indent=2))
+
+
 def recipe_parser(doc: str, stages: tuple[str, ...], work_help: str, smoke_help: str) -> argparse.ArgumentParser:
     """The command line every recipe shares: --work, --smoke, --stages (checked by :func:`selected_stages`), --threads."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -86,6 +86,17 @@ def tuned_table(tuned: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def tuned_rm_table(tuned: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = ["| model | reveal steps per turn | val score | val exact | fwd passes | chosen |",
+             "|---|---:|---:|---:|---:|---|"]
+    for model, t in tuned.items():
+        for r in t["grid"]:
+            chosen = "**yes**" if r["reveal_steps"] == t["reveal_steps"] else ""
+            lines.append(f"| {model} | {r['reveal_steps']} | {fmt(r['score'])} | {fmt(r['exact'])} | "
+                         f"{fmt(r.get('forward_passes'))} | {chosen} |")
+    return lines
+
+
 def ablation_sections(points: Mapping[str, Sequence[Mapping]], buckets: Sequence[str], models=None,
                       level: str = "###") -> list[str]:
     lines = []
@@ -98,7 +109,8 @@ def ablation_sections(points: Mapping[str, Sequence[Mapping]], buckets: Sequence
 
 def write_sudoku_cards(models: Path, points: Mapping[str, Sequence[Mapping]], times: Mapping[str, float],
                        command: str, tuned: Mapping[str, Mapping[str, Any]], png: str,
-                       vq_metrics: Mapping[str, Any] | None = None) -> None:
+                       vq_metrics: Mapping[str, Any] | None = None,
+                       tuned_rm: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Every folder's ``README.md`` and ``models/SUDOKU_MODEL_CARD.md`` (``png``: the plot's path as the card
     links it)."""
     points = _ordered(points)
@@ -109,9 +121,12 @@ def write_sudoku_cards(models: Path, points: Mapping[str, Sequence[Mapping]], ti
             continue
         point = own_point(folder, points.get(name, ()))
         own = folder_figures(point, n) if point else ""
-        tuning = tuned.get(name)
+        tuning, tuning_rm = tuned.get(name), (tuned_rm or {}).get(name)
         tuning_line = (f"Regenerate setting chosen on {tuning['n']} validation boards at {tuning['steps']} steps: "
                        f"guidance {tuning['guidance_scale']}, temperature {tuning['temperature']}.\n\n" if tuning else "")
+        if tuning_rm:
+            tuning_line = (f"Reveal steps per turn chosen on {tuning_rm['n']} validation boards at "
+                           f"{tuning_rm['turns']} turns: {tuning_rm['reveal_steps']}.\n\n")
         (folder / "README.md").write_text(
             f"{card_header('sudoku')}\n# rm-edit {name}\n\n{about[0].upper() + about[1:]}, trained by the rm-edit "
             f"project on 2 CPU cores on its synthetic *Sudoku world* (boards edited as images). Load it with\n\n"
@@ -127,6 +142,11 @@ def write_sudoku_cards(models: Path, points: Mapping[str, Sequence[Mapping]], ti
                  "Guidance x temperature on validation boards, scored by each board's bucket target score; the "
                  "chosen setting is the folder's own default, used by every regenerate row below.", "",
                  *tuned_table(tuned), ""]
+    if tuned_rm:
+        card += ["## Reflective sampler, tuned on the validation split", "",
+                 "Reveal steps per turn (fewer cells revealed in one pass, more passes) on validation boards at 4 "
+                 "turns, scored the same way; the chosen one is the folder's own default, used by every RM row below.",
+                 "", *tuned_rm_table(tuned_rm), ""]
     card += [f"## Held-out figures (sudoku-test, {n} boards): each bucket's target score", "",
              "Fix buckets are scored by exact board accuracy, the ambiguous fill buckets by valid with the fewest "
              "changes (valid, and no more changed givens or source digits than the solution). Replays: replay "

@@ -7,11 +7,12 @@ figures and the test-time scaling plot -> model cards.
 
 Stages (``--stages``, in order): ``codes`` (train / val caches straight from the boards, ``sudoku_codes``), ``vq``
 (``sudoku_vq``: the decoder of the exact VQ, and the tokenizer), ``base`` (Lumina-DiMOO's masked objective on all
-three tasks, held-out loss on val), then from that base, each the same steps x batch (800 x 64, 0.4 of the base's
-examples): ``sft`` (the masked objective), ``rm`` (Reflective Masking on the sampler's own passes), ``rm_her``
+three tasks, held-out loss on val), then from that base, each the same steps x batch (500 x 64, a quarter of the
+base's examples): ``sft`` (the masked objective), ``rm`` (Reflective Masking on the sampler's own passes), ``rm_her``
 (with History Reference), ``rm_her_decay`` (History Reference with decay 0.7); ``package`` (the folders under
 ``WORK/models/sudoku-*``), ``tune`` (``sudoku_tuning``: base and SFT's regenerate guidance x temperature chosen
-on validation boards, ``WORK/tuned_regenerate.json``, made the folders' defaults), ``evaluate``
+on validation boards, ``WORK/tuned_regenerate.json``, made the folders' defaults), ``tune_rm`` (the RM models'
+reveal steps per turn chosen the same way, ``WORK/tuned_reflective.json``), ``evaluate``
 (``rm_edit.evaluation.sudoku_scaling``: every model on the test split, RM models at 1-16 turns, the others at
 4-64 regenerate steps; ``WORK/scaling/scaling.md``, ``WORK/assets/sudoku_scaling.png``) and ``cards``
 (``sudoku_cards``: each folder's ``README.md``, ``WORK/models/SUDOKU_MODEL_CARD.md`` and
@@ -30,20 +31,25 @@ from pathlib import Path
 
 from rm_edit.configs import path as config_path
 
-from .recipe import SMOKE_MODEL, Recipe, recipe_parser, selected_stages, set_regenerate_defaults
+from .recipe import SMOKE_MODEL, Recipe, recipe_parser, selected_stages, set_reflective_defaults, set_regenerate_defaults
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
 
-STAGES = ("codes", "vq", "base", "sft", "rm", "rm_her", "rm_her_decay", "package", "tune", "evaluate", "cards")
+STAGES = ("codes", "vq", "base", "sft", "rm", "rm_her", "rm_her_decay", "package", "tune", "tune_rm", "evaluate",
+          "cards")
 # run folder -> (model folder, RM post-trained: its default sampler is reflective, else regenerate)
 MODELS = {"base": ("sudoku-base", False), "sft": ("sudoku-sft", False), "rm": ("sudoku-rm", True),
           "rm_her": ("sudoku-rm-her", True), "rm_her_decay": ("sudoku-rm-her-decay", True)}
 POST_TRAINING = {"sft": "mdm_sudoku_sft.json", "rm": "mdm_sudoku_rm.json", "rm_her": "mdm_sudoku_rm_her.json",
                  "rm_her_decay": "mdm_sudoku_rm_her_decay.json"}
 REAL_SIZES = dict(train=200_000, val=2_000, eval=256, vq_heldout=64, turns=(1, 2, 4, 8, 16), steps=(4, 8, 16, 32, 64),
-                  tune=64, tune_steps=16)
-SMOKE_SIZES = dict(train=24, val=4, eval=3, vq_heldout=1, turns=(1, 2), steps=(2, 4), tune=2, tune_steps=2)
-TUNED = ("base", "sft")  # the regenerate models: their sampler setting is chosen on validation boards
+                  tune=64, tune_steps=16, reveal_grid=(2, 4, 8, 16))
+SMOKE_SIZES = dict(train=24, val=4, eval=3, vq_heldout=1, turns=(1, 2), steps=(2, 4), tune=2, tune_steps=2,
+                   reveal_grid=(1, 2))
+# Every model's sampler setting is chosen on validation boards: guidance x temperature for the regenerate models,
+# reveal steps per turn for the RM models.
+TUNED = ("base", "sft")
+TUNED_RM = ("rm", "rm_her", "rm_her_decay")
 PNG = "sudoku_scaling.png"
 
 
@@ -99,11 +105,18 @@ class SudokuRecipe(Recipe):
     def tuned_path(self) -> Path:
         return self.work / "tuned_regenerate.json"
 
+    @property
+    def tuned_rm_path(self) -> Path:
+        return self.work / "tuned_reflective.json"
+
     def _apply_tuned(self) -> None:
-        """The tuned regenerate settings as the base and SFT folders' own defaults."""
+        """The tuned settings as the folders' own defaults (regenerate: base, SFT; reveal steps: the RM models)."""
         tuned = json.loads(self.tuned_path.read_text()) if self.tuned_path.exists() else {}
         for name, setting in tuned.items():
             set_regenerate_defaults(self.work / "models" / name, setting["guidance_scale"], setting["temperature"])
+        tuned = json.loads(self.tuned_rm_path.read_text()) if self.tuned_rm_path.exists() else {}
+        for name, setting in tuned.items():
+            set_reflective_defaults(self.work / "models" / name, setting["reveal_steps"])
 
     def stage_package(self) -> None:
         """The trainers' folders as they wrote them (training records included) under ``models/``, with the
@@ -130,6 +143,19 @@ class SudokuRecipe(Recipe):
         self.tuned_path.write_text(json.dumps(tuned, indent=2))
         self._apply_tuned()
 
+    def stage_tune_rm(self) -> None:
+        """The RM models: reveal steps per turn chosen on validation boards (``sudoku_tuning.tune_reflective``)."""
+        from .sudoku_tuning import tune_reflective
+
+        tuned = {}
+        for stage in TUNED_RM:
+            name = MODELS[stage][0]
+            tuned[name] = tune_reflective(self.work / "models" / name, self.work / "tune" / name, self.sizes["tune"],
+                                          grid=self.sizes["reveal_grid"], batch_size=4 if self.smoke else 16,
+                                          progress=not self.smoke)
+        self.tuned_rm_path.write_text(json.dumps(tuned, indent=2))
+        self._apply_tuned()
+
     def stage_evaluate(self) -> None:
         from rm_edit.evaluation.sudoku_scaling import sudoku_scaling
 
@@ -149,9 +175,10 @@ class SudokuRecipe(Recipe):
 
         points = json.loads((self.work / "scaling" / "scaling.json").read_text())["points"]
         tuned = json.loads(self.tuned_path.read_text()) if self.tuned_path.exists() else {}
+        tuned_rm = json.loads(self.tuned_rm_path.read_text()) if self.tuned_rm_path.exists() else {}
         vq = self.work / "models" / "vq_metrics.json"
         write_sudoku_cards(self.work / "models", points, self.times, self.command, tuned, f"../../assets/{PNG}",
-                           json.loads(vq.read_text()) if vq.exists() else None)
+                           json.loads(vq.read_text()) if vq.exists() else None, tuned_rm)
         (self.work / "scaling" / "readme_section.md").write_text(readme_section(points, self.command, f"assets/{PNG}"))
 
 

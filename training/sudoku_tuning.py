@@ -1,10 +1,9 @@
-"""The regenerate sampler's setting of the Sudoku base and SFT models, chosen on the *validation* split.
-
-A small grid (guidance {0, 1.5} x temperature {0, 1}) at one step count, each setting one ``run_model`` run of
-``sudoku-val`` (resumable) scored by the mean of each board's bucket target score
-(``rm_edit.metrics.sudoku.target_score_mean``: exact for fix, valid with the fewest changes for the fill tasks).
-The best setting (the first of the grid on a tie: the cheaper, deterministic one) becomes the folder's own
-default (``recipe.set_regenerate_defaults``), so the test figures of its regenerate rows are tuned honestly.
+"""Each Sudoku model's sampler setting, chosen on the *validation* split: the regenerate models' (base, SFT)
+guidance {0, 1.5} x temperature {0, 1} at one step count, the RM models' reveal steps per turn {2, 4, 8, 16} at 4
+turns. Each setting is one ``run_model`` run of ``sudoku-val`` (resumable) scored by the mean of each board's
+bucket target score (``rm_edit.metrics.sudoku.target_score_mean``: exact for fix, valid with the fewest changes
+for the fill tasks). The best setting (the first of the grid on a tie: the cheaper one) becomes the folder's own
+default (``recipe.set_regenerate_defaults`` / ``set_reflective_defaults``), so every test figure is tuned honestly.
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ from rm_edit.metrics.sudoku import target_score_mean
 GUIDANCE = (0.0, 1.5)
 TEMPERATURES = (0.0, 1.0)
 TUNE_STEPS = 16  # the middle of the scaling sweep's 4-64 regenerate steps (and the folders' default)
+REVEAL_STEPS = (2, 4, 8, 16)  # reveal steps per reflective turn: fewer cells revealed at once, more passes
+TUNE_TURNS = 4  # the RM folders' default turn budget
 
 
-def tune_regenerate(folder: str | Path, out_dir: str | Path, n: int, *, steps: int = TUNE_STEPS,
-                    grid: Sequence[tuple[float, float]] | None = None, batch_size: int = 16,
-                    progress: bool = False) -> dict:
-    """{guidance_scale, temperature, score, exact} of the best setting, with ``n``, ``steps`` and every setting's
-    figures under ``grid``; the runs under ``out_dir/guidance_<g>_temperature_<t>/``."""
+def _tune(folder: str | Path, out_dir: Path, n: int, settings: Sequence[tuple[str, dict, dict]], batch_size: int,
+          progress: bool) -> list[dict]:
+    """One ``sudoku-val`` run per (run name, call options, record) setting; each record with its score and exact."""
     from rm_edit.cli.options import load_pipeline
     from rm_edit.evaluation.benchmarks import load_benchmark
     from rm_edit.evaluation.runner import build_metrics, run_model
@@ -34,16 +33,39 @@ def tune_regenerate(folder: str | Path, out_dir: str | Path, n: int, *, steps: i
     benchmark = load_benchmark("sudoku-val", n)
     metrics, structure, _ = build_metrics(only=metrics_reported(benchmark.kind))
     results = []
-    for guidance, temperature in grid or list(itertools.product(GUIDANCE, TEMPERATURES)):
-        options = {"strategy": "regenerate", "num_inference_steps": steps, "guidance_scale": guidance,
-                   "temperature": temperature}
-        summary = run_model(pipe, benchmark, Path(out_dir) / f"guidance_{guidance}_temperature_{temperature}",
-                            options, metrics=metrics, structure=structure, batch_size=batch_size, progress=progress,
-                            report=False, model=str(folder), label=f"{Path(folder).name} tune {guidance} {temperature}")
+    for run_name, options, record in settings:
+        summary = run_model(pipe, benchmark, out_dir / run_name, options, metrics=metrics, structure=structure,
+                            batch_size=batch_size, progress=progress, report=False, model=str(folder),
+                            label=f"{Path(folder).name} tune {run_name}")
         sudoku = summary["sudoku"]
-        results.append({"guidance_scale": guidance, "temperature": temperature,
-                        "score": target_score_mean(sudoku["by_bucket"]), "exact": sudoku["all"]["sudoku_exact"]})
-        print(f"[tune] {Path(folder).name}: guidance {guidance}, temperature {temperature}: "
-              f"score {results[-1]['score']:.3f}", flush=True)
-    best = max(results, key=lambda r: -1.0 if r["score"] is None else r["score"])  # max keeps the first of ties
-    return {**best, "n": len(benchmark), "steps": steps, "grid": results}
+        results.append({**record, "score": target_score_mean(sudoku["by_bucket"]), "exact": sudoku["all"]["sudoku_exact"],
+                        "forward_passes": summary["means"].get("forward_passes")})
+        print(f"[tune] {Path(folder).name}: {run_name}: score {results[-1]['score']:.3f}", flush=True)
+    return results
+
+
+def _best(results: list[dict]) -> dict:
+    return max(results, key=lambda r: -1.0 if r["score"] is None else r["score"])  # max keeps the first of ties
+
+
+def tune_regenerate(folder: str | Path, out_dir: str | Path, n: int, *, steps: int = TUNE_STEPS,
+                    grid: Sequence[tuple[float, float]] | None = None, batch_size: int = 16,
+                    progress: bool = False) -> dict:
+    """{guidance_scale, temperature, score, exact} of the best setting, with ``n``, ``steps`` and every setting's
+    figures under ``grid``; the runs under ``out_dir/guidance_<g>_temperature_<t>/``."""
+    settings = [(f"guidance_{g}_temperature_{t}",
+                 {"strategy": "regenerate", "num_inference_steps": steps, "guidance_scale": g, "temperature": t},
+                 {"guidance_scale": g, "temperature": t})
+                for g, t in grid or list(itertools.product(GUIDANCE, TEMPERATURES))]
+    results = _tune(folder, Path(out_dir), n, settings, batch_size, progress)
+    return {**_best(results), "n": n, "steps": steps, "grid": results}
+
+
+def tune_reflective(folder: str | Path, out_dir: str | Path, n: int, *, turns: int = TUNE_TURNS,
+                    grid: Sequence[int] = REVEAL_STEPS, batch_size: int = 16, progress: bool = False) -> dict:
+    """{reveal_steps, score, exact} of the best reveal steps per turn at ``turns`` turns, with ``n``, ``turns`` and
+    every setting's figures under ``grid``; the runs under ``out_dir/reveal_<r>/``."""
+    settings = [(f"reveal_{r}", {"strategy": "reflective", "num_turns": turns, "reveal_steps": r}, {"reveal_steps": r})
+                for r in grid]
+    results = _tune(folder, Path(out_dir), n, settings, batch_size, progress)
+    return {**_best(results), "n": n, "turns": turns, "grid": results}
