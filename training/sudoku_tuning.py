@@ -1,5 +1,5 @@
 """Each Sudoku model's sampler setting, chosen on the *validation* split: the regenerate models' (base, SFT)
-guidance {0, 1.5} x temperature {0, 1} at one step count, the RM models' reveal steps per turn {2, 4, 8, 16} at 4
+guidance {0, 1.5} x temperature {0, 1} at one step count, the RM models' reveal steps per turn {2, 8, 32} at 4
 turns. Each setting is one ``run_model`` run of ``sudoku-val`` (resumable) scored by the mean of each board's
 bucket target score (``rm_edit.metrics.sudoku.target_score_mean``: exact for fix, valid with the fewest changes
 for the fill tasks). The best setting (the first of the grid on a tie: the cheaper one) becomes the folder's own
@@ -17,7 +17,7 @@ from rm_edit.metrics.sudoku import target_score_mean
 GUIDANCE = (0.0, 1.5)
 TEMPERATURES = (0.0, 1.0)
 TUNE_STEPS = 16  # the middle of the scaling sweep's 4-64 regenerate steps (and the folders' default)
-REVEAL_STEPS = (2, 4, 8, 16)  # reveal steps per reflective turn: fewer cells revealed at once, more passes
+REVEAL_STEPS = (2, 8, 32)  # reveal steps per reflective turn: fewer cells revealed at once, more passes
 TUNE_TURNS = 4  # the RM folders' default turn budget
 
 
