@@ -130,31 +130,28 @@ class SudokuRecipe(Recipe):
         shutil.copy(self.parts / "vq_metrics.json", models / "vq_metrics.json")
         self._apply_tuned()
 
+    def _tune(self, stages: tuple[str, ...], tune, record: Path, **options) -> None:
+        """Each stage's folder tuned on validation boards (``tune``: a ``sudoku_tuning`` function), the choices
+        written to ``record`` and made the folders' defaults."""
+        tuned = {}
+        for stage in stages:
+            name = MODELS[stage][0]
+            tuned[name] = tune(self.work / "models" / name, self.work / "tune" / name, self.sizes["tune"],
+                               batch_size=4 if self.smoke else 16, progress=not self.smoke, **options)
+        record.write_text(json.dumps(tuned, indent=2))
+        self._apply_tuned()
+
     def stage_tune(self) -> None:
         """Base and SFT: regenerate guidance x temperature chosen on validation boards (``sudoku_tuning``)."""
         from .sudoku_tuning import tune_regenerate
 
-        tuned = {}
-        for stage in TUNED:
-            name = MODELS[stage][0]
-            tuned[name] = tune_regenerate(self.work / "models" / name, self.work / "tune" / name, self.sizes["tune"],
-                                          steps=self.sizes["tune_steps"], batch_size=4 if self.smoke else 16,
-                                          progress=not self.smoke)
-        self.tuned_path.write_text(json.dumps(tuned, indent=2))
-        self._apply_tuned()
+        self._tune(TUNED, tune_regenerate, self.tuned_path, steps=self.sizes["tune_steps"])
 
     def stage_tune_rm(self) -> None:
         """The RM models: reveal steps per turn chosen on validation boards (``sudoku_tuning.tune_reflective``)."""
         from .sudoku_tuning import tune_reflective
 
-        tuned = {}
-        for stage in TUNED_RM:
-            name = MODELS[stage][0]
-            tuned[name] = tune_reflective(self.work / "models" / name, self.work / "tune" / name, self.sizes["tune"],
-                                          grid=self.sizes["reveal_grid"], batch_size=4 if self.smoke else 16,
-                                          progress=not self.smoke)
-        self.tuned_rm_path.write_text(json.dumps(tuned, indent=2))
-        self._apply_tuned()
+        self._tune(TUNED_RM, tune_reflective, self.tuned_rm_path, grid=self.sizes["reveal_grid"])
 
     def stage_evaluate(self) -> None:
         from rm_edit.evaluation.sudoku_scaling import sudoku_scaling
