@@ -150,7 +150,10 @@ def test_output_classes_are_those_columns_of_the_full_head():
     with torch.no_grad():
         full = model(ids, output_positions=torch.tensor([[1, 4], [0, 9]])).logits
         some = model(ids, output_positions=torch.tensor([[1, 4], [0, 9]]), output_classes=classes).logits
-    assert some.shape == (2, 2, 4) and torch.equal(some, full[..., classes])
+    # A 4-column matmul may sum in another order than the full head's (BLAS kernels differ by width): equal to
+    # float rounding, not bit for bit.
+    assert some.shape == (2, 2, 4)
+    torch.testing.assert_close(some, full[..., classes], rtol=0, atol=1e-6)
 
 
 def test_gradient_checkpointing_with_packed_sequences_same_gradients():
