@@ -216,7 +216,11 @@ def main(argv: list[str] | None = None) -> None:
         (a.out / "curves.json").write_text(json.dumps({"steps": steps, "passes": passes}, indent=2))
         a.assets.mkdir(parents=True, exist_ok=True)
         plot_curves(steps, passes, a.assets / "curve_post_training_steps.png", a.assets / "curve_forward_passes.png")
-        plot_base_validation(a.work / "base" / "val_log.jsonl", a.assets / "curve_base_validation.png")
+        val_log = a.work / "base" / "val_log.jsonl"
+        if val_log.exists():  # absent when post-training started from a shipped base: its curve stays as shipped
+            plot_base_validation(val_log, a.assets / "curve_base_validation.png")
+        else:
+            print(f"[curves] {val_log} missing: the base's validation curve is not redrawn", flush=True)
 
 
 if __name__ == "__main__":

@@ -125,11 +125,11 @@ class Recipe:
 
         models = self.work / "models"
         tuned_path = self.work / "tuned_regenerate.json"
-        if not tuned_path.exists():
-            tuned = {stage: tune_regenerate(self.work / stage / "final", 4 if self.smoke else 96, progress=not self.smoke)
-                     for stage in ("base", "sft")}
-            tuned_path.write_text(json.dumps(tuned, indent=2))
-        tuned = json.loads(tuned_path.read_text())
+        tuned = json.loads(tuned_path.read_text()) if tuned_path.exists() else {}
+        for stage in ("base", "sft"):  # each model's choice is kept as soon as it is made (the stage resumes)
+            if stage not in tuned:
+                tuned[stage] = tune_regenerate(self.work / stage / "final", 4 if self.smoke else 96, progress=not self.smoke)
+                tuned_path.write_text(json.dumps(tuned, indent=2))
         for stage, (name, _) in MODELS.items():
             final, out = self.work / stage / "final", models / name
             if out.exists():
