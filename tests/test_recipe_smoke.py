@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from rm_edit.data.shapes import EDIT_TYPES
 from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
@@ -49,3 +51,21 @@ def test_stage_times_of_two_processes_on_one_work_folder_are_both_kept(tmp_path,
     first.run(["codes"])
     second.run(["vq"])
     assert json.loads((tmp_path / "stage_times.json").read_text()) == {"codes": 7.5, "vq": 3.0}
+
+
+def test_post_training_from_a_trained_base_folder_records_that_base(tmp_path):
+    """--base-from: the post-trainings start from the given base folder (its weights' hash in their records)."""
+    first = tmp_path / "first"
+    main(["--work", str(first), "--smoke", "--stages", "codes,vq,vq_sharpen,base"])
+    base = first / "base" / "final"
+    second = tmp_path / "second"
+    main(["--work", str(second), "--smoke", "--stages", "codes,sft", "--base-from", str(base)])
+    adopted = json.loads((second / "base" / "adopted.json").read_text())
+    record = json.loads((second / "sft" / "final" / "training.json").read_text())
+    assert record["init_from"]["weights_sha256"] == adopted["weights_sha256"]
+    assert record["steps"] == 4 and (second / "vq_sharpen" / "vq" / "config.json").exists()
+    assert not (second / "vq").exists()  # the vq stages did not run: marked done from the adopted folder
+    assert (second / "vq.done").read_text() == f"adopted from {base}\n"
+    # A work folder with a base of its own is not overwritten.
+    with pytest.raises(FileExistsError, match="has a base already"):
+        main(["--work", str(second), "--smoke", "--stages", "sft", "--base-from", str(base)])

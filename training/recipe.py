@@ -53,6 +53,25 @@ class Recipe:
             self.times_path.write_text(json.dumps(self.times, indent=2))
             marker.write_text("ok\n")
 
+    def adopt_base(self, folder: Path) -> None:
+        """Post-train from an already trained base pipeline folder (e.g. ``rm_edit/models/shapes-base``): its
+        transformer and image tokenizer stand in for the ``vq``, ``vq_sharpen`` and ``base`` stages, recorded in
+        ``base/adopted.json`` (the folder and its weights' sha256, which every post-training's record repeats)."""
+        from rm_edit.adapters import weights_sha256
+
+        if (self.work / "base.done").exists():
+            raise FileExistsError(f"{self.work}: has a base already; --base-from needs a fresh work folder")
+        if not (folder / "transformer").is_dir() or not (folder / "vqvae").is_dir():
+            raise FileNotFoundError(f"--base-from {folder}: not a pipeline folder (needs transformer/ and vqvae/)")
+        shutil.copytree(folder, self.work / "base" / "final")
+        shutil.copytree(folder / "vqvae", self.vq_dir)
+        if (folder.parent / "vq_metrics.json").exists():  # shipped beside the models; the package stage copies it
+            shutil.copy(folder.parent / "vq_metrics.json", self.vq_dir.parent / "vq_metrics.json")
+        record = {"base_from": str(folder), "weights_sha256": weights_sha256(folder)}
+        (self.work / "base" / "adopted.json").write_text(json.dumps(record, indent=2))
+        for stage in ("vq", "vq_sharpen", "base"):
+            (self.work / f"{stage}.done").write_text(f"adopted from {folder}\n")
+
     @property
     def vq_dir(self) -> Path:
         """The shipped tokenizer: the exact VQ after its decoder's shape-weighted second stage."""
@@ -214,13 +233,18 @@ def main(argv: list[str] | None = None) -> None:
                            "tiny sizes: exercises every stage in about a minute")
     parser.add_argument("--train-size", type=int, default=300_000)
     parser.add_argument("--eval-size", type=int, default=500, help="test edits per row of the comparison (default 500)")
+    parser.add_argument("--base-from", type=Path, default=None,
+                        help="post-train from this trained base pipeline folder (skips the vq, vq_sharpen, base stages)")
     args = parser.parse_args(argv)
     stages = selected_stages(parser, args, STAGES)
     sizes = dict(train=args.train_size, val=2000, eval=args.eval_size, grid_start=5000)
     if args.smoke:
         sizes = dict(train=24, val=4, eval=4, grid_start=5000)
     args.work.mkdir(parents=True, exist_ok=True)
-    Recipe(args.work, args.smoke, args.threads, sizes).run(stages)
+    recipe = Recipe(args.work, args.smoke, args.threads, sizes)
+    if args.base_from:
+        recipe.adopt_base(args.base_from)
+    recipe.run(stages)
 
 
 if __name__ == "__main__":
