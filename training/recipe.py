@@ -187,24 +187,22 @@ SHIPPED_ROWS = {"shapes-base": "base regenerate 16", "shapes-sft": "sft regenera
                 "shapes-rm-her": "RM+HER", "shapes-rm-lora": "RM-LoRA (+HER)"}
 
 
+def _update_json(path: Path, **fields) -> None:
+    """Set ``fields`` in the JSON file at ``path`` (a folder's own defaults: its model index, its scheduler config)."""
+    config = json.loads(path.read_text())
+    config.update(fields)
+    path.write_text(json.dumps(config, indent=2))
+
+
 def set_regenerate_defaults(folder: Path, guidance_scale: float, temperature: float) -> None:
     """Record the tuned regenerate setting as the folder's own defaults (pipeline guidance, sampler temperature)."""
-    index = folder / "model_index.json"
-    config = json.loads(index.read_text())
-    config["guidance_scale"] = guidance_scale
-    index.write_text(json.dumps(config, indent=2))
-    sched = folder / "scheduler" / "scheduler_config.json"
-    config = json.loads(sched.read_text())
-    config["temperature"] = temperature
-    sched.write_text(json.dumps(config, indent=2))
+    _update_json(folder / "model_index.json", guidance_scale=guidance_scale)
+    _update_json(folder / "scheduler" / "scheduler_config.json", temperature=temperature)
 
 
 def set_reflective_defaults(folder: Path, reveal_steps: int) -> None:
     """Record the tuned reveal steps per turn as the folder's own reflective sampler default."""
-    sched = folder / "scheduler" / "scheduler_config.json"
-    config = json.loads(sched.read_text())
-    config["reveal_steps"] = reveal_steps
-    sched.write_text(json.dumps(config, indent=2))
+    _update_json(folder / "scheduler" / "scheduler_config.json", reveal_steps=reveal_steps)
 
 
 def recipe_parser(doc: str, stages: tuple[str, ...], work_help: str, smoke_help: str) -> argparse.ArgumentParser:
