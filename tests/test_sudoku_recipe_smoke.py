@@ -76,17 +76,19 @@ def _check_tuned(work):
 
 
 def _check_tuned_rm(work):
-    """The RM models edit with the reveal steps per turn that scored best on validation boards."""
+    """The RM models edit with the reveal steps per turn and re-mask margin that scored best on validation boards."""
     tuned = json.loads((work / "tuned_reflective.json").read_text())
     assert set(tuned) == {"sudoku-rm", "sudoku-rm-her", "sudoku-rm-her-decay"}
     for name, t in tuned.items():
-        runs = {r: json.loads((work / "tune" / name / f"reveal_{r}" / "summary.json").read_text()) for r in (1, 2)}
+        runs = {(r, m): json.loads((work / "tune" / name / f"reveal_{r}_margin_{m}" / "summary.json").read_text())
+                for r, m in ((1, 0.0), (2, 0.0), (2, -1.0))}
         assert all(r["benchmark"] == "sudoku-val" and r["n_scored"] == 2 for r in runs.values())
-        best = runs[t["reveal_steps"]]["sudoku"]["by_bucket"]
+        assert [(r["reveal_steps"], r["remask_margin"]) for r in t["grid"]] == list(runs)
+        best = runs[(t["reveal_steps"], t["remask_margin"])]["sudoku"]["by_bucket"]
         assert t["score"] == pytest.approx(sum(m["n"] * m[BUCKET_SCORE[b]] for b, m in best.items()) / 2)
         assert t["score"] == max(r["score"] for r in t["grid"]) and t["turns"] == 4
         sched = json.loads((work / "models" / name / "scheduler" / "scheduler_config.json").read_text())
-        assert sched["reveal_steps"] == t["reveal_steps"]
+        assert (sched["reveal_steps"], sched["remask_margin"]) == (t["reveal_steps"], t["remask_margin"])
 
 
 def _check_cards(work, points):

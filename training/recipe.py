@@ -200,9 +200,9 @@ def set_regenerate_defaults(folder: Path, guidance_scale: float, temperature: fl
     _update_json(folder / "scheduler" / "scheduler_config.json", temperature=temperature)
 
 
-def set_reflective_defaults(folder: Path, reveal_steps: int) -> None:
-    """Record the tuned reveal steps per turn as the folder's own reflective sampler default."""
-    _update_json(folder / "scheduler" / "scheduler_config.json", reveal_steps=reveal_steps)
+def set_reflective_defaults(folder: Path, reveal_steps: int, remask_margin: float = 0.0) -> None:
+    """Record the tuned reveal steps per turn and re-mask margin as the folder's own reflective sampler default."""
+    _update_json(folder / "scheduler" / "scheduler_config.json", reveal_steps=reveal_steps, remask_margin=remask_margin)
 
 
 def recipe_parser(doc: str, stages: tuple[str, ...], work_help: str, smoke_help: str) -> argparse.ArgumentParser:

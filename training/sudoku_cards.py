@@ -87,12 +87,13 @@ def tuned_table(tuned: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def tuned_rm_table(tuned: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    lines = ["| model | reveal steps per turn | val score | val exact | fwd passes | chosen |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| model | reveal steps per turn | re-mask margin | val score | val exact | fwd passes | chosen |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for model, t in tuned.items():
         for r in t["grid"]:
-            chosen = "**yes**" if r["reveal_steps"] == t["reveal_steps"] else ""
-            lines.append(f"| {model} | {r['reveal_steps']} | {fmt(r['score'])} | {fmt(r['exact'])} | "
+            setting = (r["reveal_steps"], r.get("remask_margin", 0.0))
+            chosen = "**yes**" if setting == (t["reveal_steps"], t.get("remask_margin", 0.0)) else ""
+            lines.append(f"| {model} | {r['reveal_steps']} | {setting[1]} | {fmt(r['score'])} | {fmt(r['exact'])} | "
                          f"{fmt(r.get('forward_passes'))} | {chosen} |")
     return lines
 
@@ -125,8 +126,9 @@ def write_sudoku_cards(models: Path, points: Mapping[str, Sequence[Mapping]], ti
         tuning_line = (f"Regenerate setting chosen on {tuning['n']} validation boards at {tuning['steps']} steps: "
                        f"guidance {tuning['guidance_scale']}, temperature {tuning['temperature']}.\n\n" if tuning else "")
         if tuning_rm:
-            tuning_line = (f"Reveal steps per turn chosen on {tuning_rm['n']} validation boards at "
-                           f"{tuning_rm['turns']} turns: {tuning_rm['reveal_steps']}.\n\n")
+            tuning_line = (f"Reveal steps per turn and re-mask margin chosen on {tuning_rm['n']} validation boards at "
+                           f"{tuning_rm['turns']} turns: {tuning_rm['reveal_steps']} and "
+                           f"{tuning_rm.get('remask_margin', 0.0)}.\n\n")
         (folder / "README.md").write_text(
             f"{card_header('sudoku')}\n# rm-edit {name}\n\n{about[0].upper() + about[1:]}, trained by the rm-edit "
             f"project on 2 CPU cores on its synthetic *Sudoku world* (boards edited as images). Load it with\n\n"

@@ -12,7 +12,7 @@ base's examples): ``sft`` (the masked objective), ``rm`` (Reflective Masking on 
 (with History Reference), ``rm_her_decay`` (History Reference with decay 0.7); ``package`` (the folders under
 ``WORK/models/sudoku-*``), ``tune`` (``sudoku_tuning``: base and SFT's regenerate guidance x temperature chosen
 on validation boards, ``WORK/tuned_regenerate.json``, made the folders' defaults), ``tune_rm`` (the RM models'
-reveal steps per turn chosen the same way, ``WORK/tuned_reflective.json``), ``evaluate``
+reveal steps per turn x re-mask margin chosen the same way, ``WORK/tuned_reflective.json``), ``evaluate``
 (``rm_edit.evaluation.sudoku_scaling``: every model on the test split, RM models at 1-4 turns, the others at
 4-64 regenerate steps; ``WORK/scaling/scaling.md``, ``WORK/assets/sudoku_scaling.png``) and ``cards``
 (``sudoku_cards``: each folder's ``README.md``, ``WORK/models/SUDOKU_MODEL_CARD.md`` and
@@ -43,11 +43,12 @@ MODELS = {"base": ("sudoku-base", False), "sft": ("sudoku-sft", False), "rm": ("
 POST_TRAINING = {"sft": "mdm_sudoku_sft.json", "rm": "mdm_sudoku_rm.json", "rm_her": "mdm_sudoku_rm_her.json",
                  "rm_her_decay": "mdm_sudoku_rm_her_decay.json"}
 REAL_SIZES = dict(train=200_000, val=2_000, eval=256, vq_heldout=64, turns=(1, 2, 4), steps=(4, 8, 16, 32, 64),
-                  tune=64, tune_steps=16, reveal_grid=(2, 8, 32))
+                  tune=256, tune_steps=16,
+                  reveal_grid=tuple((r, m) for r in (2, 8, 32) for m in (0.0, -1.0, -2.0)))
 SMOKE_SIZES = dict(train=24, val=4, eval=3, vq_heldout=1, turns=(1, 2), steps=(2, 4), tune=2, tune_steps=2,
-                   reveal_grid=(1, 2))
+                   reveal_grid=((1, 0.0), (2, 0.0), (2, -1.0)))
 # Every model's sampler setting is chosen on validation boards: guidance x temperature for the regenerate models,
-# reveal steps per turn for the RM models.
+# reveal steps per turn x re-mask margin for the RM models.
 TUNED = ("base", "sft")
 TUNED_RM = ("rm", "rm_her", "rm_her_decay")
 PNG = "sudoku_scaling.png"
@@ -116,7 +117,7 @@ class SudokuRecipe(Recipe):
             set_regenerate_defaults(self.work / "models" / name, setting["guidance_scale"], setting["temperature"])
         tuned = json.loads(self.tuned_rm_path.read_text()) if self.tuned_rm_path.exists() else {}
         for name, setting in tuned.items():
-            set_reflective_defaults(self.work / "models" / name, setting["reveal_steps"])
+            set_reflective_defaults(self.work / "models" / name, setting["reveal_steps"], setting.get("remask_margin", 0.0))
 
     def stage_package(self) -> None:
         """The trainers' folders as they wrote them (training records included) under ``models/``, with the
@@ -148,7 +149,7 @@ class SudokuRecipe(Recipe):
         self._tune(TUNED, tune_regenerate, self.tuned_path, steps=self.sizes["tune_steps"])
 
     def stage_tune_rm(self) -> None:
-        """The RM models: reveal steps per turn chosen on validation boards (``sudoku_tuning.tune_reflective``)."""
+        """The RM models: reveal steps per turn x re-mask margin chosen on validation boards (``sudoku_tuning.tune_reflective``)."""
         from .sudoku_tuning import tune_reflective
 
         self._tune(TUNED_RM, tune_reflective, self.tuned_rm_path, grid=self.sizes["reveal_grid"])

@@ -1,6 +1,7 @@
 """Each Sudoku model's sampler setting, chosen on the *validation* split: the regenerate models' (base, SFT)
-guidance {0, 1.5} x temperature {0, 1} at one step count, the RM models' reveal steps per turn {2, 8, 32} at 4
-turns. Each setting is one ``run_model`` run of ``sudoku-val`` (resumable) scored by the mean of each board's
+guidance {0, 1.5} x temperature {0, 1} at one step count, the RM models' reveal steps per turn {2, 8, 32} x
+re-mask margin {0, -1, -2} at 4 turns (a negative margin re-masks a digit a little before p(MASK) overtakes it:
+the hard boards' wrong digits are often held with near-even odds). Each setting is one ``run_model`` run of ``sudoku-val`` (resumable) scored by the mean of each board's
 bucket target score (``rm_edit.metrics.sudoku.target_score_mean``: exact for fix, valid with the fewest changes
 for the fill tasks). The best setting (the first of the grid on a tie: the cheaper one) becomes the folder's own
 default (``recipe.set_regenerate_defaults`` / ``set_reflective_defaults``), so every test figure is tuned honestly.
@@ -18,6 +19,7 @@ GUIDANCE = (0.0, 1.5)
 TEMPERATURES = (0.0, 1.0)
 TUNE_STEPS = 16  # the middle of the scaling sweep's 4-64 regenerate steps (and the folders' default)
 REVEAL_STEPS = (2, 8, 32)  # reveal steps per reflective turn: fewer cells revealed at once, more passes
+REMASK_MARGINS = (0.0, -1.0, -2.0)  # re-mask where log p(MASK) - log p(digit) > margin
 TUNE_TURNS = 4  # the RM folders' default turn budget
 
 
@@ -62,10 +64,14 @@ def tune_regenerate(folder: str | Path, out_dir: str | Path, n: int, *, steps: i
 
 
 def tune_reflective(folder: str | Path, out_dir: str | Path, n: int, *, turns: int = TUNE_TURNS,
-                    grid: Sequence[int] = REVEAL_STEPS, batch_size: int = 16, progress: bool = False) -> dict:
-    """{reveal_steps, score, exact} of the best reveal steps per turn at ``turns`` turns, with ``n``, ``turns`` and
-    every setting's figures under ``grid``; the runs under ``out_dir/reveal_<r>/``."""
-    settings = [(f"reveal_{r}", {"strategy": "reflective", "num_turns": turns, "reveal_steps": r}, {"reveal_steps": r})
-                for r in grid]
+                    grid: Sequence[tuple[int, float]] | None = None, batch_size: int = 16,
+                    progress: bool = False) -> dict:
+    """{reveal_steps, remask_margin, score, exact} of the best (reveal steps per turn, re-mask margin) at ``turns``
+    turns, with ``n``, ``turns`` and every setting's figures under ``grid``; the runs under
+    ``out_dir/reveal_<r>_margin_<m>/``."""
+    settings = [(f"reveal_{r}_margin_{m}",
+                 {"strategy": "reflective", "num_turns": turns, "reveal_steps": r, "remask_margin": m},
+                 {"reveal_steps": r, "remask_margin": m})
+                for r, m in grid or list(itertools.product(REVEAL_STEPS, REMASK_MARGINS))]
     results = _tune(folder, Path(out_dir), n, settings, batch_size, progress)
     return {**_best(results), "n": n, "turns": turns, "grid": results}
