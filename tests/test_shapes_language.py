@@ -133,6 +133,35 @@ def test_null_edits_name_nothing_or_several_and_change_nothing() -> None:
         assert len(resolve_reference(ex.source_scene, ref)) != 1, ex.instruction
 
 
+def _singular_null_references(rate: float, n: int = 400) -> list[int]:
+    """How many shapes each singular null edit's reference names (read from the instruction as above)."""
+    world = ShapesWorld(ShapesWorldConfig(edit_types=("null",), ambiguous_null_rate=rate), split="train")
+    counts = []
+    for i in range(n):
+        scene, _, instruction, _, _ = world.symbolic(i)
+        words = instruction.split()
+        if words[-1] in ("shapes", "circles", "squares", "triangles", "diamonds") or "all" in words:
+            continue
+        after = instruction.split("the ", 1)[1].split()
+        ref = " ".join(after[:2]) if after[1:2] and after[1] in ("shape", "circle", "square", "triangle", "diamond") else after[0]
+        counts.append(len(resolve_reference(scene, ref)))
+    return counts
+
+
+def test_ambiguous_null_rate_sets_how_often_a_null_edit_is_ambiguous() -> None:
+    # Rate 0: every singular null edit names an absent shape; rate 1: every one on a scene that repeats a kind or a
+    # colour names several. The draw is made either way, so both streams see the same scenes.
+    never, always = _singular_null_references(0.0), _singular_null_references(1.0)
+    assert len(never) == len(always) > 200
+    assert set(never) == {0}
+    assert 0 < sum(c > 1 for c in always) < len(always) and all(c != 1 for c in always)
+    # the default (the test split's) sits in between
+    default = _singular_null_references(ShapesWorldConfig().ambiguous_null_rate)
+    assert 0 < sum(c > 1 for c in default) < sum(c > 1 for c in always)
+    with pytest.raises(ValueError, match="ambiguous_null_rate"):
+        ShapesWorldConfig(ambiguous_null_rate=1.5)
+
+
 def test_captions_determine_their_scene() -> None:
     world = ShapesWorld(split="train")
     scene, text = world.caption_example(5)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from rm_edit.data.pretokenize import save_code_cache
 from rm_edit.data.shapes import CLASSIC_EDIT_TYPES, ShapesWorld, ShapesWorldConfig
+from rm_edit.data.shapes_language import AMBIGUOUS_NULL_RATE
 
 CAPTION = "caption"  # the edit type of a text-to-image example: no source image, the caption determines the target
 
@@ -37,11 +38,13 @@ def write_code_rows(out: str | Path, rows: Iterable[tuple[np.ndarray, np.ndarray
 
 
 def write_world_code_cache(out: str | Path, split: str, n: int, start: int = 0, progress: bool = True, *,
-                           edit_types: tuple[str, ...] = CLASSIC_EDIT_TYPES, captions: int = 0) -> Path:
-    """Codes of edits ``start .. start + n - 1`` of ``split`` (of ``edit_types``), then ``captions``
-    text-to-image examples (``edit_type`` "caption", source = target, which training never shows), in the
-    ``load_code_cache`` format."""
-    world = ShapesWorld(ShapesWorldConfig(edit_types=tuple(edit_types)), split=split)
+                           edit_types: tuple[str, ...] = CLASSIC_EDIT_TYPES, captions: int = 0,
+                           ambiguous_null_rate: float = AMBIGUOUS_NULL_RATE) -> Path:
+    """Codes of edits ``start .. start + n - 1`` of ``split`` (of ``edit_types``, null edits ambiguous at
+    ``ambiguous_null_rate``), then ``captions`` text-to-image examples (``edit_type`` "caption", source = target,
+    which training never shows), in the ``load_code_cache`` format."""
+    world = ShapesWorld(ShapesWorldConfig(edit_types=tuple(edit_types), ambiguous_null_rate=ambiguous_null_rate),
+                        split=split)
 
     def rows():
         for i in tqdm(range(start, start + n), desc=f"world codes ({split})", disable=not progress, unit="ex"):
@@ -53,7 +56,7 @@ def write_world_code_cache(out: str | Path, split: str, n: int, start: int = 0, 
             codes = ShapesWorld.codes(scene)
             yield codes, codes, {"ids": f"{split}_caption_{i:06d}", "instructions": text, "edit_types": CAPTION}
 
-    return write_code_rows(out, rows(), {"split": split, "start": start})
+    return write_code_rows(out, rows(), {"split": split, "start": start, "ambiguous_null_rate": ambiguous_null_rate})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,8 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--edit-types", nargs="+", default=list(CLASSIC_EDIT_TYPES))
     p.add_argument("--captions", type=int, default=0, help="text-to-image examples after the edits")
+    p.add_argument("--ambiguous-null-rate", type=float, default=AMBIGUOUS_NULL_RATE,
+                   help=f"how often a null edit names one of several shapes (default {AMBIGUOUS_NULL_RATE}: the test split's)")
     a = p.parse_args(argv)
-    print(write_world_code_cache(a.out, a.split, a.n, a.start, edit_types=tuple(a.edit_types), captions=a.captions))
+    print(write_world_code_cache(a.out, a.split, a.n, a.start, edit_types=tuple(a.edit_types), captions=a.captions,
+                                 ambiguous_null_rate=a.ambiguous_null_rate))
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from rm_edit.data.shapes_language import (CLASSIC_EDIT_TYPES, EDIT_TYPES, LANGUAGE_EDIT_TYPES, TEMPLATES, caption,
-                                          classic_edit, full_ref, language_edit, resolve_reference, vocabulary)
+from rm_edit.data.shapes_language import (AMBIGUOUS_NULL_RATE, CLASSIC_EDIT_TYPES, EDIT_TYPES, LANGUAGE_EDIT_TYPES,
+                                          TEMPLATES, caption, classic_edit, full_ref, language_edit,
+                                          resolve_reference, vocabulary)
 from rm_edit.data.shapes_scene import (ANCHOR_CELLS, ANCHORS, BACKGROUNDS, COLOURS, GRID, KINDS, NUM_CELL_CODES, PARTS,
                                        SIZES, SPLIT_SEEDS, Scene, Shape, _MAX_SCAN, _stencil, canonical_cells,
                                        cell_attributes, cell_code)
@@ -48,6 +49,9 @@ class ShapesWorldConfig:
     max_shapes: int = 3
     # The classic five until the retrained models that know the whole language ship; ``EDIT_TYPES`` = all ten.
     edit_types: tuple[str, ...] = CLASSIC_EDIT_TYPES
+    # How often a singular null edit names one of several shapes (ambiguous) where the scene allows it; the
+    # test and validation worlds keep the default, a training cache may raise it.
+    ambiguous_null_rate: float = AMBIGUOUS_NULL_RATE
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_shapes <= self.max_shapes <= len(ANCHORS) - 1:
@@ -57,6 +61,8 @@ class ShapesWorldConfig:
         for edit_type in self.edit_types:
             if edit_type not in EDIT_TYPES:
                 raise ValueError(f"unknown edit type '{edit_type}' (known: {', '.join(EDIT_TYPES)})")
+        if not 0.0 <= self.ambiguous_null_rate <= 1.0:
+            raise ValueError(f"ambiguous_null_rate must be in [0, 1], got {self.ambiguous_null_rate}")
         if self.image_size < 64 or self.image_size % (8 * GRID):
             raise ValueError(f"image_size must be a multiple of {8 * GRID} (whole cells of >= 8 px), got {self.image_size}")
 
@@ -106,7 +112,7 @@ class ShapesWorld(SeededWorld):
         # Some scenes admit no edit of this type (e.g. no free anchor); redraw from the same stream.
         for _ in range(1000):
             scene = self._random_scene(rng, int(rng.integers(self.config.min_shapes, self.config.max_shapes + 1)))
-            edit = _edit(rng, scene, edit_type)
+            edit = _edit(rng, scene, edit_type, self.config.ambiguous_null_rate)
             if edit is not None:
                 target, affected, instruction = edit
                 return scene, target, instruction, edit_type, affected
@@ -126,7 +132,7 @@ class ShapesWorld(SeededWorld):
                 edit_type = self.config.edit_types[rng.integers(len(self.config.edit_types))]
                 first = int(rng.integers(len(scene.shapes)))  # the edit's focus is the scene's first shape
                 shapes = (scene.shapes[first],) + scene.shapes[:first] + scene.shapes[first + 1:]
-                edit = _edit(rng, Scene(scene.background, shapes), edit_type)
+                edit = _edit(rng, Scene(scene.background, shapes), edit_type, self.config.ambiguous_null_rate)
                 if edit is None:
                     continue
                 target = scene if set(edit[0].shapes) == set(scene.shapes) else edit[0]  # a null edit: as it was
@@ -201,7 +207,8 @@ class ShapesWorld(SeededWorld):
         return Scene(background, tuple(shapes))
 
 
-def _edit(rng: np.random.Generator, scene: Scene, edit_type: str) -> tuple[Scene, list[Shape], str] | None:
+def _edit(rng: np.random.Generator, scene: Scene, edit_type: str,
+          ambiguous_null_rate: float = AMBIGUOUS_NULL_RATE) -> tuple[Scene, list[Shape], str] | None:
     """(target scene, affected shapes, instruction) of an ``edit_type`` edit of ``scene``'s first shape, or None."""
     if edit_type in CLASSIC_EDIT_TYPES:
         edit = classic_edit(rng, scene, edit_type, _related_name)
@@ -210,7 +217,7 @@ def _edit(rng: np.random.Generator, scene: Scene, edit_type: str) -> tuple[Scene
         target, affected, slots = edit
         template = TEMPLATES[edit_type][rng.integers(len(TEMPLATES[edit_type]))]
         return target, affected, template.format(**slots)
-    return language_edit(rng, scene, edit_type, _related_name)
+    return language_edit(rng, scene, edit_type, _related_name, ambiguous_null_rate)
 
 
 def _related_name(rng: np.random.Generator, colour: int, kind: int, used: set[tuple[int, int]]) -> tuple[int, int]:

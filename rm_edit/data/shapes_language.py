@@ -103,6 +103,9 @@ _SLOT_VALUES: dict[str, tuple[str, ...]] = {
     "background": tuple(BACKGROUNDS),
 }
 _SINGULAR_OPS = ("recolour", "remove", "replace", "move")
+# How often a null edit on a scene with a repeated kind or colour names one of them ambiguously (the test
+# and validation splits' rate; a training cache may draw them more often: ``ShapesWorldConfig``).
+AMBIGUOUS_NULL_RATE = 0.4
 
 
 def vocabulary() -> list[str]:
@@ -200,8 +203,10 @@ def classic_edit(rng: np.random.Generator, scene: Scene, edit_type: str, related
     raise ValueError(f"unknown edit type '{edit_type}'")
 
 
-def language_edit(rng: np.random.Generator, scene: Scene, edit_type: str, related_name) -> Edit | None:
-    """An edit of one of ``LANGUAGE_EDIT_TYPES`` on ``scene`` (None when the scene admits none)."""
+def language_edit(rng: np.random.Generator, scene: Scene, edit_type: str, related_name,
+                  ambiguous_null_rate: float = AMBIGUOUS_NULL_RATE) -> Edit | None:
+    """An edit of one of ``LANGUAGE_EDIT_TYPES`` on ``scene`` (None when the scene admits none);
+    ``ambiguous_null_rate``: see :func:`_null_edit`."""
     focus = scene.shapes[0]
     if edit_type == "partial-reference":
         refs = unique_refs(scene, focus)
@@ -236,7 +241,7 @@ def language_edit(rng: np.random.Generator, scene: Scene, edit_type: str, relate
     if edit_type == "plural":
         return _plural_edit(rng, scene)
     if edit_type == "null":
-        return _null_edit(rng, scene)
+        return _null_edit(rng, scene, ambiguous_null_rate)
     raise ValueError(f"unknown edit type '{edit_type}'")
 
 
@@ -261,8 +266,10 @@ def _plural_edit(rng: np.random.Generator, scene: Scene) -> Edit | None:
     return target, affected, _pick(rng, TEMPLATES["plural-recolour"]).format(group=group, new_colour=colour)
 
 
-def _null_edit(rng: np.random.Generator, scene: Scene) -> Edit:
-    """An instruction naming nothing in the scene (absent), or one of several shapes (ambiguous): no change."""
+def _null_edit(rng: np.random.Generator, scene: Scene, ambiguous_rate: float = AMBIGUOUS_NULL_RATE) -> Edit:
+    """An instruction naming nothing in the scene (absent), or one of several shapes (ambiguous): no change. A
+    singular instruction on a scene with a repeated kind or colour is ambiguous with probability
+    ``ambiguous_rate`` (one draw either way, so the rate changes no other example of the stream)."""
     names = {(s.colour, s.kind) for s in scene.shapes}
     ambiguous = [k for k in KINDS if sum(s.kind == k for s in scene.shapes) > 1]
     ambiguous += [f"{c} shape" for c in COLOURS if sum(s.colour == c for s in scene.shapes) > 1]
@@ -273,7 +280,7 @@ def _null_edit(rng: np.random.Generator, scene: Scene) -> Edit:
         absent = [PLURAL_KINDS[k] for k in KINDS if all(s.kind != k for s in scene.shapes)]
         absent += [f"{c} shapes" for c in COLOURS if all(s.colour != c for s in scene.shapes)]
         slots["group"] = _pick(rng, absent)
-    elif ambiguous and rng.random() < 0.4:
+    elif ambiguous and rng.random() < ambiguous_rate:
         slots["ref"] = _pick(rng, ambiguous)
     else:
         form = rng.random()
