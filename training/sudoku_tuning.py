@@ -1,9 +1,10 @@
 """Each Sudoku model's sampler setting, chosen on the *validation* split: the regenerate models' (base, SFT)
-guidance {0, 1.5} x temperature {0, 1} at one step count, the RM models' reveal steps per turn x re-mask
-margin {0, -1, -2} at 4 turns (the recipe's grid: {8, 32} x margins, 2 reveal steps having scored far below) (a negative margin re-masks a digit a little before p(MASK) overtakes it:
-the hard boards' wrong digits are often held with near-even odds). Each setting is one ``run_model`` run of ``sudoku-val`` (resumable) scored by the mean of each board's
-bucket target score (``rm_edit.metrics.sudoku.target_score_mean``: exact for fix, valid with the fewest changes
-for the fill tasks). The best setting (the first of the grid on a tie: the cheaper one) becomes the folder's own
+guidance {0, 1.5} x temperature {0, 1} at one step count, the RM models' reveal steps per turn x re-mask margin
+{0, -1, -2} at 4 turns (the recipe's grid: reveal {8, 32}; 2 scored far below). A negative margin re-masks a
+digit a little before p(MASK) overtakes it: the hard boards' wrong digits are often held at near-even odds.
+Each setting is one ``run_model`` run of ``sudoku-val`` (resumable) scored by the mean of each board's bucket
+target score (``rm_edit.metrics.sudoku.target_score_mean``: exact for fix, valid with the fewest changes for
+the fill tasks). The best setting (the first of the grid on a tie: the cheaper one) becomes the folder's own
 default (``recipe.set_regenerate_defaults`` / ``set_reflective_defaults``), so every test figure is tuned honestly.
 """
 
