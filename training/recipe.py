@@ -29,9 +29,6 @@ STAGES = ("codes", "vq", "vq_sharpen", "base", "sft", "rm", "rm_her", "rm_lora",
 # run folder -> (shipped folder, RM post-trained: its default sampler is reflective, else regenerate)
 MODELS = {"base": ("shapes-base", False), "sft": ("shapes-sft", False), "rm": ("shapes-rm", True),
           "rm_her": ("shapes-rm-her", True), "rm_lora": ("shapes-rm-lora", True)}
-# Training edits draw ambiguous null edits ("make the triangle red" with two triangles) twice as often as the
-# test and validation splits (0.4): round 3's RM re-masked them most of its null misses (post-training round 5).
-TRAIN_AMBIGUOUS_NULL_RATE = 0.8
 SMOKE_MODEL = dict(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64)
 
 
@@ -85,15 +82,13 @@ class Recipe:
         """Training and validation data as code caches, straight from the world's scenes (exact codes): edits of
         the whole language (all ten types) and as many text-to-image captions (what the base also learns)."""
         from rm_edit.data.shapes import EDIT_TYPES
-        from rm_edit.data.shapes_language import AMBIGUOUS_NULL_RATE
 
         from .world_codes import write_world_code_cache
 
         for split in ("train", "val"):
             n = self.sizes[split] // 2
             write_world_code_cache(self.work / "codes" / f"{split}.safetensors", split, n, progress=not self.smoke,
-                                   edit_types=EDIT_TYPES, captions=n,
-                                   ambiguous_null_rate=TRAIN_AMBIGUOUS_NULL_RATE if split == "train" else AMBIGUOUS_NULL_RATE)
+                                   edit_types=EDIT_TYPES, captions=n)
 
     def stage_vq(self) -> None:
         """The exact tokenizer (``exact_vq``): canonical-cell codebook, decoder trained on the fixed codes."""
