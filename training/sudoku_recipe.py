@@ -44,7 +44,7 @@ POST_TRAINING = {"sft": "mdm_sudoku_sft.json", "rm": "mdm_sudoku_rm.json", "rm_h
                  "rm_her_decay": "mdm_sudoku_rm_her_decay.json"}
 REAL_SIZES = dict(train=200_000, val=2_000, eval=256, vq_heldout=64, turns=(1, 2, 4), steps=(4, 8, 16, 32, 64),
                   tune=256, tune_steps=16,
-                  reveal_grid=tuple((r, m) for r in (8, 32) for m in (0.0, -1.0, -2.0)))
+                  reveal_grid=None)  # None: sudoku_tuning's reveal steps x re-mask margins
 SMOKE_SIZES = dict(train=24, val=4, eval=3, vq_heldout=1, turns=(1, 2), steps=(2, 4), tune=2, tune_steps=2,
                    reveal_grid=((1, 0.0), (2, 0.0), (2, -1.0)))
 # Every model's sampler setting is chosen on validation boards: guidance x temperature for the regenerate models,
