@@ -1,8 +1,12 @@
 """Is an input inside what the loaded model knows? Warn once per kind when it is not.
 
 Driven by what the model folder carries: the pipeline config's optional ``world`` entry, e.g.
-``{"name": "shapes", "image_size": 64}`` (optional keys: ``max_colours``, ``max_scale``), the tokenizer's
-vocabulary (words it can only read as its unknown token) and the transformer's ``history_reference`` flag.
+``{"name": "shapes", "image_size": 64}`` (optional keys: ``max_colours``, ``max_scale``, ``edit_verbs``), the
+tokenizer's vocabulary (words it can only read as its unknown token) and the transformer's ``history_reference``
+flag. A world model's instruction must hold one of its edit verbs: "colour the red shape blue" uses only known
+words, but "colour" is only ever a noun in the shapes world, and the model erased the shape it was asked to
+recolour (11 of 12 fresh test edits), so such an instruction is refused like an unknown word, as is one whose
+verb always comes with a slot it leaves out ("add a red circle at the top": every "add" names a size).
 A model without a ``world`` entry gets no image checks. An instruction too long for the model's sequence
 length is an error (one line), not a warning.
 """
@@ -87,6 +91,47 @@ def unknown_words_message(tokenizer, text: str, unknown: Sequence[str]) -> str:
             "allow_unknown_words=True or --allow-unknown-words edits anyway)")
 
 
+def world_grammar(world: dict) -> tuple[tuple[str, ...], dict[str, dict[str, tuple[str, ...]]]]:
+    """(edit verbs, {opening: {slot: words}}) of a world's instructions: the verbs they turn on and what an
+    instruction opened by a verb (or a verb and its next word) always names (every shapes "add" names a size). The ``world`` entry's own ``edit_verbs`` (no
+    slots), else the named world's (shapes, sudoku: read off its templates); none (no check) for any other model."""
+    if "edit_verbs" in world:
+        return tuple(world["edit_verbs"]), {}
+    if world.get("name") == "shapes":
+        from .data.shapes_language import EDIT_VERBS, REQUIRED_SLOTS
+
+        return EDIT_VERBS, REQUIRED_SLOTS
+    if world.get("name") == "sudoku":
+        from .data.sudoku import EDIT_VERBS
+
+        return EDIT_VERBS, {}
+    return (), {}
+
+
+def normalized_words(tokenizer, text: str) -> list[str]:
+    """``text``'s words as the tokenizer's own normalizer reads them ("Color the..." -> ["colour", "the", ...])."""
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    return (normalizer.normalize_str(text) if normalizer is not None else text.lower()).split()
+
+
+def no_verb_message(text: str, words: Sequence[str], verbs: Sequence[str]) -> str:
+    """One line: the instruction names no edit verb; the nearest verb in place of its first word, when close."""
+    near = difflib.get_close_matches(words[0], verbs, n=1, cutoff=0.6) if words else []
+    hint = f"; did you mean {' '.join(near + list(words[1:]))!r}?" if near else ""
+    return (f"{text[:80]!r} has no edit verb this model knows{hint} (its verbs: {', '.join(verbs)}; "
+            "allow_unknown_words=True or --allow-unknown-words edits anyway)")
+
+
+SLOT_NAMES = {"ref": "shape", "new_colour": "new colour", "new_kind": "new kind", "anchor": "place"}
+
+
+def missing_slot_message(text: str, verb: str, slot: str, words: Sequence[str]) -> str:
+    """One line: an instruction with ``verb`` that names nothing of ``slot`` (its ``words``)."""
+    shown = ", ".join(words[:8]) + (", ..." if len(words) > 8 else "")
+    return (f"{text[:80]!r} names no {SLOT_NAMES.get(slot, slot)} ({shown}): every {verb!r} instruction this model "
+            "knows does (allow_unknown_words=True or --allow-unknown-words edits anyway)")
+
+
 def has_no_words(tokenizer, text: str) -> bool:
     """Nothing left once the tokenizer has normalised ``text`` (spaces or punctuation only)."""
     if not text.strip():
@@ -101,6 +146,7 @@ class InputChecks:
         world = dict(world or {})
         self.world = {**WORLD_DEFAULTS.get(world.get("name"), {}), **world}
         self.tokenizer = tokenizer
+        self.edit_verbs, self.required_slots = world_grammar(self.world)
         self.warned: set[str] = set()
 
     def _once(self, kind: str, message: str) -> None:
@@ -131,8 +177,9 @@ class InputChecks:
                                           f"knows flat images of at most {max_colours}, so edits of it are likely poor")
 
     def check_prompts(self, prompts: Sequence[str], allow_unknown_words: bool = False) -> None:
-        """A one-line ValueError for an instruction with no words, or with words the model does not know
-        (unless ``allow_unknown_words``: then a warning, once)."""
+        """A one-line ValueError for an instruction with no words, with words the model does not know, or (a world
+        model) with none of its edit verbs or without a slot its verb always fills; unless ``allow_unknown_words``:
+        then a warning, once."""
         if self.tokenizer is None:
             return
         for i, text in enumerate(dict.fromkeys(prompts)):
@@ -147,6 +194,29 @@ class InputChecks:
                 self._once("words", f"instruction {text[:60]!r}: {shown} not in the model's vocabulary; "
                                     "it reads them as an unknown word")
                 return
+            problem = self._grammar_problem(text)
+            if problem and not allow_unknown_words:
+                raise ValueError(problem)
+            if problem:
+                self._once("grammar", f"instruction {text[:60]!r} is unlike every instruction {self._name} was "
+                                      "trained on (no edit verb, or a slot its verb always fills); its edit is likely poor")
+
+    def _grammar_problem(self, text: str) -> str | None:
+        """The one-line reason a world model cannot read ``text``: no edit verb, or its first verb without a slot
+        that verb's every instruction fills; None when it reads like the world's own."""
+        if not self.edit_verbs:
+            return None
+        words = normalized_words(self.tokenizer, text)
+        at = next((i for i, w in enumerate(words) if w in self.edit_verbs), None)
+        if at is None:
+            return no_verb_message(text, words, self.edit_verbs)
+        opening = " ".join(words[at:at + 2])  # "put a" (an add) reads differently from "put the" (a move)
+        if opening not in self.required_slots:
+            opening = words[at]
+        for slot, slot_words in self.required_slots.get(opening, {}).items():
+            if not set(words) & set(slot_words):
+                return missing_slot_message(text, opening, slot, slot_words)
+        return None
 
     def check_history(self, transformer) -> None:
         """``use_history`` on a transformer recorded as trained without History Reference."""

@@ -127,3 +127,60 @@ def test_help_examples_are_edits_the_default_model_does(pipe) -> None:
     out = pipe(images, [text for _, text in calls], output_type="latent")
     for (path, text), region in zip(calls, out.edit_region_tokens):
         assert region.any(), text
+
+
+def test_an_instruction_without_an_edit_verb_is_refused_naming_the_nearest(pipe, tmp_path, capsys) -> None:
+    """"colour" is a shapes-world word only as a noun ("change the colour of ..."): "colour the red shape blue"
+    erased the shape 11 times in 12 before this check. With no edit verb it is refused in one line (the nearest
+    verb put in place of its first word), the other spelling too; an instruction holding a verb still edits."""
+    image = PIL.Image.open(EXAMPLE)
+    with pytest.raises(ValueError, match=r"^'colour the green square red' has no edit verb this model knows; "
+                                         r"did you mean 'recolour the green square red'\?"):
+        pipe(image, "colour the green square red")
+    with pytest.raises(ValueError, match=r"^'green square red' has no edit verb this model knows \(its verbs: add, "):
+        pipe(image, "green square red")
+    out = tmp_path / "out.png"
+    assert main(["edit", str(EXAMPLE), "Color the green square red.", "-o", str(out)]) == 2
+    line = _one_error_line(capsys)
+    assert "did you mean 'recolour the green square red'?" in line and "--allow-unknown-words" in line
+    assert not out.exists()
+    assert main(["edit", str(EXAMPLE), "please change the green square to red", "-o", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_sudoku_instructions_need_fix_or_fill() -> None:
+    from rm_edit.input_checks import InputChecks
+    from rm_edit.data.text_tokenizer import build_sudoku_tokenizer
+
+    checks = InputChecks({"name": "sudoku"}, build_sudoku_tokenizer())
+    assert checks.edit_verbs == ("fill", "fix")
+    checks.check_prompts(["Fix the mistakes.", "fill in the empty cells"])
+    with pytest.raises(ValueError, match=r"^'the mistakes' has no edit verb this model knows \(its verbs: fill, fix;"):
+        checks.check_prompts(["the mistakes"])
+
+
+def test_a_verb_without_what_it_always_names_is_refused_and_every_world_instruction_passes() -> None:
+    """Every shapes "add" (and "put a") names a size, colour, kind and place; every "move" names a shape; so an
+    instruction so opened that leaves one out is refused (the default added a shape of either size, or nothing, or in
+    the wrong place, 7 of 12 times without a size). No instruction the world itself writes is refused."""
+    from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld, ShapesWorldConfig
+    from rm_edit.data.sudoku import INSTRUCTIONS
+    from rm_edit.data.text_tokenizer import build_shapes_tokenizer, build_sudoku_tokenizer
+    from rm_edit.input_checks import InputChecks
+
+    checks = InputChecks({"name": "shapes"}, build_shapes_tokenizer())
+    refused = {
+        "add a red circle at the top": r"^'add a red circle at the top' names no size \(large, small\): every 'add a'",
+        "put a red circle in the bottom left": r"names no size \(large, small\): every 'put a' instruction",
+        "Move it left.": r"^'Move it left\.' names no shape \(blue, circle, circles, .*every 'move'",
+        "put a red circle": r"^'put a red circle' names no place \(bottom, center, left, right, top\): every 'put a'",
+        "paint the circle": r"names no new colour \(blue, green, orange, purple, red, yellow\): every 'paint the'",
+    }
+    for text, message in refused.items():
+        with pytest.raises(ValueError, match=message):
+            checks.check_prompts([text])
+    checks.check_prompts(["Add a small red circle at the top.", "move the circle left", "put the red circle on the left",
+                          "remove all the circles", "please take the red circle away"])
+    world = ShapesWorld(ShapesWorldConfig(edit_types=EDIT_TYPES), split="test")
+    checks.check_prompts([world[i].instruction for i in range(400)])
+    InputChecks({"name": "sudoku"}, build_sudoku_tokenizer()).check_prompts(list(INSTRUCTIONS.values()))

@@ -126,3 +126,24 @@ def test_turn_frames_and_the_strip_show_each_turns_re_masks():
     assert tuple(strip[0, 5]) != REMASK_INK  # the start's is not
     assert turn_frames(trajectory, 0, type("L", (), {"codebook_size": 605, "mask_code": 605})()) is None
     assert isinstance(turn_strip(frames), Image.Image)
+
+
+def test_rm_settings_name_the_folders_tuned_sampler_and_a_run_with_other_options_is_not_reused(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from rm_edit.evaluation.sudoku_scaling import _finished, model_settings
+
+    rm = SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace(rm_post_trained=True)),
+                         scheduler=SimpleNamespace(config=SimpleNamespace(reveal_steps=64, remask_margin=-2.0)))
+    assert model_settings(rm, [4, 1], [8]) == [
+        ("reflective", 1, {"strategy": "reflective", "num_turns": 1, "reveal_steps": 64, "remask_margin": -2.0}),
+        ("reflective", 4, {"strategy": "reflective", "num_turns": 4, "reveal_steps": 64, "remask_margin": -2.0})]
+    base = SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace(rm_post_trained=False)))
+    assert model_settings(base, [1], [16]) == [("regenerate", 16, {"strategy": "regenerate", "num_inference_steps": 16})]
+    # A finished run of all 3 boards made before re-tuning (no reveal steps / margin in its options) is not reused.
+    (tmp_path / "summary.json").write_text(json.dumps({"n_scored": 3}))
+    (tmp_path / "run.json").write_text(json.dumps({"call_options": {"strategy": "reflective", "num_turns": 1}}))
+    assert not _finished(tmp_path, 3, model_settings(rm, [1], [])[0][2])
+    assert _finished(tmp_path, 3, {"strategy": "reflective", "num_turns": 1})
+    assert not _finished(tmp_path, 4, {"strategy": "reflective", "num_turns": 1})

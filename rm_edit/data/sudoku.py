@@ -31,6 +31,7 @@ INSTRUCTIONS: dict[str, str] = {
     "fill": "fill in the empty cells",
     "fill-and-fix": "fill in the empty cells and fix the mistakes",
 }
+EDIT_VERBS: tuple[str, ...] = tuple(sorted({text.split()[0] for text in INSTRUCTIONS.values()}))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ each RM post-trained model, and exact accuracy against forward passes for every 
         --out runs/sudoku/scaling --png assets/sudoku_scaling.png [--turns 1,2,4] [--steps 4,8,16,32,64]
 
 Each point is one ``run_model`` run of ``sudoku-test`` into ``OUT/<model>/<strategy>_<turns or steps>/``
-(resumable: a finished run is read back, not redone); its numbers are that run's own summary
+(resumable: a finished run with the same call options is read back, not redone; an RM model's options name its
+folder's reveal steps and re-mask margin, so after re-tuning an old run is never read back as the new setting's:
+the runner refuses its folder, to be deleted); its numbers are that run's own summary
 (:func:`scaling_point`). Writes ``OUT/scaling.json``, ``OUT/scaling.md`` (per model and setting: the Sudoku
 metrics overall and per bucket, :mod:`.sudoku_tables`) and the PNG (:func:`.scaling_plots.plot_sudoku_scaling`).
 The largest setting of each model also gets ``report.html``, its boards shown re-masked turn by turn.
@@ -41,10 +43,21 @@ def scaling_point(summary: Mapping[str, Any], strategy: str, setting: int) -> di
 
 
 def model_settings(pipe, turns: Sequence[int], steps: Sequence[int]) -> list[tuple[str, int, dict]]:
-    """(strategy, setting, call options): reflective turns for an RM post-trained model, regenerate steps otherwise."""
+    """(strategy, setting, call options): reflective turns for an RM post-trained model, regenerate steps otherwise.
+    An RM model's options name its sampler's reveal steps and re-mask margin (the folder's tuned defaults), so a
+    run recorded under another setting is never read back as this one."""
     if getattr(pipe.transformer.config, "rm_post_trained", False):
-        return [("reflective", t, {"strategy": "reflective", "num_turns": t}) for t in sorted(turns)]
+        c = pipe.scheduler.config
+        tuned = {"reveal_steps": c.reveal_steps, "remask_margin": c.remask_margin}
+        return [("reflective", t, {"strategy": "reflective", "num_turns": t, **tuned}) for t in sorted(turns)]
     return [("regenerate", s, {"strategy": "regenerate", "num_inference_steps": s}) for s in sorted(steps)]
+
+
+def _finished(run_dir: Path, n: int, options: Mapping[str, Any]) -> bool:
+    """A run of all ``n`` boards made with exactly these call options (resumable: it is read back, not redone)."""
+    summary, run = run_dir / "summary.json", run_dir / "run.json"
+    return (summary.is_file() and run.is_file() and json.loads(summary.read_text()).get("n_scored") == n
+            and json.loads(run.read_text()).get("call_options") == dict(options))
 
 
 def sudoku_scaling(models: Sequence[str | Path], out_dir: str | Path, n: int = 256, *, turns: Sequence[int] = TURNS,
@@ -70,9 +83,8 @@ def sudoku_scaling(models: Sequence[str | Path], out_dir: str | Path, n: int = 2
         points[name] = []
         for strategy, setting, options in settings:
             run_dir = out_dir / name / f"{strategy}_{setting}"
-            done = run_dir / "summary.json"
-            if done.is_file() and json.loads(done.read_text()).get("n_scored") == len(benchmark):
-                summary = json.loads(done.read_text())
+            if _finished(run_dir, len(benchmark), options):
+                summary = json.loads((run_dir / "summary.json").read_text())
             else:
                 summary = run_model(pipe, benchmark, run_dir, options, metrics=metrics, structure=structure,
                                     batch_size=batch_size, seed=seed, progress=progress, model=str(folder),
