@@ -13,7 +13,7 @@ base's examples): ``sft`` (the masked objective), ``rm`` (Reflective Masking on 
 ``WORK/models/sudoku-*``), ``tune`` (``sudoku_tuning``: base and SFT's regenerate guidance x temperature chosen
 on validation boards, ``WORK/tuned_regenerate.json``, made the folders' defaults), ``tune_rm`` (the RM models'
 reveal steps per turn x re-mask margin chosen the same way, ``WORK/tuned_reflective.json``), ``evaluate``
-(``rm_edit.evaluation.sudoku_scaling``: every model on the test split, RM models at 1-4 turns, the others at
+(``rm_edit.evaluation.sudoku_scaling``: every model on the test split, RM models at 1-8 turns, the others at
 4-64 regenerate steps; ``WORK/scaling/scaling.md``, ``WORK/assets/sudoku_scaling.png``) and ``cards``
 (``sudoku_cards``: each folder's ``README.md``, ``WORK/models/SUDOKU_MODEL_CARD.md`` and
 ``WORK/scaling/readme_section.md``, from those results). Configs: ``configs/vq_sudoku.json``,
@@ -42,7 +42,7 @@ MODELS = {"base": ("sudoku-base", False), "sft": ("sudoku-sft", False), "rm": ("
           "rm_her": ("sudoku-rm-her", True), "rm_her_decay": ("sudoku-rm-her-decay", True)}
 POST_TRAINING = {"sft": "mdm_sudoku_sft.json", "rm": "mdm_sudoku_rm.json", "rm_her": "mdm_sudoku_rm_her.json",
                  "rm_her_decay": "mdm_sudoku_rm_her_decay.json"}
-REAL_SIZES = dict(train=200_000, val=2_000, eval=256, vq_heldout=64, turns=(1, 2, 4), steps=(4, 8, 16, 32, 64),
+REAL_SIZES = dict(train=200_000, val=2_000, eval=256, vq_heldout=64, turns=(1, 2, 4, 8), steps=(4, 8, 16, 32, 64),
                   tune=256, tune_steps=16,
                   reveal_grid=None)  # None: sudoku_tuning's reveal steps x re-mask margins
 SMOKE_SIZES = dict(train=24, val=4, eval=3, vq_heldout=1, turns=(1, 2), steps=(2, 4), tune=2, tune_steps=2,

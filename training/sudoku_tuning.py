@@ -1,6 +1,6 @@
 """Each Sudoku model's sampler setting, chosen on the *validation* split: the regenerate models' (base, SFT)
 guidance {0, 1.5} x temperature {0, 1} at one step count, the RM models' reveal steps per turn {8, 32, 64} x re-mask
-margin {0, -1, -2} at 4 turns (2 reveal steps scored far below on validation). A negative margin re-masks a
+margin {0, -1, -2, -3} at 4 turns (2 reveal steps scored far below on validation). A negative margin re-masks a
 digit a little before p(MASK) overtakes it: the hard boards' wrong digits are often held at near-even odds.
 Each setting is one ``run_model`` run of ``sudoku-val`` (resumable) scored by the mean of each board's bucket
 target score (``rm_edit.metrics.sudoku.target_score_mean``: exact for fix, valid with the fewest changes for
@@ -20,7 +20,7 @@ GUIDANCE = (0.0, 1.5)
 TEMPERATURES = (0.0, 1.0)
 TUNE_STEPS = 16  # the middle of the scaling sweep's 4-64 regenerate steps (and the folders' default)
 REVEAL_STEPS = (8, 32, 64)  # reveal steps per reflective turn: fewer cells revealed at once, more passes
-REMASK_MARGINS = (0.0, -1.0, -2.0)  # re-mask where log p(MASK) - log p(digit) > margin
+REMASK_MARGINS = (0.0, -1.0, -2.0, -3.0)  # re-mask where log p(MASK) - log p(digit) > margin
 TUNE_TURNS = 4  # the RM folders' default turn budget
 
 

@@ -2,7 +2,7 @@
 each RM post-trained model, and exact accuracy against forward passes for every model (regenerate: its steps).
 
     python -m rm_edit.evaluation.sudoku_scaling --models runs/sudoku/models/sudoku-* --n 256 \\
-        --out runs/sudoku/scaling --png assets/sudoku_scaling.png [--turns 1,2,4] [--steps 4,8,16,32,64]
+        --out runs/sudoku/scaling --png assets/sudoku_scaling.png [--turns 1,2,4,8] [--steps 4,8,16,32,64]
 
 Each point is one ``run_model`` run of ``sudoku-test`` into ``OUT/<model>/<strategy>_<turns or steps>/``
 (resumable: a finished run with the same call options is read back, not redone; an RM model's options name its
