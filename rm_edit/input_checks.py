@@ -93,8 +93,9 @@ def unknown_words_message(tokenizer, text: str, unknown: Sequence[str]) -> str:
 
 def world_grammar(world: dict) -> tuple[tuple[str, ...], dict[str, dict[str, tuple[str, ...]]]]:
     """(edit verbs, {opening: {slot: words}}) of a world's instructions: the verbs they turn on and what an
-    instruction opened by a verb (or a verb and its next word) always names (every shapes "add" names a size). The ``world`` entry's own ``edit_verbs`` (no
-    slots), else the named world's (shapes, sudoku: read off its templates); none (no check) for any other model."""
+    instruction opened by a verb (or a verb and its next word) always names (every shapes "add" names a size).
+    The ``world`` entry's own ``edit_verbs`` (no slots), else the named world's (shapes, sudoku: read off its
+    templates); none (no check) for any other model."""
     if "edit_verbs" in world:
         return tuple(world["edit_verbs"]), {}
     if world.get("name") == "shapes":

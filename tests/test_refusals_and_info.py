@@ -157,6 +157,11 @@ def test_sudoku_instructions_need_fix_or_fill() -> None:
     checks.check_prompts(["Fix the mistakes.", "fill in the empty cells"])
     with pytest.raises(ValueError, match=r"^'the mistakes' has no edit verb this model knows \(its verbs: fill, fix;"):
         checks.check_prompts(["the mistakes"])
+    # A folder's world entry may name its verbs itself (then no slots are required).
+    own = InputChecks({"name": "sudoku", "edit_verbs": ["fix"]}, build_sudoku_tokenizer())
+    assert (own.edit_verbs, own.required_slots) == (("fix",), {})
+    with pytest.raises(ValueError, match=r"has no edit verb this model knows \(its verbs: fix;"):
+        own.check_prompts(["fill in the empty cells"])
 
 
 def test_a_verb_without_what_it_always_names_is_refused_and_every_world_instruction_passes() -> None:
