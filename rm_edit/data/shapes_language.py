@@ -102,27 +102,26 @@ _SLOT_VALUES: dict[str, tuple[str, ...]] = {
     "shapes": ("a", "and") + tuple(SIZES) + tuple(COLOURS) + KINDS + ("at", "the") + ANCHORS,
     "background": tuple(BACKGROUNDS),
 }
+_EDIT_TEMPLATES: tuple[str, ...] = tuple(t for kind, ts in TEMPLATES.items() if kind != "caption" for t in ts)
 # The word each edit instruction turns on: every edit template starts with one ("take" of "take away").
-EDIT_VERBS: tuple[str, ...] = tuple(sorted({t.split()[0] for kind, ts in TEMPLATES.items() if kind != "caption" for t in ts}))
+EDIT_VERBS: tuple[str, ...] = tuple(sorted({t.split()[0] for t in _EDIT_TEMPLATES}))
+# Each slot's words; a plural group counts as a reference ("remove the {ref}", "remove the {group}": both name shapes).
+_SLOT_WORDS = {slot: {w for value in values for w in value.split()} for slot, values in _SLOT_VALUES.items()}
+_SLOT_WORDS["ref"] |= _SLOT_WORDS["group"]
 
 
-def _required_slots(opening: str) -> dict[str, tuple[str, ...]]:
-    """{slot: its words} for the slots every edit template starting with ``opening`` (a verb, or a verb and the
-    next word: "put a" adds, "put the" moves) has; a plural group counts as a reference ("remove the {ref}",
-    "remove the {group}": both name shapes)."""
-    n = len(opening.split())
-    templates = [t for kind, ts in TEMPLATES.items() if kind != "caption" for t in ts if t.split()[:n] == opening.split()]
+def _required_slots(opening: list[str]) -> dict[str, tuple[str, ...]]:
+    """{slot: its words} for the slots every edit template starting with the words ``opening`` (a verb, or a verb
+    and the next word: "put a" adds, "put the" moves) has."""
+    templates = [t for t in _EDIT_TEMPLATES if t.split()[:len(opening)] == opening]
     slots = set.intersection(*({s.replace("group", "ref") for s in re.findall(r"\{(\w+)\}", t)} for t in templates))
-    words = {slot: {w for value in _SLOT_VALUES[slot] for w in value.split()} for slot in _SLOT_VALUES}
-    words["ref"] |= words["group"]
-    return {slot: tuple(sorted(words[slot])) for slot in sorted(slots)}
+    return {slot: tuple(sorted(_SLOT_WORDS[slot])) for slot in sorted(slots)}
 
 
 # {verb, or verb and next word: {slot: words}}: what an instruction so opened always names in the templates
 # (every "add" and every "put a" names a size; every "move" a shape).
-_OPENINGS = {" ".join(t.split()[:n]) for kind, ts in TEMPLATES.items() if kind != "caption" for t in ts for n in (1, 2)
-             if "{" not in " ".join(t.split()[:n])}
-REQUIRED_SLOTS: dict[str, dict[str, tuple[str, ...]]] = {o: _required_slots(o) for o in sorted(_OPENINGS)}
+_OPENINGS = {" ".join(t.split()[:n]) for t in _EDIT_TEMPLATES for n in (1, 2) if "{" not in " ".join(t.split()[:n])}
+REQUIRED_SLOTS: dict[str, dict[str, tuple[str, ...]]] = {o: _required_slots(o.split()) for o in sorted(_OPENINGS)}
 
 
 _SINGULAR_OPS = ("recolour", "remove", "replace", "move")
