@@ -298,7 +298,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
                 promise; the CLI and ``rm-edit eval`` share this default). False keeps the decoder's whole image.
             allow_unknown_words (`bool`, defaults to `False`):
                 An instruction with words the tokenizer does not know raises a one-line ValueError naming
-                them and the nearest known ones; True edits anyway (with a warning).
+                them and the nearest known ones, as is one a world model cannot read (no edit verb, a slot left
+                out) or one asking for what the image lacks (a Sudoku "fill" on a board with no empty cell);
+                True edits anyway (with a warning).
             use_kv_cache (`bool`, defaults to `False`):
                 Reuse keys/values between steps (approximate): cached steps recompute only masked and changed
                 codes. The scheduler says when to rebuild it (reflective: every reflect step).
@@ -352,6 +354,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         source_host = source.cpu()  # the branch sequences' prompts are assembled on the host, once
         b, h, w = source.shape
         self._check_sequence_lengths(encoded_prompts, source_host, prompts)
+        self.input_checks.check_requests(source_host, prompts, allow_unknown_words)
         region = self.image_processor.region_tokens(masks, prepared.crops, h, w)
         region = None if region is None else region.to(device)
         history = self._history(use_history, history_alpha, history_decay, b, h * w, device)

@@ -219,6 +219,32 @@ class InputChecks:
                 return missing_slot_message(text, opening, slot, slot_words)
         return None
 
+    def check_requests(self, source_codes, prompts: Sequence[str], allow_unknown_words: bool = False) -> None:
+        """A one-line ValueError (a warning with ``allow_unknown_words``) for an instruction that asks for what its
+        image does not have, where the world can tell from the codes (Sudoku: "fill" on a board with no empty
+        cell). ``source_codes``: (B, h, w), one row per prompt."""
+        if self.world.get("name") != "sudoku" or self.tokenizer is None:
+            return
+        from .data.sudoku import instruction_problem
+
+        for i, (codes, text) in enumerate(zip(source_codes, prompts)):
+            problem = instruction_problem(codes.cpu().numpy(), normalized_words(self.tokenizer, text))
+            if problem is None:
+                continue
+            message = f"{text[:60]!r} does not fit image {i}: {problem}"
+            if not allow_unknown_words:
+                raise ValueError(message)
+            self._once("request", message)
+
+    def result_problem(self, codes) -> str | None:
+        """What an edit's (h, w) codes leave undone, where the world can tell (Sudoku: empty cells, cells in
+        conflict), one line; None when nothing is or the world cannot tell."""
+        if self.world.get("name") != "sudoku":
+            return None
+        from .data.sudoku import board_problem
+
+        return board_problem(codes.cpu().numpy() if hasattr(codes, "cpu") else codes)
+
     def check_history(self, transformer) -> None:
         """``use_history`` on a transformer recorded as trained without History Reference."""
         if transformer.config.get("history_reference") is False:

@@ -65,3 +65,81 @@ def test_cli_leaves_a_solved_board_as_it_is(tmp_path, capsys):
     rc = main(["edit", str(board), "fix the mistakes", "--model", str(MODELS / "sudoku-rm"), "--out", str(out)])
     assert rc == 0 and "nothing to change" in capsys.readouterr().out
     assert (np.asarray(Image.open(out).convert("RGB")) == np.asarray(Image.open(board).convert("RGB"))).all()
+
+
+def _one_wrong_digit() -> np.ndarray:
+    """SOLVED with cell (0, 1) a 9 (not a clue): it clashes with the 9s at (0, 8) (row), (5, 1) (column) and
+    (2, 2) (box): 4 cells in conflict."""
+    wrong = SOLVED.copy()
+    wrong[0, 1] = 9
+    return wrong
+
+
+def test_fill_on_a_board_without_empty_cells_is_refused_in_one_line(tmp_path, capsys):
+    """The model, asked to fill a board with no empty cell, re-masked its wrong digits and wrote one back empty;
+    the request is refused before the model runs, naming the instruction that fits."""
+    from rm_edit.cli import main
+
+    board, out = tmp_path / "board.png", tmp_path / "out.png"
+    Image.fromarray(render_board(board_codes(_one_wrong_digit(), GIVEN))).save(board)
+    rc = main(["edit", str(board), "FILL IN THE EMPTY CELLS.", "--model", str(MODELS / "sudoku-rm"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and not out.exists()
+    assert err[0] == ("rm-edit: error: 'FILL IN THE EMPTY CELLS.' does not fit image 0: the board has no empty cells "
+                      "to fill; 4 cells break the rules: to correct them say 'fix the mistakes'")
+
+
+def test_what_an_edited_board_leaves_undone_is_named():
+    from rm_edit.data.sudoku import board_problem, instruction_problem
+
+    assert board_problem(board_codes(SOLVED, GIVEN)) is None
+    assert board_problem(board_codes(_one_wrong_digit(), GIVEN)) == "the edited board still has 4 cells in conflict"
+    two_empty = SOLVED.copy()
+    two_empty[0, 1] = two_empty[8, 8] = 0
+    assert board_problem(board_codes(two_empty, GIVEN)) == "the edited board still has 2 empty cells"
+    two_empty[0, 2] = 2  # was 3; row 0's 2 is blanked and box 0 holds no other 2, but column 2 has one at (8, 2)
+    assert board_problem(board_codes(two_empty, GIVEN)) == "the edited board still has 2 empty cells and 2 cells in conflict"
+    assert instruction_problem(board_codes(SOLVED, GIVEN), ["fill", "in", "the", "empty", "cells"]) == (
+        "the board has no empty cells to fill; every digit already obeys the rules")
+    assert instruction_problem(board_codes(two_empty, GIVEN), ["fill", "in", "the", "empty", "cells"]) is None
+    assert instruction_problem(board_codes(_one_wrong_digit(), GIVEN), "fill it and fix the mistakes".split()) is None
+
+
+def test_an_edit_that_leaves_empty_cells_says_so(tmp_path, capsys):
+    """An all-black --mask lets nothing change, so a "fill" leaves its empty cell: exit 0, a warning naming it."""
+    from rm_edit.cli import main
+
+    one_empty = SOLVED.copy()
+    one_empty[0, 1] = 0
+    board, black, out = tmp_path / "board.png", tmp_path / "none.png", tmp_path / "out.png"
+    Image.fromarray(render_board(board_codes(one_empty, GIVEN))).save(board)
+    Image.new("L", (72, 72), 0).save(black)
+    rc = main(["edit", str(board), "fill in the empty cells", "--model", str(MODELS / "sudoku-rm"), "--out", str(out),
+               "--mask", str(black)])
+    captured = capsys.readouterr()
+    assert rc == 0 and "nothing to change" in captured.out
+    assert captured.err.strip() == "rm-edit: warning: the edited board still has 1 empty cell"
+
+
+def test_batch_refuses_a_fill_of_a_full_board_as_one_error_row_and_names_an_unfinished_edit(tmp_path, capsys):
+    import json
+
+    from rm_edit.cli import main
+
+    one_empty = SOLVED.copy()
+    one_empty[0, 1] = 0
+    full, gap, black = tmp_path / "full.png", tmp_path / "gap.png", tmp_path / "none.png"
+    Image.fromarray(render_board(board_codes(_one_wrong_digit(), GIVEN))).save(full)
+    Image.fromarray(render_board(board_codes(one_empty, GIVEN))).save(gap)
+    Image.new("L", (72, 72), 0).save(black)
+    rows = [{"id": "full", "source": str(full), "instruction": "fill in the empty cells"},
+            {"id": "gap", "source": str(gap), "instruction": "fill in the empty cells", "mask": str(black)}]
+    manifest, out = tmp_path / "m.jsonl", tmp_path / "out"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc = main(["batch", str(manifest), "--out", str(out), "--model", str(MODELS / "sudoku-rm"), "--no-progress",
+               "--use-manifest-masks"])
+    assert rc == 1 and (out / "gap.png").is_file() and not (out / "full.png").exists()
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == ["full"] and "the board has no empty cells to fill" in errors[0]["reason"]
+    assert ("rm-edit: warning: 1 of 1 edit(s) left something undone: gap: the edited board still has 1 empty cell"
+            in capsys.readouterr().err)

@@ -240,14 +240,22 @@ def _edit_records(pipe: ReflectiveMaskingEditPipeline, records: list, args: argp
             # Mask first: OUT/<id>.png is the "done" marker that resuming checks.
             save_image(args.out / f"{rec.id}.mask.png", mask_image(mask))
             save_image(args.out / f"{rec.id}.png", image)
+        for rec, codes in zip(recs, out.codes):
+            if (problem := pipe.input_checks.result_problem(codes)) is not None:
+                undone.append(f"{rec.id}: {problem}")
         progress.update(len(recs), errors.count)
 
     def failed(rec, reason: str) -> None:
         errors.add(reason, item_id=rec.id)
         progress.update(1, errors.count)
 
-    return edit_in_batches(pipe, records, prepare, write, batch_size=args.batch_size, seed=args.seed,
-                           on_error=None if args.debug else failed, output_type="pil", **kwargs)
+    undone: list[str] = []  # edits the world can tell are unfinished (a Sudoku board with empty cells left)
+    written = edit_in_batches(pipe, records, prepare, write, batch_size=args.batch_size, seed=args.seed,
+                              on_error=None if args.debug else failed, output_type="pil", **kwargs)
+    if undone:
+        shown = "; ".join(undone[:3]) + ("; ..." if len(undone) > 3 else "")
+        print(f"{PROG}: warning: {len(undone)} of {written} edit(s) left something undone: {shown}", file=sys.stderr)
+    return written
 
 
 # The names rm_edit.cli.lazy_command looks for.

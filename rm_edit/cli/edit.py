@@ -91,6 +91,9 @@ def run_edit(args: argparse.Namespace) -> int:
         edited = edited.convert("RGB" if edited.mode == "RGBA" else "L")
     save_image(args.out, edited)
     print(f"{args.image} -> {args.out}: {region_summary(out, 0)}")
+    undone = pipe.input_checks.result_problem(out.codes[0])
+    if undone is not None:
+        print(f"{PROG}: warning: {undone}", file=sys.stderr)
     if not out.edit_region_tokens[0].any():
         print(f"nothing to change: the model found nothing in {args.image} that {args.instruction!r} asks to "
               f"change ({args.out} is the input as it was)")

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from rm_edit.data.sudoku_cells import CELL_PX, IMAGE_SIZE, board_codes, render_board
-from rm_edit.data.sudoku_grids import SUDOKU_SPLIT_SEEDS, solved_grid
+from rm_edit.data.sudoku_cells import CELL_PX, IMAGE_SIZE, board_codes, code_digits, render_board
+from rm_edit.data.sudoku_grids import SUDOKU_SPLIT_SEEDS, conflict_cells, solved_grid
 from rm_edit.data.world_base import SeededWorld, write_world_examples
 
 SUDOKU_TASKS: tuple[str, ...] = ("fix", "fill", "fill-and-fix")
@@ -130,6 +130,31 @@ class SudokuWorld(SeededWorld):
     def vocabulary() -> list[str]:
         """Every word an instruction can contain, sorted."""
         return sorted({w for text in INSTRUCTIONS.values() for w in text.split()})
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def instruction_problem(codes, words) -> str | None:
+    """Why an instruction (its normalized ``words``) asks for what board ``codes`` (81 cell codes) does not have,
+    in one line; None when it fits. "fill" without "fix" on a board with no empty cell is such a request: the
+    sudoku-rm model, asked it on a board with 5 wrong digits, re-masked them and wrote one back as an empty cell."""
+    digits = code_digits(np.asarray(codes).reshape(9, 9))
+    if "fill" in words and "fix" not in words and not (digits == 0).any():
+        clashes = conflict_cells(digits)
+        hint = (f"; {_plural(clashes, 'cell')} break the rules: to correct them say 'fix the mistakes'" if clashes
+                else "; every digit already obeys the rules")
+        return f"the board has no empty cells to fill{hint}"
+    return None
+
+
+def board_problem(codes) -> str | None:
+    """What an edited board (81 cell codes) still leaves undone, one line; None for a valid, full board."""
+    digits = code_digits(np.asarray(codes).reshape(9, 9))
+    empty, clashes = int((digits == 0).sum()), conflict_cells(digits)
+    parts = ([_plural(empty, "empty cell")] if empty else []) + ([f"{_plural(clashes, 'cell')} in conflict"] if clashes else [])
+    return f"the edited board still has {' and '.join(parts)}" if parts else None
 
 
 def write_sudoku_dataset(out_dir: str | Path, n: int, split: str = "train", config: SudokuWorldConfig | None = None,
