@@ -18,6 +18,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import PIL.Image
@@ -91,22 +92,30 @@ def unknown_words_message(tokenizer, text: str, unknown: Sequence[str]) -> str:
             "allow_unknown_words=True or --allow-unknown-words edits anyway)")
 
 
-def world_grammar(world: dict) -> tuple[tuple[str, ...], dict[str, dict[str, tuple[str, ...]]]]:
-    """(edit verbs, {opening: {slot: words}}) of a world's instructions: the verbs they turn on and what an
-    instruction opened by a verb (or a verb and its next word) always names (every shapes "add" names a size).
-    The ``world`` entry's own ``edit_verbs`` (no slots), else the named world's (shapes, sudoku: read off its
-    templates); none (no check) for any other model."""
+class WorldGrammar(NamedTuple):
+    """What a world's instructions look like: the verbs they turn on, what an instruction opened by a verb (or
+    a verb and its next word) always names ({opening: {slot: words}}: every shapes "add" names a size), and the
+    most edit verbs one instruction holds (None: no limit)."""
+
+    edit_verbs: tuple[str, ...] = ()
+    required_slots: dict[str, dict[str, tuple[str, ...]]] = {}
+    max_edit_verbs: int | None = None
+
+
+def world_grammar(world: dict) -> WorldGrammar:
+    """The ``world`` entry's own ``edit_verbs`` (no slots, no limit), else the named world's (shapes, sudoku: read
+    off its templates); none (no check) for any other model."""
     if "edit_verbs" in world:
-        return tuple(world["edit_verbs"]), {}
+        return WorldGrammar(tuple(world["edit_verbs"]))
     if world.get("name") == "shapes":
-        from .data.shapes_language import EDIT_VERBS, REQUIRED_SLOTS
+        from .data import shapes_language as shapes
 
-        return EDIT_VERBS, REQUIRED_SLOTS
+        return WorldGrammar(shapes.EDIT_VERBS, shapes.REQUIRED_SLOTS, shapes.MAX_EDIT_VERBS)
     if world.get("name") == "sudoku":
-        from .data.sudoku import EDIT_VERBS
+        from .data import sudoku
 
-        return EDIT_VERBS, {}
-    return (), {}
+        return WorldGrammar(sudoku.EDIT_VERBS, {}, sudoku.MAX_EDIT_VERBS)
+    return WorldGrammar()
 
 
 def normalized_words(tokenizer, text: str) -> list[str]:
@@ -121,6 +130,14 @@ def no_verb_message(text: str, words: Sequence[str], verbs: Sequence[str]) -> st
     hint = f"; did you mean {' '.join(near + list(words[1:]))!r}?" if near else ""
     return (f"{text[:80]!r} has no edit verb this model knows{hint} (its verbs: {', '.join(verbs)}; "
             "allow_unknown_words=True or --allow-unknown-words edits anyway)")
+
+
+def too_many_edits_message(text: str, used: Sequence[str], max_verbs: int) -> str:
+    """One line: the instruction asks more edits (its edit verbs ``used``) than one of the world's instructions."""
+    most = "one edit" if max_verbs == 1 else f"at most {max_verbs}"
+    return (f"{text[:80]!r} asks {len(used)} edits at once ({', '.join(used)}): each instruction this model knows "
+            f"asks {most}; run them one after another, each on the previous output "
+            "(allow_unknown_words=True or --allow-unknown-words edits anyway)")
 
 
 SLOT_NAMES = {"ref": "shape", "new_colour": "new colour", "new_kind": "new kind", "anchor": "place"}
@@ -147,7 +164,7 @@ class InputChecks:
         world = dict(world or {})
         self.world = {**WORLD_DEFAULTS.get(world.get("name"), {}), **world}
         self.tokenizer = tokenizer
-        self.edit_verbs, self.required_slots = world_grammar(self.world)
+        self.grammar = world_grammar(self.world)
         self.warned: set[str] = set()
 
     def _once(self, kind: str, message: str) -> None:
@@ -203,18 +220,23 @@ class InputChecks:
                                       "trained on (no edit verb, or a slot its verb always fills); its edit is likely poor")
 
     def _grammar_problem(self, text: str) -> str | None:
-        """The one-line reason a world model cannot read ``text``: no edit verb, or its first verb without a slot
-        that verb's every instruction fills; None when it reads like the world's own."""
-        if not self.edit_verbs:
+        """The one-line reason a world model cannot read ``text``: no edit verb, more edits than one instruction of
+        the world asks, or its first verb without a slot that verb's every instruction fills; None when it reads
+        like the world's own."""
+        verbs, required_slots, max_verbs = self.grammar
+        if not verbs:
             return None
         words = normalized_words(self.tokenizer, text)
-        at = next((i for i, w in enumerate(words) if w in self.edit_verbs), None)
-        if at is None:
-            return no_verb_message(text, words, self.edit_verbs)
+        used = [w for w in words if w in verbs]
+        if not used:
+            return no_verb_message(text, words, verbs)
+        if max_verbs is not None and len(used) > max_verbs:
+            return too_many_edits_message(text, used, max_verbs)
+        at = words.index(used[0])
         opening = " ".join(words[at:at + 2])  # "put a" (an add) reads differently from "put the" (a move)
-        if opening not in self.required_slots:
+        if opening not in required_slots:
             opening = words[at]
-        for slot, slot_words in self.required_slots.get(opening, {}).items():
+        for slot, slot_words in required_slots.get(opening, {}).items():
             if not set(words) & set(slot_words):
                 return missing_slot_message(text, opening, slot, slot_words)
         return None

@@ -153,21 +153,22 @@ def test_sudoku_instructions_need_fix_or_fill() -> None:
     from rm_edit.data.text_tokenizer import build_sudoku_tokenizer
 
     checks = InputChecks({"name": "sudoku"}, build_sudoku_tokenizer())
-    assert checks.edit_verbs == ("fill", "fix")
+    assert checks.grammar.edit_verbs == ("fill", "fix") and checks.grammar.max_edit_verbs == 2
     checks.check_prompts(["Fix the mistakes.", "fill in the empty cells"])
     with pytest.raises(ValueError, match=r"^'the mistakes' has no edit verb this model knows \(its verbs: fill, fix;"):
         checks.check_prompts(["the mistakes"])
     # A folder's world entry may name its verbs itself (then no slots are required).
     own = InputChecks({"name": "sudoku", "edit_verbs": ["fix"]}, build_sudoku_tokenizer())
-    assert (own.edit_verbs, own.required_slots) == (("fix",), {})
+    assert own.grammar == (("fix",), {}, None)
     with pytest.raises(ValueError, match=r"has no edit verb this model knows \(its verbs: fix;"):
         own.check_prompts(["fill in the empty cells"])
 
 
-def test_a_verb_without_what_it_always_names_is_refused_and_every_world_instruction_passes() -> None:
+def test_a_verb_without_what_it_always_names_or_two_edits_are_refused_and_every_world_instruction_passes() -> None:
     """Every shapes "add" (and "put a") names a size, colour, kind and place; every "move" names a shape; so an
     instruction so opened that leaves one out is refused (the default added a shape of either size, or nothing, or in
-    the wrong place, 7 of 12 times without a size). No instruction the world itself writes is refused."""
+    the wrong place, 7 of 12 times without a size). Each shapes instruction asks one edit, so two at once are refused
+    (the default did neither: "nothing to change"). No instruction the world itself writes is refused."""
     from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld, ShapesWorldConfig
     from rm_edit.data.sudoku import INSTRUCTIONS
     from rm_edit.data.text_tokenizer import build_shapes_tokenizer, build_sudoku_tokenizer
@@ -184,6 +185,10 @@ def test_a_verb_without_what_it_always_names_is_refused_and_every_world_instruct
     for text, message in refused.items():
         with pytest.raises(ValueError, match=message):
             checks.check_prompts([text])
+    with pytest.raises(ValueError, match=r"^'Turn the green square red and remove the yellow square\.' asks 2 edits at once "
+                                         r"\(turn, remove\): each instruction this model knows asks one edit; run them one "
+                                         r"after another"):
+        checks.check_prompts(["Turn the green square red and remove the yellow square."])
     checks.check_prompts(["Add a small red circle at the top.", "move the circle left", "put the red circle on the left",
                           "remove all the circles", "please take the red circle away"])
     world = ShapesWorld(ShapesWorldConfig(edit_types=EDIT_TYPES), split="test")

@@ -105,6 +105,8 @@ _SLOT_VALUES: dict[str, tuple[str, ...]] = {
 _EDIT_TEMPLATES: tuple[str, ...] = tuple(t for kind, ts in TEMPLATES.items() if kind != "caption" for t in ts)
 # The word each edit instruction turns on: every edit template starts with one ("take" of "take away").
 EDIT_VERBS: tuple[str, ...] = tuple(sorted({t.split()[0] for t in _EDIT_TEMPLATES}))
+# The most edit verbs one instruction holds: one (a sentence asking two edits is none of the world's).
+MAX_EDIT_VERBS: int = max(sum(w in EDIT_VERBS for w in t.split()) for t in _EDIT_TEMPLATES)
 # Each slot's words; a plural group counts as a reference ("remove the {ref}", "remove the {group}": both name shapes).
 _SLOT_WORDS = {slot: {w for value in values for w in value.split()} for slot, values in _SLOT_VALUES.items()}
 _SLOT_WORDS["ref"] |= _SLOT_WORDS["group"]

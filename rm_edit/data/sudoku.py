@@ -32,6 +32,7 @@ INSTRUCTIONS: dict[str, str] = {
     "fill-and-fix": "fill in the empty cells and fix the mistakes",
 }
 EDIT_VERBS: tuple[str, ...] = tuple(sorted({text.split()[0] for text in INSTRUCTIONS.values()}))
+MAX_EDIT_VERBS: int = max(sum(w in EDIT_VERBS for w in text.split()) for text in INSTRUCTIONS.values())  # 2
 
 
 @dataclass(frozen=True)
