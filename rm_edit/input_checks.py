@@ -250,6 +250,10 @@ class InputChecks:
         from .data.sudoku import instruction_problem
 
         for i, (codes, text) in enumerate(zip(source_codes, prompts)):
+            if tuple(codes.shape) != (9, 9):  # a board is 9x9 cells of 8 px; any other grid is no board at all
+                h, w = codes.shape
+                raise ValueError(f"image {i} reads as {w}x{h} cells, not a Sudoku board's 9x9: the model reads boards "
+                                 "of 72x72 px or larger, 8 px a cell (rm-edit data sudoku writes some)")
             problem = instruction_problem(codes.cpu().numpy(), normalized_words(self.tokenizer, text))
             if problem is None:
                 continue

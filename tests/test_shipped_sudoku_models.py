@@ -89,6 +89,18 @@ def test_fill_on_a_board_without_empty_cells_is_refused_in_one_line(tmp_path, ca
                       "to fill; 4 cells break the rules: to correct them say 'fix the mistakes'")
 
 
+def test_an_image_that_is_no_board_is_refused_in_one_line(tmp_path, capsys):
+    """A 64x64 shapes image reads as 8x8 cells (images under the world's size are not scaled up)."""
+    from rm_edit.cli import main
+
+    shapes_image, out = Path(__file__).resolve().parent.parent / "assets" / "example.png", tmp_path / "out.png"
+    rc = main(["edit", str(shapes_image), "fix the mistakes", "--model", str(MODELS / "sudoku-rm"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not out.exists() and err == [
+        "rm-edit: error: image 0 reads as 8x8 cells, not a Sudoku board's 9x9: the model reads boards of 72x72 px or "
+        "larger, 8 px a cell (rm-edit data sudoku writes some)"]
+
+
 def test_what_an_edited_board_leaves_undone_is_named():
     from rm_edit.data.sudoku import board_problem, instruction_problem
 
