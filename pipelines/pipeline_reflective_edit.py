@@ -48,9 +48,10 @@ class ReflectiveEditOutput(BaseOutput):
     """images: the edits (PIL list, (B,H,W,3) array, (B,3,H,W) tensor, or (B,h,w) codes for "latent"); edit_masks:
     per image, (H, W) bool at the input's size: the region the model chose to regenerate (with paste-back: exactly
     the composited region, so every pixel outside it is the source's); edit_region_tokens: that region at token
-    level (B, h, w); num_forward_passes: transformer calls (each covers the whole batch and every guidance branch);
+    level (B, h, w): the codes the edit changed (a code re-masked and written back as it was is not in it); num_forward_passes: transformer calls (each covers the whole batch and every guidance branch);
     forward_passes_per_image: the calls each image took part in (until its fixed point, whatever its batch);
-    trajectory: per step, the (B, h, w) codes and what was re-masked, when asked; codes / source_codes: (B, h, w)."""
+    trajectory: per step, the (B, h, w) codes and what was re-masked, when asked; codes / source_codes: (B, h, w);
+    remasked_tokens: (B, h, w) the codes the reflective sampler re-masked at least once (None for the others)."""
 
     images: Any
     edit_masks: list[np.ndarray]
@@ -60,6 +61,7 @@ class ReflectiveEditOutput(BaseOutput):
     codes: torch.Tensor | None = None
     source_codes: torch.Tensor | None = None
     forward_passes_per_image: list[int] | None = None
+    remasked_tokens: torch.Tensor | None = None
 
 
 class ReflectiveMaskingEditPipeline(DiffusionPipeline):
@@ -364,13 +366,16 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         state, (passes, row_passes), trajectory = self._denoise(
             scheduler, state, (b, h, w), encoded_prompts, source_host, (g_text, g_image), generators_on(generator, device),
             return_trajectory, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        # Re-masked at least once (the reflective sampler's decisions); its region keeps only what changed.
+        remasked = scheduler.chosen.view(b, h, w).cpu() if scheduler.strategy == "reflective" else None
         final, chosen = scheduler.finish(state)
         codes, region_tokens = final.view(b, h, w).cpu(), chosen.view(b, h, w).cpu()
         if num_images_per_prompt > 1 and scheduler.config.temperature > 0:
             warn_identical_copies(codes, num_images_per_prompt, scheduler.config.temperature)
         self.maybe_free_model_hooks()
         images_out, masks = self._decode(codes, prepared, region_tokens, paste_back, output_type)
-        out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host, row_passes)
+        out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host,
+               row_passes, remasked)
         return ReflectiveEditOutput(*out) if return_dict else out
 
     def _denoise(self, scheduler, state, shape, encoded_prompts, source_host, guidance, generator, return_trajectory,

@@ -209,8 +209,10 @@ class ReflectiveMaskingScheduler(CodeSpaceEditScheduler):
         return source.clone()
 
     def edit_region(self, final: torch.Tensor) -> torch.Tensor:
-        """(B, N) the positions the model chose to regenerate: every position it re-masked."""
-        return self.chosen
+        """(B, N) what the edit changed: the positions it re-masked whose code ended other than the source's. A
+        code re-masked and written back as it was is no edit (the model reconsidered and kept it), as in the
+        regenerate sampler's region; ``chosen`` keeps every re-masked position."""
+        return self.chosen & (final != self.source)
 
     def step(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,9 +91,10 @@ def test_edit_with_kv_cache_matches_without_on_a_one_layer_model(tmp_path, image
 
 
 def test_remask_margin_and_held_code_bias_reach_the_sampler(tmp_path, image_path, model_dir, capsys):
-    """Re-mask nothing, or re-mask everything and reveal it back to the held codes: the same image, other masks."""
+    """Re-mask nothing, or re-mask everything and reveal it back to the held codes: the same image, nothing changed
+    (an empty region both times), but every code re-masked the second time."""
     runs = {"none": ["--remask-margin", "1e9"], "all_back": ["--remask-margin=-1e9", "--held-code-bias", "1e4"]}
-    images, masks = {}, {}
+    images, masks, counts = {}, {}, {}
     for name, extra in runs.items():
         out, mask = tmp_path / f"{name}.png", tmp_path / f"{name}_mask.png"
         args = ["edit", str(image_path), "make the circle blue", "-o", str(out), "--model", model_dir,
@@ -100,8 +102,13 @@ def test_remask_margin_and_held_code_bias_reach_the_sampler(tmp_path, image_path
                 "--no-paste-back", *extra]  # both decode every code: the same codes, the same image
         assert main(args) == 0
         images[name], masks[name] = np.asarray(PIL.Image.open(out)), np.asarray(PIL.Image.open(mask))
+        remasked, changed, total = re.search(r"(\d+) re-masked, (\d+) of (\d+) image codes changed",
+                                             capsys.readouterr().out).groups()
+        counts[name] = (int(remasked), int(changed), int(total))
     assert np.array_equal(images["none"], images["all_back"])
-    assert not masks["none"].any() and masks["all_back"].all()
+    assert not masks["none"].any() and not masks["all_back"].any()
+    total = counts["none"][2]
+    assert counts == {"none": (0, 0, total), "all_back": (total, 0, total)}
     base = ["edit", str(image_path), "x", "-o", str(tmp_path / "o.png"), "--model", model_dir]
     assert main([*base, "--held-code-bias=-1"]) == 2
     _one_line_error(capsys, "--held-code-bias")

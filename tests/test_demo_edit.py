@@ -38,9 +38,10 @@ def test_refusals_are_one_line_messages(pipe) -> None:
 def test_edit_overlay_strip_and_brush(pipe) -> None:
     image = PIL.Image.open(EXAMPLE)
     result = demo_edit(pipe, image, "Turn the green square red.", paste_back=True)
-    # The large square is 2x2 cells: 4 codes re-masked; the default sampler runs at most 2 turns x (reflect + reveal).
+    # The large square is 2x2 cells: 4 codes re-masked and changed; the default sampler runs at most 2 turns x
+    # (reflect + reveal).
     passes, rest = result.message.split(" forward passes, ", 1)
-    assert 2 <= int(passes) <= 4 and rest.startswith("4 of 64 image codes re-masked"), result.message
+    assert 2 <= int(passes) <= 4 and rest.startswith("4 re-masked, 4 of 64 image codes changed"), result.message
     assert result.edit.size == (64, 64) and result.overlay.size == (256, 256)  # 4x, nearest
     assert result.strip.width > 3 * result.strip.height  # source + one frame per step
     # A brush stroke far from the green square: the edit may not touch the square, so nothing changes.

@@ -67,8 +67,8 @@ def test_edit_says_nothing_to_change_when_the_region_is_empty(tmp_path, capsys) 
     out = tmp_path / "out.png"
     assert main(["edit", str(EXAMPLE), "turn the green square red", "-o", str(out), "--mask", str(black)]) == 0
     printed = capsys.readouterr().out
-    assert "0 of 64 image codes re-masked, 0 of 4096 pixels repainted" in printed
-    assert "nothing to change" in printed
+    assert "0 re-masked, 0 of 64 image codes changed, 0 of 4096 pixels repainted" in printed
+    assert "nothing to change" in printed and "wrote them back" not in printed
     assert np.array_equal(np.asarray(PIL.Image.open(out)), np.asarray(PIL.Image.open(EXAMPLE).convert("RGB")))
 
 
@@ -77,9 +77,21 @@ def test_edit_prints_codes_and_repainted_pixels_matching_the_saved_mask(tmp_path
     assert main(["edit", str(EXAMPLE), "Turn the green square red.", "-o", str(out), "--save-mask", str(mask)]) == 0
     printed = capsys.readouterr().out
     painted = int((np.asarray(PIL.Image.open(mask)) > 0).sum())
-    # The large green square is 2x2 cells of 8 px: 4 codes re-masked; the repainted pixels are the saved mask's.
-    assert "4 of 64 image codes re-masked" in printed and f", {painted} of 4096 pixels repainted" in printed
+    # The large green square is 2x2 cells of 8 px: 4 codes re-masked and changed; the repainted pixels are the
+    # saved mask's.
+    assert "4 re-masked, 4 of 64 image codes changed" in printed and f", {painted} of 4096 pixels repainted" in printed
     assert "nothing to change" not in printed
+
+
+def test_codes_written_back_as_they_were_are_no_edit(tmp_path, capsys) -> None:
+    """The square is green already: the default re-masks 2 of its codes and writes them back unchanged. That is no
+    edit: an empty region, not one pixel repainted (before, the 2 codes' decoded pixels were pasted back)."""
+    out = tmp_path / "out.png"
+    assert main(["edit", str(EXAMPLE), "make the green square green", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert ", 2 re-masked, 0 of 64 image codes changed, 0 of 4096 pixels repainted" in printed
+    assert "nothing to change" in printed and "it re-masked 2 code(s) and wrote them back as they were" in printed
+    assert np.array_equal(np.asarray(PIL.Image.open(out)), np.asarray(PIL.Image.open(EXAMPLE).convert("RGB")))
 
 
 def test_batch_writes_an_error_row_for_unknown_words_and_goes_on(tmp_path, capsys) -> None:

@@ -53,7 +53,7 @@ def test_reflective_call_by_hand():
     assert out.converged.item() and sched.finished and sched.active_rows.tolist() == []
     final, region = sched.finish(out.prev_sample)
     assert final.tolist() == [[1, 1, 4, 6, 1, 1]]
-    assert region.tolist() == [[False, False, True, True, False, False]]  # every position it re-masked
+    assert region.tolist() == [[False, False, True, True, False, False]]  # re-masked and changed: 2 and 3
 
 
 def test_rows_at_their_fixed_point_are_frozen():
@@ -69,15 +69,18 @@ def test_rows_at_their_fixed_point_are_frozen():
     out = sched.step(torch.cat([everywhere, KEEP]), 2, out.prev_sample)
     assert out.remasked[0].tolist() == [False] * 6 and out.prev_sample[0].tolist() == [1] * 6
     _, region = sched.finish(out.prev_sample)
-    assert region.tolist() == [[False] * 6, [False, False, True, True, False, True]]
+    # row 1 re-masked 2, 3 and 5, but 5 came back as its source code 1: no edit there
+    assert region.tolist() == [[False] * 6, [False, False, True, True, False, False]]
+    assert sched.chosen is None  # finish ended the call
 
 
 def test_a_call_stopped_mid_turn_never_returns_mask():
     sched = ReflectiveMaskingScheduler(codebook_size=K, num_turns=1, reveal_steps=2)
     out = sched.step(REFLECT, 0, sched.begin(SOURCE, REGION))
-    # stopped after the reflect step: [MASK] at 2, 3 filled with the last pass's best codes (code 1)
+    # stopped after the reflect step: [MASK] at 2, 3 filled with the last pass's best codes (code 1, the
+    # source's): re-masked, but nothing changed, so the edit region is empty
     final, region = sched.finish(out.prev_sample)
-    assert final.tolist() == [[1] * 6] and region.tolist() == [[False, False, True, True, False, False]]
+    assert final.tolist() == [[1] * 6] and not region.any()
     # no pass at all: the source's codes
     sched.begin(SOURCE)
     final, region = sched.finish(torch.full_like(SOURCE, M))

@@ -57,7 +57,9 @@ def evaluate_pipeline(pipe, n: int, start: int = 0, split: str = "test", batch_s
                          "source_codes_exact": bool(torch.equal(out.source_codes[i].cpu(),
                                                                 torch.from_numpy(ShapesWorld.codes(ex.source_scene)))),
                          "forward_passes": out.forward_passes_per_image[i],
-                         "region_cells": int(out.edit_region_tokens[i].sum()),
+                         "region_cells": int(out.edit_region_tokens[i].sum()),  # codes the edit changed
+                         "remasked_cells": (None if out.remasked_tokens is None  # re-masked at least once (RM)
+                                            else int(out.remasked_tokens[i].sum())),
                          "changed_pixels": changed_pixel_fraction(ex.source, out.images[i]),
                          **{k: tok[k] for k in ("tp", "fp", "fn", "kept_outside")}})
         bar.update(len(chunk))
@@ -96,6 +98,8 @@ def summarize(rows: list[dict]) -> dict:
         summary["null_empty_region"] = float(np.mean([r["region_cells"] == 0 for r in nulls]))
         summary["null_changed_pixels"] = float(np.mean([r["changed_pixels"] for r in nulls]))
         summary["null_kept"] = float(np.mean([r["changed_pixels"] <= 0.001 for r in nulls]))
+        if all(r.get("remasked_cells") is not None for r in nulls):  # the reflective sampler: nothing re-masked at all
+            summary["null_nothing_remasked"] = float(np.mean([r["remasked_cells"] == 0 for r in nulls]))
     return summary
 
 

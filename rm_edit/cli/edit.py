@@ -95,17 +95,20 @@ def run_edit(args: argparse.Namespace) -> int:
     if undone is not None:
         print(f"{PROG}: warning: {undone}", file=sys.stderr)
     if not out.edit_region_tokens[0].any():
+        kept = 0 if out.remasked_tokens is None else int(out.remasked_tokens[0].sum())
+        reconsidered = f"it re-masked {kept} code(s) and wrote them back as they were; " if kept else ""
         print(f"nothing to change: the model found nothing in {args.image} that {args.instruction!r} asks to "
-              f"change ({args.out} is the input as it was)")
+              f"change ({reconsidered}{args.out} is the input as it was)")
     return 0
 
 
 def region_summary(out, i: int) -> str:
-    """Forward passes, the codes the model re-masked and the pixels that were repainted (the --save-mask
-    region: the re-masked cells grown by the decoder's reach), one line."""
+    """Forward passes, the codes the model re-masked, those it changed, and the pixels that were repainted (the
+    --save-mask region: the changed codes grown by the decoder's reach), one line."""
     tokens, pixels = out.edit_region_tokens[i], out.edit_masks[i]
-    return (f"{out.num_forward_passes} forward passes, {int(tokens.sum())} of {tokens.numel()} image codes "
-            f"re-masked, {int(pixels.sum())} of {pixels.size} pixels repainted (the --save-mask region)")
+    remasked = "" if out.remasked_tokens is None else f"{int(out.remasked_tokens[i].sum())} re-masked, "
+    return (f"{out.num_forward_passes} forward passes, {remasked}{int(tokens.sum())} of {tokens.numel()} image codes "
+            f"changed, {int(pixels.sum())} of {pixels.size} pixels repainted (the --save-mask region)")
 
 
 def _load_mask_for(path: Path, size: tuple[int, int], max_pixels: int):
