@@ -152,6 +152,15 @@ def figures_table(results: dict) -> str:
     return head + body + head2 + body2
 
 
+def _model_folder(model: str, models: Path) -> Path:
+    """``--model``: a folder, or the name of one under ``--models`` (``shapes-rm``)."""
+    for folder in (Path(model), models / model):
+        if (folder / "model_index.json").is_file():
+            return folder
+    raise SystemExit(f"grid_report: --model {model}: no pipeline folder there or under {models} "
+                     f"(shipped: {', '.join(m for m in MODEL_ORDER if (models / m).exists())})")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=Path(__file__).resolve().parent.parent / "rm_edit" / "models")
@@ -165,10 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     if a.grid:
-        print(render_edit_grid(Path(a.model) if a.model else a.models / "shapes-rm-her", a.grid, a.start, split=a.split,
+        print(render_edit_grid(_model_folder(a.model, a.models) if a.model else a.models / "shapes-rm-her", a.grid, a.start, split=a.split,
                                edit_types=EDIT_TYPES if a.language else CLASSIC_EDIT_TYPES))
         return
-    folders = [Path(a.model)] if a.model else [a.models / m for m in MODEL_ORDER if (a.models / m).exists()]
+    folders = [_model_folder(a.model, a.models)] if a.model else [a.models / m for m in MODEL_ORDER if (a.models / m).exists()]
     results = {}
     for folder in folders:
         r = evaluate_pipeline(_load(folder), a.n, a.start, a.split)
@@ -178,9 +187,6 @@ def main(argv: list[str] | None = None) -> None:
     if a.out:
         a.out.write_text(json.dumps(results, indent=2))
 
-
-if __name__ == "__main__":
-    main()
 
 
 CARD_TAGS = ("rm-edit", "reflective-masking", "masked-diffusion", "llada", "image-editing", "synthetic")
@@ -244,3 +250,7 @@ def write_model_cards(models: Path, results: dict, times: dict, vq_metrics: dict
                if "oracle_edit_success" in vq_metrics else "") + ".\n\n"
             f"Stage wall times (s): {json.dumps(times)}\n\n" + config_path("model_card_notes.md").read_text())
     (models / "MODEL_CARD.md").write_text(card)
+
+
+if __name__ == "__main__":
+    main()
