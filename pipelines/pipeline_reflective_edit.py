@@ -46,9 +46,10 @@ ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor | list
 @dataclass
 class ReflectiveEditOutput(BaseOutput):
     """images: the edits (PIL list, (B,H,W,3) array, (B,3,H,W) tensor, or (B,h,w) codes for "latent"); edit_masks:
-    per image, (H, W) bool at the input's size: the region the model chose to regenerate (with paste-back: exactly
+    per image, (H, W) bool at the input's size: the region the edit changed (with paste-back: exactly
     the composited region, so every pixel outside it is the source's); edit_region_tokens: that region at token
-    level (B, h, w): the codes the edit changed (a code re-masked and written back as it was is not in it); num_forward_passes: transformer calls (each covers the whole batch and every guidance branch);
+    level (B, h, w): the codes the edit changed (a code re-masked and written back as it was is not in it);
+    num_forward_passes: transformer calls (each covers the whole batch and every guidance branch);
     forward_passes_per_image: the calls each image took part in (until its fixed point, whatever its batch);
     trajectory: per step, the (B, h, w) codes and what was re-masked, when asked; codes / source_codes: (B, h, w);
     remasked_tokens: (B, h, w) the codes the reflective sampler re-masked at least once (None for the others)."""

@@ -48,7 +48,7 @@ def add_edit_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse larger images before decoding them (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--save-mask", type=Path, metavar="MASK_OUT.png",
-                   help="write the region the model chose (white on black)")
+                   help="write the region the edit changed (white on black)")
     p.add_argument("--save-trajectory", type=Path, metavar="OUT.png|OUT.gif",
                    help="write every step (re-masked tokens tinted red): a strip (.png) or an animation (.gif)")
     add_sampler_options(p)

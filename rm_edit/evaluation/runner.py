@@ -5,7 +5,7 @@ Output folder (``out_dir``)::
     run.json             what was run (a resumed run must match it)
     samples.jsonl        append-only per-sample rows: the source of truth (last row of an id wins)
     images/<path>.png    the edits (run_model); <path> is the benchmark's image path, suffix .png
-    regions/<path>.png   the region the model chose to regenerate (white), run_model only
+    regions/<path>.png   the region the edit changed (white), run_model only
     turns/<path>.png     Sudoku (sudoku-grid models): the board after each turn, re-masked cells framed in red
     per_sample.csv/.json the rows in benchmark order
     summary.md/.json     the summary table (benchmark's usual units) and every metric's mean
