@@ -248,13 +248,14 @@ class InputChecks:
         if self.world.get("name") != "sudoku" or self.tokenizer is None:
             return
         from .data.sudoku import instruction_problem
+        from .data.sudoku_cells import BOARD_CELLS
 
         for i, (codes, text) in enumerate(zip(source_codes, prompts)):
-            if tuple(codes.shape) != (9, 9):  # a board is 9x9 cells of 8 px; any other grid is no board at all
+            if tuple(codes.shape) != (BOARD_CELLS, BOARD_CELLS):  # any other grid of 8-px cells is no board at all
                 h, w = codes.shape
                 raise ValueError(f"image {i} reads as {w}x{h} cells, not a Sudoku board's 9x9: the model reads boards "
                                  "of 72x72 px or larger, 8 px a cell (rm-edit data sudoku writes some)")
-            problem = instruction_problem(codes.cpu().numpy(), normalized_words(self.tokenizer, text))
+            problem = instruction_problem(codes, normalized_words(self.tokenizer, text))
             if problem is None:
                 continue
             message = f"{text[:60]!r} does not fit image {i}: {problem}"
@@ -269,7 +270,7 @@ class InputChecks:
             return None
         from .data.sudoku import board_problem
 
-        return board_problem(codes.cpu().numpy() if hasattr(codes, "cpu") else codes)
+        return board_problem(codes)
 
     def check_history(self, transformer) -> None:
         """``use_history`` on a transformer recorded as trained without History Reference."""

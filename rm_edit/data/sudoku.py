@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from rm_edit.data.sudoku_cells import CELL_PX, IMAGE_SIZE, board_codes, code_digits, render_board
+from rm_edit.data.sudoku_cells import BOARD_CELLS, CELL_PX, IMAGE_SIZE, board_codes, code_digits, render_board
 from rm_edit.data.sudoku_grids import SUDOKU_SPLIT_SEEDS, conflict_cells, solved_grid
 from rm_edit.data.world_base import SeededWorld, write_world_examples
 
@@ -137,11 +137,16 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _digits(codes) -> np.ndarray:
+    """(9, 9) digits (0 = empty) of a board's 81 cell codes (an array or a CPU tensor)."""
+    return code_digits(np.asarray(codes).reshape(BOARD_CELLS, BOARD_CELLS))
+
+
 def instruction_problem(codes, words) -> str | None:
     """Why an instruction (its normalized ``words``) asks for what board ``codes`` (81 cell codes) does not have,
     in one line; None when it fits. "fill" without "fix" on a board with no empty cell is such a request: the
     sudoku-rm model, asked it on a board with 5 wrong digits, re-masked them and wrote one back as an empty cell."""
-    digits = code_digits(np.asarray(codes).reshape(9, 9))
+    digits = _digits(codes)
     if "fill" in words and "fix" not in words and not (digits == 0).any():
         clashes = conflict_cells(digits)
         hint = (f"; {_plural(clashes, 'cell')} break the rules: to correct them say 'fix the mistakes'" if clashes
@@ -152,7 +157,7 @@ def instruction_problem(codes, words) -> str | None:
 
 def board_problem(codes) -> str | None:
     """What an edited board (81 cell codes) still leaves undone, one line; None for a valid, full board."""
-    digits = code_digits(np.asarray(codes).reshape(9, 9))
+    digits = _digits(codes)
     empty, clashes = int((digits == 0).sum()), conflict_cells(digits)
     parts = ([_plural(empty, "empty cell")] if empty else []) + ([f"{_plural(clashes, 'cell')} in conflict"] if clashes else [])
     return f"the edited board still has {' and '.join(parts)}" if parts else None
