@@ -10,17 +10,19 @@ from rm_edit.configs import path as config_path
 from rm_edit.metrics.sudoku import BUCKET_SCORE
 from rm_edit.pipelines.pipeline_reflective_edit import ReflectiveMaskingEditPipeline
 from rm_edit.schedulers import LuminaRegenerateScheduler, ReflectiveMaskingScheduler
-from rm_edit.training.sudoku_recipe import MODELS, POST_TRAINING, main
+from rm_edit.training.sudoku_recipe import BASE_CYCLES, MODELS, POST_TRAINING, SudokuRecipe, main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_post_training_is_equal_cost_and_fits_the_time_box():
     base = json.loads(config_path("mdm_sudoku_base.json").read_text())
-    assert base["steps"] * base["batch_size"] == 2000 * 64  # 128,000 examples (cut from 6,400 steps to fit 2 cores)
+    assert base["steps"] * base["batch_size"] == 2000 * 64  # 128,000 examples a cycle
+    assert BASE_CYCLES >= 1 and [SudokuRecipe.base_run(c) for c in (1, 2, 3)] == ["base", "base_cycle2", "base_cycle3"]
     for name in POST_TRAINING.values():
         cfg = json.loads(config_path(name).read_text())
-        assert cfg["steps"] * cfg["batch_size"] == 500 * 64  # 32,000 each, a quarter of the base's
+        assert cfg["steps"] * cfg["batch_size"] == 500 * 64  # 32,000 each
+        assert 4 * 500 <= 2000 * BASE_CYCLES  # at most a quarter of the base's examples
     decay = json.loads(config_path("mdm_sudoku_rm_her_decay.json").read_text())
     assert decay["history"] and decay["history_decay"] == 0.7
     assert json.loads(config_path("mdm_sudoku_rm_her.json").read_text())["history_decay"] == 1.0
@@ -29,6 +31,13 @@ def test_post_training_is_equal_cost_and_fits_the_time_box():
 def test_sudoku_recipe_smoke_end_to_end(tmp_path):
     main(["--work", str(tmp_path), "--smoke"])
     models = tmp_path / "models"
+    # The base's cycles run one from another; the shipped base is the last, every post-training starts from it.
+    last = tmp_path / SudokuRecipe.base_run(BASE_CYCLES) / "final"
+    base_record = json.loads((models / "sudoku-base" / "training.json").read_text())
+    assert (base_record["init_from"] or {}).get("path") == (
+        None if BASE_CYCLES == 1 else str(tmp_path / SudokuRecipe.base_run(BASE_CYCLES - 1) / "final"))
+    for stage in POST_TRAINING:
+        assert json.loads((tmp_path / stage / "final" / "training.json").read_text())["init_from"]["path"] == str(last)
     for name, rm in MODELS.values():
         pipe = ReflectiveMaskingEditPipeline.from_pretrained(models / name)
         assert pipe.layout.name == "sudoku-grid" and pipe.transformer.config.d_model == 32
