@@ -36,8 +36,11 @@ def test_sudoku_recipe_smoke_end_to_end(tmp_path):
     base_record = json.loads((models / "sudoku-base" / "training.json").read_text())
     assert (base_record["init_from"] or {}).get("path") == (
         None if BASE_CYCLES == 1 else str(tmp_path / SudokuRecipe.base_run(BASE_CYCLES - 1) / "final"))
+    assert base_record["examples_with_init"] == BASE_CYCLES * base_record["examples"]
     for stage in POST_TRAINING:
-        assert json.loads((tmp_path / stage / "final" / "training.json").read_text())["init_from"]["path"] == str(last)
+        record = json.loads((tmp_path / stage / "final" / "training.json").read_text())
+        assert record["init_from"]["path"] == str(last)
+        assert record["examples_with_init"] == (BASE_CYCLES * base_record["examples"] + record["examples"])
     for name, rm in MODELS.values():
         pipe = ReflectiveMaskingEditPipeline.from_pretrained(models / name)
         assert pipe.layout.name == "sudoku-grid" and pipe.transformer.config.d_model == 32

@@ -66,6 +66,7 @@ def test_a_vanilla_run_is_a_regenerate_pipeline_recorded_as_not_rm_post_trained(
     assert pipe.config.world == {"name": "shapes", "image_size": 64}
     record = json.loads((base / "training.json").read_text())
     assert record["init_from"] is None and record["kind"] == "full" and record["examples"] == 4 * 4
+    assert record["examples_with_init"] == 4 * 4
 
 
 def test_a_reflective_history_run_records_it_and_edits_with_history_by_default(folders, image, monkeypatch):
@@ -77,6 +78,7 @@ def test_a_reflective_history_run_records_it_and_edits_with_history_by_default(f
     record = json.loads((her / "training.json").read_text())
     assert record["init_from"]["path"] == str(base) and record["init_from"]["kind"] == "pipeline"
     assert len(record["init_from"]["weights_sha256"]) == 64 and record["init_from"]["transformer_config"]["d_model"] == 32
+    assert record["examples"] == 4 * 4 and record["examples_with_init"] == 4 * 4 + 4 * 4  # its own and the base's
 
     built = []
 
@@ -176,3 +178,16 @@ def test_an_adapter_of_a_shipped_base_names_it_package_relative_and_loads_as_a_s
     monkeypatch.setattr(rm_edit, "__file__", str(package / "__init__.py"))
     pipe = load_default_pipeline("tiny-lora")
     assert pipe.transformer.config.rm_post_trained is True and isinstance(pipe.scheduler, ReflectiveMaskingScheduler)
+
+
+def test_examples_with_init_is_unknown_past_a_folder_without_a_training_record(folders, tmp_path):
+    from rm_edit.training.model_folders import examples_with_init
+
+    base, her, _ = folders
+    assert examples_with_init(her) == 32 and examples_with_init(tmp_path) is None
+    record = json.loads((her / "training.json").read_text())
+    del record["examples_with_init"]
+    record["init_from"]["path"] = str(tmp_path)  # as if started from a published checkpoint
+    (tmp_path / "her").mkdir()
+    (tmp_path / "her" / "training.json").write_text(json.dumps(record))
+    assert examples_with_init(tmp_path / "her") is None

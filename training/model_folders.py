@@ -170,15 +170,33 @@ def output_pipeline_config(start: Start, cfg, layout: TokenLayout) -> dict:
     return {k: v for k, v in config.items() if k in PIPELINE_KEYS}
 
 
+def examples_with_init(folder: str | Path) -> int | None:
+    """The examples a folder's weights have seen in all: its own run's and, down the chain of ``init_from``
+    folders this project trained, theirs (a base trained in warm-restart cycles). None where the chain ends in a
+    folder without a training record (a published checkpoint: what it saw is not known here)."""
+    record_path = Path(folder) / TRAINING_RECORD
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    if "examples_with_init" in record:
+        return record["examples_with_init"]
+    init = record.get("init_from")
+    earlier = 0 if init is None else examples_with_init(init["path"])
+    return None if earlier is None else earlier + record["examples"]
+
+
 def training_record(cfg, start: Start, steps_done: int, processes: int) -> dict:
-    """training.json: the config, what training started from (with its weights' hash) and how much it saw."""
+    """training.json: the config, what training started from (with its weights' hash) and how much it saw, alone
+    and with what its init saw (``examples_with_init``; None when that is not known)."""
     if start.record is not None and "weights_sha256" not in start.record:  # once per run (an 8B base: ~16 GB to read)
         start.record["weights_sha256"] = weights_sha256(start.record["path"])
     init = None if start.record is None else dict(start.record)
+    examples = steps_done * cfg.batch_size * cfg.grad_accum * processes
+    earlier = 0 if init is None else examples_with_init(init["path"])
     return {
         "trainer": "rm_edit.training.train_mdm", "kind": "lora" if cfg.lora_rank else "full",
-        "init_from": init, "steps": steps_done,
-        "examples": steps_done * cfg.batch_size * cfg.grad_accum * processes, "processes": processes,
+        "init_from": init, "steps": steps_done, "examples": examples,
+        "examples_with_init": None if earlier is None else earlier + examples, "processes": processes,
         "records": trained_flags(cfg), "config": asdict(cfg),
     }
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from rm_edit.configs import path as config_path
 
+from .model_folders import TRAINING_RECORD, examples_with_init
 from .recipe import SMOKE_MODEL, Recipe, recipe_parser, selected_stages, set_reflective_defaults, set_regenerate_defaults
 from .train_mdm import MDMTrainConfig
 from .train_mdm import train as train_mdm
@@ -145,7 +146,12 @@ class SudokuRecipe(Recipe):
             out = models / name
             if out.exists():
                 shutil.rmtree(out)
-            shutil.copytree(self.base_final if stage == "base" else self.work / stage / "final", out)
+            source = self.base_final if stage == "base" else self.work / stage / "final"
+            shutil.copytree(source, out)
+            # What each folder saw with its init, while the chain of run folders is here to read (the base's cycles).
+            record = json.loads((out / TRAINING_RECORD).read_text())
+            record["examples_with_init"] = examples_with_init(source)
+            (out / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
         shutil.copy(self.parts / "vq_metrics.json", models / "vq_metrics.json")
         self._apply_tuned()
 
