@@ -30,6 +30,8 @@ RULES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ("take the X away", ("remove",), r"^(remove|delete|erase|take away) the (.+)$", r"take the \2 away"),
     ("put the X on the A", ("move",), r"^(move|shift|drag|put) the (.+) (to|at) the (.+)$", r"put the \2 on the \4"),
     ("add without a size", ("add",), r"^(\w+) a (small|large) (.+)$", r"\1 a \3"),
+    ("a background word: dark Y", ("recolour",), r"^(make|paint|turn|recolour) the (.+) (\w+)$", r"\1 the \2 dark \3"),
+    ("a background word: pale Y", ("recolour",), r"^(make|paint|turn|recolour) the (.+) (\w+)$", r"\1 the \2 pale \3"),
 )
 
 

@@ -94,12 +94,15 @@ def unknown_words_message(tokenizer, text: str, unknown: Sequence[str]) -> str:
 
 class WorldGrammar(NamedTuple):
     """What a world's instructions look like: the verbs they turn on, what an instruction opened by a verb (or
-    a verb and its next word) always names ({opening: {slot: words}}: every shapes "add" names a size), and the
-    most edit verbs one instruction holds (None: no limit)."""
+    a verb and its next word) always names ({opening: {slot: words}}: every shapes "add" names a size), the
+    most edit verbs one instruction holds (None: no limit), and the words the model knows only from
+    descriptions of a scene, never in an edit (with a hint at what an edit may say instead)."""
 
     edit_verbs: tuple[str, ...] = ()
     required_slots: dict[str, dict[str, tuple[str, ...]]] = {}
     max_edit_verbs: int | None = None
+    description_only_words: tuple[str, ...] = ()
+    description_only_hint: str = ""
 
 
 def world_grammar(world: dict) -> WorldGrammar:
@@ -110,7 +113,8 @@ def world_grammar(world: dict) -> WorldGrammar:
     if world.get("name") == "shapes":
         from .data import shapes_language as shapes
 
-        return WorldGrammar(shapes.EDIT_VERBS, shapes.REQUIRED_SLOTS, shapes.MAX_EDIT_VERBS)
+        return WorldGrammar(shapes.EDIT_VERBS, shapes.REQUIRED_SLOTS, shapes.MAX_EDIT_VERBS,
+                            shapes.DESCRIPTION_ONLY_WORDS, shapes.DESCRIPTION_ONLY_HINT)
     if world.get("name") == "sudoku":
         from .data import sudoku
 
@@ -138,6 +142,14 @@ def too_many_edits_message(text: str, used: Sequence[str], max_verbs: int) -> st
     return (f"{text[:80]!r} asks {len(used)} edits at once ({', '.join(used)}): each instruction this model knows "
             f"asks {most}; run them one after another, each on the previous output "
             "(allow_unknown_words=True or --allow-unknown-words edits anyway)")
+
+
+def description_only_message(text: str, found: Sequence[str], hint: str) -> str:
+    """One line: the instruction holds words the model reads only in scene descriptions, never in an edit."""
+    named = ", ".join(repr(w) for w in found)
+    verb = "is a word" if len(found) == 1 else "are words"
+    return (f"{named} {verb} this model knows only from scene descriptions, never in an edit ({hint}; instruction "
+            f"{text[:80]!r}; allow_unknown_words=True or --allow-unknown-words edits anyway)")
 
 
 SLOT_NAMES = {"ref": "shape", "new_colour": "new colour", "new_kind": "new kind", "anchor": "place"}
@@ -220,13 +232,16 @@ class InputChecks:
                                       "trained on (no edit verb, or a slot its verb always fills); its edit is likely poor")
 
     def _grammar_problem(self, text: str) -> str | None:
-        """The one-line reason a world model cannot read ``text``: no edit verb, more edits than one instruction of
-        the world asks, or its first verb without a slot that verb's every instruction fills; None when it reads
-        like the world's own."""
-        verbs, required_slots, max_verbs = self.grammar
+        """The one-line reason a world model cannot read ``text``: a word it knows only from scene descriptions,
+        no edit verb, more edits than one instruction of the world asks, or its first verb without a slot that
+        verb's every instruction fills; None when it reads like the world's own."""
+        verbs, required_slots, max_verbs, description_only, hint = self.grammar
         if not verbs:
             return None
         words = normalized_words(self.tokenizer, text)
+        found = [w for w in dict.fromkeys(words) if w in description_only]
+        if found:
+            return description_only_message(text, found, hint)
         used = [w for w in words if w in verbs]
         if not used:
             return no_verb_message(text, words, verbs)

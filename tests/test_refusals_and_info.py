@@ -171,7 +171,7 @@ def test_sudoku_instructions_need_fix_or_fill() -> None:
         checks.check_prompts(["the mistakes"])
     # A folder's world entry may name its verbs itself (then no slots are required).
     own = InputChecks({"name": "sudoku", "edit_verbs": ["fix"]}, build_sudoku_tokenizer())
-    assert own.grammar == (("fix",), {}, None)
+    assert own.grammar == (("fix",), {}, None, (), "")
     with pytest.raises(ValueError, match=r"has no edit verb this model knows \(its verbs: fix;"):
         own.check_prompts(["fill in the empty cells"])
 
@@ -206,3 +206,22 @@ def test_a_verb_without_what_it_always_names_or_two_edits_are_refused_and_every_
     world = ShapesWorld(ShapesWorldConfig(edit_types=EDIT_TYPES), split="test")
     checks.check_prompts([world[i].instruction for i in range(400)])
     InputChecks({"name": "sudoku"}, build_sudoku_tokenizer()).check_prompts(list(INSTRUCTIONS.values()))
+
+
+def test_words_known_only_from_scene_descriptions_are_refused(tmp_path, capsys) -> None:
+    """The backgrounds' names are words of the captions only, never of an edit: "turn the green square dark red"
+    made the square red and painted dark-slate patches beside it (exit 0). Refused in one line, nothing written;
+    "grey" (read as "gray") too; "blue" of "pale blue" is a shape colour and still edits."""
+    out = tmp_path / "out.png"
+    for text, words in [("turn the green square dark red", "'dark' is a word"),
+                        ("Make the green square grey.", "'gray' is a word"),
+                        ("make the background white", "'background', 'white' are words"),
+                        ("turn the green square light blue", "'light' is a word")]:
+        assert main(["edit", str(EXAMPLE), text, "-o", str(out)]) == 2, text
+        line = _one_error_line(capsys)
+        assert line == (f"rm-edit: error: {words} this model knows only from scene descriptions, never in an edit "
+                        "(a shape is red, green, blue, yellow, purple or orange; the background (light gray, beige, "
+                        f"dark slate, off white, pale blue) is never edited; instruction {text!r}; "
+                        "allow_unknown_words=True or --allow-unknown-words edits anyway)"), line
+        assert not out.exists()
+    assert main(["edit", str(EXAMPLE), "turn the green square blue", "-o", str(out)]) == 0 and out.is_file()

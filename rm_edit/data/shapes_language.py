@@ -125,6 +125,16 @@ def _required_slots(opening: list[str]) -> dict[str, tuple[str, ...]]:
 _OPENINGS = {" ".join(t.split()[:n]) for t in _EDIT_TEMPLATES for n in (1, 2) if "{" not in " ".join(t.split()[:n])}
 REQUIRED_SLOTS: dict[str, dict[str, tuple[str, ...]]] = {o: _required_slots(o.split()) for o in sorted(_OPENINGS)}
 
+# Words the model reads only in scene captions (the backgrounds' names), never in an edit instruction. Left in
+# an edit they are read as a place to paint a background: "turn the green square dark red" made the square red
+# and painted dark-slate patches beside it, "make the green square pale" pale-blue ones.
+_EDIT_WORDS = {w for t in _EDIT_TEMPLATES for piece in t.split()
+               for w in (_SLOT_WORDS[piece[1:-1]] if piece.startswith("{") else {piece})}
+DESCRIPTION_ONLY_WORDS: tuple[str, ...] = tuple(sorted(
+    ({w for name in BACKGROUNDS for w in name.split()} | {"background"}) - _EDIT_WORDS))
+DESCRIPTION_ONLY_HINT = (f"a shape is {', '.join(list(COLOURS)[:-1])} or {list(COLOURS)[-1]}; the background "
+                         f"({', '.join(BACKGROUNDS)}) is never edited")
+
 
 _SINGULAR_OPS = ("recolour", "remove", "replace", "move")
 # How often a null edit on a scene with a repeated kind or colour names one of them ambiguously (the test
