@@ -117,6 +117,13 @@ def _check_cards(work, points):
     card = (work / "models" / "SUDOKU_MODEL_CARD.md").read_text()
     assert "python -m rm_edit.training.sudoku_recipe --work" in card and "../../assets/sudoku_scaling.png" in card
     assert f"| `evaluate` | {times['evaluate']:,.0f} |" in card
+    # What each trained on: the SFT row names the base's last cycle and its weights, and counts the base's cycles.
+    base = json.loads((work / "models" / "sudoku-base" / "training.json").read_text())
+    sft = json.loads((work / "models" / "sudoku-sft" / "training.json").read_text())
+    assert (f"| sudoku-sft | `{SudokuRecipe.base_run(BASE_CYCLES)}` ({sft['init_from']['weights_sha256'][:12]}) | "
+            f"{sft['steps']:,} x {sft['config']['batch_size']} | {sft['examples']:,} | "
+            f"{BASE_CYCLES * base['examples'] + sft['examples']:,} |") in card
+    assert f"The base trained {BASE_CYCLES} cosine cycle(s), each from the last one's weights" in card
     for bucket, m in points["sudoku-rm-her"][0]["by_bucket"].items():
         assert f"### {bucket} (n={m['n']};" in card
     rm_her_1 = points["sudoku-rm-her"][0]["by_bucket"]["fix k 13-24"]

@@ -76,6 +76,24 @@ def times_table(times: Mapping[str, float]) -> list[str]:
     return ["| stage | wall s | hours |", "|---|---:|---:|", *rows, f"| all | {total:,.0f} | {total / 3600:.2f} |"]
 
 
+def training_table(models: Path) -> list[str]:
+    """What each folder trained on, from its own ``training.json``: where it started (the run folder and the
+    first 12 hex digits of its weights' sha256: the post-trainings' must all be the shipped base's), steps x
+    batch, and its examples alone and with its init's."""
+    lines = ["| model | started from | steps x batch | examples | with its init's |", "|---|---|---:|---:|---:|"]
+    for name in ABOUT:
+        path = models / name / "training.json"
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        init = record.get("init_from")
+        start = "random weights" if init is None else f"`{Path(init['path']).parent.name}` ({init['weights_sha256'][:12]})"
+        total = record.get("examples_with_init")
+        lines.append(f"| {name} | {start} | {record['steps']:,} x {record['config']['batch_size']} | "
+                     f"{record['examples']:,} | {'' if total is None else f'{total:,}'} |")
+    return lines
+
+
 def tuned_table(tuned: Mapping[str, Mapping[str, Any]]) -> list[str]:
     lines = ["| model | guidance | temperature | val score | val exact | chosen |", "|---|---:|---:|---:|---:|---|"]
     for model, t in tuned.items():
@@ -111,9 +129,10 @@ def ablation_sections(points: Mapping[str, Sequence[Mapping]], buckets: Sequence
 def write_sudoku_cards(models: Path, points: Mapping[str, Sequence[Mapping]], times: Mapping[str, float],
                        command: str, tuned: Mapping[str, Mapping[str, Any]], png: str,
                        vq_metrics: Mapping[str, Any] | None = None,
-                       tuned_rm: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                       tuned_rm: Mapping[str, Mapping[str, Any]] | None = None,
+                       base_losses: Sequence[float] = ()) -> None:
     """Every folder's ``README.md`` and ``models/SUDOKU_MODEL_CARD.md`` (``png``: the plot's path as the card
-    links it)."""
+    links it; ``base_losses``: the base's held-out loss at the end of each of its cycles)."""
     points = _ordered(points)
     n = next((r["n"] for runs in points.values() for r in runs), 0)
     for name, about in ABOUT.items():
@@ -138,7 +157,12 @@ def write_sudoku_cards(models: Path, points: Mapping[str, Sequence[Mapping]], ti
     legend = ", ".join(f"`{m}`: {label}" for m, label in ABLATION.items() if m in points)
     card = ["# The Sudoku models", "", f"Five models from one base at equal post-training cost ({legend}).", "",
             f"Reproduce: `{command}` (stages resume; run them one by one, each under two hours on 2 cores).", "",
-            "## Stage wall times", "", *times_table(times), ""]
+            "## Stage wall times", "", *times_table(times), "",
+            "## What each model trained on", "", *training_table(models), ""]
+    if base_losses:
+        card += [f"The base trained {len(base_losses)} cosine cycle(s), each from the last one's weights; its "
+                 "held-out loss (the masked objective on validation boards) at the end of each: "
+                 f"{', '.join(f'{loss:.4f}' for loss in base_losses)}.", ""]
     if tuned:
         card += ["## Regenerate, tuned on the validation split", "",
                  "Guidance x temperature on validation boards, scored by each board's bucket target score; the "

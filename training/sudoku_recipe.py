@@ -96,6 +96,16 @@ class SudokuRecipe(Recipe):
     def base_final(self) -> Path:
         return self.work / self.base_run(BASE_CYCLES) / "final"
 
+    def base_losses(self) -> list[float]:
+        """The base's held-out loss at the end of each cycle run so far (its ``val_log.jsonl``'s last line)."""
+        losses = []
+        for cycle in range(1, BASE_CYCLES + 1):
+            log = self.work / self.base_run(cycle) / "val_log.jsonl"
+            lines = log.read_text().splitlines() if log.exists() else []
+            if lines:
+                losses.append(json.loads(lines[-1])["val_loss"])
+        return losses
+
     def stage_base(self) -> None:
         """:data:`BASE_CYCLES` cosine cycles, each from the last one's weights (a finished cycle resumes at its end)."""
         options = dict(tokenizer=str(self.parts / "tokenizer"), val_codes=str(self.work / "codes" / "val.safetensors"))
@@ -200,7 +210,7 @@ class SudokuRecipe(Recipe):
         tuned_rm = json.loads(self.tuned_rm_path.read_text()) if self.tuned_rm_path.exists() else {}
         vq = self.work / "models" / "vq_metrics.json"
         write_sudoku_cards(self.work / "models", points, self.times, self.command, tuned, f"../../assets/{PNG}",
-                           json.loads(vq.read_text()) if vq.exists() else None, tuned_rm)
+                           json.loads(vq.read_text()) if vq.exists() else None, tuned_rm, self.base_losses())
         (self.work / "scaling" / "readme_section.md").write_text(readme_section(points, self.command, f"assets/{PNG}"))
 
 
