@@ -197,6 +197,9 @@ class InputChecks:
                 if w != h:
                     self._once("aspect", f"image {i} is {w}x{h}, not square: {self._name} was trained on "
                                          f"{side}x{side} images, so edits of it are likely poor")
+                if max(w, h) < side:
+                    self._once("small", f"image {i} is {w}x{h}, smaller than the {side}x{side} images {self._name} "
+                                        "was trained on: its edits are likely poor")
                 if max(w, h) >= self.world.get("max_scale", DEFAULT_MAX_SCALE) * side:
                     self._once("size", f"image {i} is {w}x{h}, far larger than the {side}x{side} images "
                                        f"{self._name} was trained on; it is resized down first")

@@ -118,3 +118,24 @@ def test_lora_folder_runs_a_batch_of_fresh_test_edits(tmp_path):
         target = np.asarray(Image.open(data / item["target"]).convert("RGB"))
         edited = np.asarray(Image.open(out / f"{item['id']}.png").convert("RGB"))
         assert edit_success(source, edited, target).success, (item["id"], item["instruction"])
+
+
+def test_every_shapes_folder_resizes_a_small_scene_up_onto_its_grid_and_edits_it(lora_pipe, tmp_path, capsys):
+    """A 32x32 copy of the README example, read at its own size, was 4x4 cells (a grid no shapes model saw) and
+    came back with the green square erased. Every shapes folder resizes smaller inputs up onto its 8x8 grid (as
+    larger ones down), says the image is small, and edits it; the output has the input's size."""
+    from rm_edit.cli import main
+
+    for name in FULL:
+        assert json.loads((MODELS / name / "model_index.json").read_text())["crop_fill_budget"] is True, name
+    assert lora_pipe.image_processor.config.fill_budget is True
+    small, out = tmp_path / "small.png", tmp_path / "edited.png"
+    Image.open(ROOT / "assets" / "example.png").convert("RGB").resize((32, 32), Image.Resampling.BICUBIC).save(small)
+    assert main(["edit", str(small), "turn the green square red", "--out", str(out)]) == 0
+    assert "image 0 is 32x32, smaller than the 64x64 images the shapes model was trained on" in capsys.readouterr().err
+    edited = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert edited.shape == (32, 32, 3)
+    # By hand: the green square spans pixels 2-13 of 64, so 1-6 of 32; its middle is now red (220, 30, 35); the
+    # yellow square (245, 205, 20) at the bottom right (pixels 50-61 of 64: 25-30 of 32) stays.
+    assert np.abs(edited[3:5, 3:5] - (220, 30, 35)).max() <= 30
+    assert np.abs(edited[27:29, 27:29] - (245, 205, 20)).max() <= 30

@@ -163,7 +163,10 @@ def output_pipeline_config(start: Start, cfg, layout: TokenLayout) -> dict:
 
         defaults = dict(LUMINA_PIPELINE_CONFIG)
     else:
-        defaults = dict(SHAPES_PIPELINE, world=SHAPES_WORLD if layout.name.startswith("shapes") else None)
+        shapes = layout.name.startswith("shapes")
+        # A shapes model knows one image size: smaller inputs are resized up onto its grid, as larger ones down
+        # (a 32x32 scene read as 4x4 cells came back with its square erased).
+        defaults = dict(SHAPES_PIPELINE, world=SHAPES_WORLD if shapes else None, crop_fill_budget=shapes)
     config = {**defaults, **start.pipeline_config, **cfg.pipeline, "layout": start.pipeline_config.get("layout", layout.name)}
     if cfg.world is not None:
         config["world"] = cfg.world
