@@ -96,7 +96,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         )
         self.layout = get_layout(layout)
         # What the model knows (optional ``world`` config, the tokenizer's vocabulary): inputs outside it warn once.
-        self.input_checks = InputChecks(world, tokenizer)
+        self.input_checks = InputChecks(world, tokenizer, cell=crop_multiple)
         if scheduler.config.codebook_size != self.layout.codebook_size:
             raise ValueError(
                 f"scheduler codebook_size {scheduler.config.codebook_size} != layout's {self.layout.codebook_size}"
@@ -302,8 +302,10 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             allow_unknown_words (`bool`, defaults to `False`):
                 An instruction with words the tokenizer does not know raises a one-line ValueError naming
                 them and the nearest known ones, as is one a world model cannot read (no edit verb, a slot left
-                out) or one asking for what the image lacks (a Sudoku "fill" on a board with no empty cell);
-                True edits anyway (with a warning).
+                out) or one asking for what the image lacks (a Sudoku "fill" on a board with no empty cell), and
+                an image a world model reads as another grid of codes than its square one (a 64x40 shapes scene:
+                10x6 cells, not 8x8); True edits anyway (with a warning; a Sudoku image that is no 9x9 board
+                is always refused).
             use_kv_cache (`bool`, defaults to `False`):
                 Reuse keys/values between steps (approximate): cached steps recompute only masked and changed
                 codes. The scheduler says when to rebuild it (reflective: every reflect step).
@@ -348,9 +350,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         if num_images_per_prompt > 1 and scheduler.config.temperature == 0:
             logger.warning(f"num_images_per_prompt={num_images_per_prompt} at temperature 0 (argmax): the copies "
                            "are identical; pass temperature > 0 for variations")
-        self.input_checks.check_images(images)
-        self.input_checks.check_prompts(prompts, allow_unknown_words)
         prepared = self.image_processor.preprocess(images)
+        self.input_checks.check_images(images, prepared.grid, allow_unknown_words)
+        self.input_checks.check_prompts(prompts, allow_unknown_words)
         encoded_prompts = encode_prompts(self.tokenizer, self.layout, prompts, negatives)
         device = self._execution_device  # the sampler's state, logits and random draws all stay there
         source = encode_to_codes(self.vqvae, prepared.pixels.to(device)).to(device)

@@ -172,10 +172,14 @@ def has_no_words(tokenizer, text: str) -> bool:
 class InputChecks:
     """The checks of one pipeline; each kind of warning is given once per pipeline."""
 
-    def __init__(self, world: dict | None, tokenizer=None):
+    def __init__(self, world: dict | None, tokenizer=None, cell: int | None = None):
+        """``cell``: pixels per code of the pipeline's image grid; with the world's ``image_size`` it says which
+        grid of codes the model edits (shapes: 64 / 8 = 8x8) and an image read as another is refused."""
         world = dict(world or {})
         self.world = {**WORLD_DEFAULTS.get(world.get("name"), {}), **world}
         self.tokenizer = tokenizer
+        side = self.world.get("image_size")
+        self.grid = side // cell if side and cell else None
         self.grammar = world_grammar(self.world)
         self.warned: set[str] = set()
 
@@ -188,13 +192,18 @@ class InputChecks:
     def _name(self) -> str:
         return f"the {self.world['name']} model" if "name" in self.world else "this model"
 
-    def check_images(self, images: Sequence[PIL.Image.Image]) -> None:
+    def check_images(self, images: Sequence[PIL.Image.Image], grid: tuple[int, int] | None = None,
+                     allow_unknown_words: bool = False) -> None:
+        """Images outside the world: refused when they read as another grid of codes (``grid``: the call's, see
+        :meth:`check_grid`), else a warning once per kind (not square, far larger or smaller, a photo's colours)."""
+        if grid is not None:
+            self.check_grid(grid, allow_unknown_words)
         side = self.world.get("image_size")
         max_colours = self.world.get("max_colours")
         for i, image in enumerate(images):
             w, h = image.size
             if side is not None:
-                if w != h:
+                if w != h and self.grid is None:  # with a grid, check_grid refuses what reads as another
                     self._once("aspect", f"image {i} is {w}x{h}, not square: {self._name} was trained on "
                                          f"{side}x{side} images, so edits of it are likely poor")
                 if max(w, h) < side:
@@ -259,6 +268,23 @@ class InputChecks:
                 return missing_slot_message(text, opening, slot, slot_words)
         return None
 
+    def check_grid(self, grid: tuple[int, int], allow_unknown_words: bool = False) -> None:
+        """A one-line ValueError when the images read as another grid of codes than the world's square one (a
+        warning with ``allow_unknown_words``; a Sudoku board of another grid is no board at all: always an error).
+        ``grid``: (cells across, cells down). A 64x40 shapes scene read as 10x6 cells came back with shapes erased
+        or turned into others."""
+        if self.grid is None or tuple(grid) == (self.grid, self.grid):
+            return
+        (w, h), n = grid, self.grid
+        if self.world.get("name") == "sudoku":
+            raise ValueError(f"the image reads as {w}x{h} cells, not a Sudoku board's {n}x{n}: the model reads boards "
+                             "of 72x72 px or larger, 8 px a cell (rm-edit data sudoku writes some)")
+        message = (f"the image reads as {w}x{h} cells, not the {n}x{n} of the square scenes {self._name} edits: crop or "
+                   "pad it to a square (allow_unknown_words=True or --allow-unknown-words edits anyway)")
+        if not allow_unknown_words:
+            raise ValueError(message)
+        self._once("grid", message)
+
     def check_requests(self, source_codes, prompts: Sequence[str], allow_unknown_words: bool = False) -> None:
         """A one-line ValueError (a warning with ``allow_unknown_words``) for an instruction that asks for what its
         image does not have, where the world can tell from the codes (Sudoku: "fill" on a board with no empty
@@ -266,13 +292,8 @@ class InputChecks:
         if self.world.get("name") != "sudoku" or self.tokenizer is None:
             return
         from .data.sudoku import instruction_problem
-        from .data.sudoku_cells import BOARD_CELLS
 
         for i, (codes, text) in enumerate(zip(source_codes, prompts)):
-            if tuple(codes.shape) != (BOARD_CELLS, BOARD_CELLS):  # any other grid of 8-px cells is no board at all
-                h, w = codes.shape
-                raise ValueError(f"image {i} reads as {w}x{h} cells, not a Sudoku board's 9x9: the model reads boards "
-                                 "of 72x72 px or larger, 8 px a cell (rm-edit data sudoku writes some)")
             problem = instruction_problem(codes, normalized_words(self.tokenizer, text))
             if problem is None:
                 continue

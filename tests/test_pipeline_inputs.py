@@ -218,8 +218,13 @@ def test_world_entry_is_read_from_the_pipeline_config(tmp_path, src):
     loaded = ReflectiveMaskingEditPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert loaded.input_checks.world["image_size"] == 64
-    with pytest.warns(InputOutsideWorldWarning, match="not square"):
+    # A 64x40 image reads as 8x5 cells, not the world's 8x8 (64 px / 8 px a cell): refused, or with
+    # allow_unknown_words edited with that warning.
+    assert loaded.image_processor.config.crop_multiple == 8
+    with pytest.raises(ValueError, match=r"^the image reads as 8x5 cells, not the 8x8 of the square scenes"):
         loaded(src.resize((64, 40)), PROMPT)
+    with pytest.warns(InputOutsideWorldWarning, match="reads as 8x5 cells"):
+        loaded(src.resize((64, 40)), PROMPT, allow_unknown_words=True)
 
 
 def test_history_on_a_model_trained_without_it_warns(src):

@@ -97,7 +97,7 @@ def test_an_image_that_is_no_board_is_refused_in_one_line(tmp_path, capsys):
     rc = main(["edit", str(shapes_image), "fix the mistakes", "--model", str(MODELS / "sudoku-rm"), "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and not out.exists() and err == [
-        "rm-edit: error: image 0 reads as 8x8 cells, not a Sudoku board's 9x9: the model reads boards of 72x72 px or "
+        "rm-edit: error: the image reads as 8x8 cells, not a Sudoku board's 9x9: the model reads boards of 72x72 px or "
         "larger, 8 px a cell (rm-edit data sudoku writes some)"]
 
 
