@@ -286,18 +286,23 @@ class InputChecks:
         self._once("grid", message)
 
     def check_requests(self, source_codes, prompts: Sequence[str], allow_unknown_words: bool = False) -> None:
-        """A one-line ValueError (a warning with ``allow_unknown_words``) for an instruction that asks for what its
-        image does not have, where the world can tell from the codes (Sudoku: "fill" on a board with no empty
-        cell). ``source_codes``: (B, h, w), one row per prompt."""
+        """A one-line ValueError (a warning with ``allow_unknown_words``) for an image that is no puzzle of the
+        world or an instruction that asks for what its image does not have, where the world can tell from the codes
+        (Sudoku: fewer than 17 given clues or clues in conflict; "fill" on a board with no empty cell).
+        ``source_codes``: (B, h, w), one row per prompt."""
         if self.world.get("name") != "sudoku" or self.tokenizer is None:
             return
-        from .data.sudoku import instruction_problem
+        from .data.sudoku import instruction_problem, puzzle_problem
 
         for i, (codes, text) in enumerate(zip(source_codes, prompts)):
-            problem = instruction_problem(codes, normalized_words(self.tokenizer, text))
+            problem = puzzle_problem(codes)
+            if problem is not None:
+                message = f"image {i} is no Sudoku puzzle: {problem}"
+            else:
+                problem = instruction_problem(codes, normalized_words(self.tokenizer, text))
+                message = f"{text[:60]!r} does not fit image {i}: {problem}"
             if problem is None:
                 continue
-            message = f"{text[:60]!r} does not fit image {i}: {problem}"
             if not allow_unknown_words:
                 raise ValueError(message)
             self._once("request", message)

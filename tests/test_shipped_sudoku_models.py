@@ -155,3 +155,43 @@ def test_batch_refuses_a_fill_of_a_full_board_as_one_error_row_and_names_an_unfi
     assert [e["id"] for e in errors] == ["full"] and "the board has no empty cells to fill" in errors[0]["reason"]
     assert ("rm-edit: warning: 1 of 1 edit(s) left something undone: gap: the edited board still has 1 empty cell"
             in capsys.readouterr().err)
+
+
+def test_a_shipped_model_is_named_by_its_folder_name(tmp_path, capsys):
+    """`--model sudoku-rm` (as the cards say) is the shipped folder, from any directory; a name that is neither a
+    folder nor a shipped model is one line naming the shipped ones."""
+    from rm_edit.cli import main
+
+    assert main(["info", "--model", "sudoku-rm"]) == 0
+    out = capsys.readouterr().out
+    assert f"model: {MODELS / 'sudoku-rm'}" in out and "world: " in out and "name sudoku" in out
+    board = tmp_path / "board.png"
+    Image.fromarray(render_board(board_codes(SOLVED, GIVEN))).save(board)
+    assert main(["edit", str(board), "fix the mistakes", "--model", "sudoku-rmm", "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rm-edit: error: model folder sudoku-rmm does not exist, nor is it a "
+                                               "shipped model's name (")
+    assert "sudoku-rm, " in err[0] and "shapes-rm, " in err[0] and not (tmp_path / "o.png").exists()
+
+
+def test_an_image_that_is_no_puzzle_is_refused_in_one_line(tmp_path, capsys):
+    """Any 72x72 image reads as 81 cells: the shapes example read as a board of 8 given clues and came back with
+    73 cells repainted (exit 0). A board with fewer than 17 given clues, or with clues in conflict, is refused."""
+    from rm_edit.cli import main
+
+    few = GIVEN.copy()
+    few[np.nonzero(GIVEN)[0][16:], np.nonzero(GIVEN)[1][16:]] = False  # the first 16 clues of 27 kept
+    clash = SOLVED.copy()
+    clash[0, 0] = 4  # clue (0, 0) now repeats clue (0, 3)'s 4 in row 0; no other clue of column 0 or box 0 is a 4
+    assert few.sum() == 16 and GIVEN[0, 0] and GIVEN[0, 3] and SOLVED[0, 3] == 4
+    cases = [(board_codes(SOLVED, few), "image 0 is no Sudoku puzzle: it reads as 16 given clues (black digits), "
+                                        "and a Sudoku has at least 17"),
+             (board_codes(clash, GIVEN), "image 0 is no Sudoku puzzle: 2 given clues of its 27 break the rules among "
+                                         "themselves: no solution keeps them")]
+    for codes, message in cases:
+        board, out = tmp_path / "board.png", tmp_path / "out.png"
+        Image.fromarray(render_board(codes)).save(board)
+        assert main(["edit", str(board), "fix the mistakes", "--model", "sudoku-rm", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"rm-edit: error: {message}"), err
+        assert not out.exists()

@@ -121,3 +121,13 @@ def test_data_sudoku_writes_a_manifest(tmp_path, capsys):
         assert r.metadata == {"task": p.task, "wrong_digits": p.wrong, "blanks": p.blanks, "clues": p.clues}
     assert main(["data", "sudoku", "--out", str(tmp_path / "fix"), "--n", "3", "--tasks", "fix"]) == 0
     assert {r.edit_type for r in read_manifest(tmp_path / "fix" / "manifest.jsonl")[0]} == {"fix"}
+
+
+def test_every_world_board_is_a_puzzle_the_pipeline_accepts():
+    """The world's boards have 24-32 given clues, never in conflict: none is refused as no puzzle."""
+    from rm_edit.data.sudoku import MIN_CLUES, SudokuWorld, puzzle_problem
+
+    assert MIN_CLUES == 17
+    for split in ("train", "test"):
+        world = SudokuWorld(split=split)
+        assert all(puzzle_problem(world.puzzle(i).source) is None for i in range(300))

@@ -30,7 +30,7 @@ def add_demo_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
         description=wrap("Serve a web page to edit images with a model (default: the shipped one). Needs "
                           "Gradio: pip install -e \".[demo]\"."),
     )
-    p.add_argument("--model", metavar="DIR", help="a saved pipeline folder (default: the model shipped with rm-edit)")
+    p.add_argument("--model", metavar="DIR", help="a saved pipeline folder or a shipped model's name, e.g. sudoku-rm (default: the model shipped with rm-edit)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this computer only)")
     p.add_argument("--port", type=positive_int, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link (off by default)")

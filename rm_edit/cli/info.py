@@ -20,7 +20,7 @@ def add_info_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
         description=wrap("Print a model folder's world, the words its tokenizer knows and a few example "
                           "instructions per edit type, read from the folder (default: the shipped model)."),
     )
-    p.add_argument("--model", metavar="DIR", help="a saved pipeline folder (default: the model shipped with rm-edit)")
+    p.add_argument("--model", metavar="DIR", help="a saved pipeline folder or a shipped model's name, e.g. sudoku-rm (default: the model shipped with rm-edit)")
     return p
 
 
@@ -65,7 +65,9 @@ def model_info(folder: Path, pipe=None) -> dict:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    info = model_info(Path(args.model) if args.model else default_model_folder())
+    from .options import model_folder
+
+    info = model_info(model_folder(args.model) if args.model else default_model_folder())
     world = info["world"]
     print(f"model: {info['folder']}")
     if world:

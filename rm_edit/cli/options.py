@@ -116,6 +116,21 @@ def resolve_device(name: str | None) -> str:
     return name
 
 
+def model_folder(model: str) -> Path:
+    """``--model``: a folder, else the name of one shipped inside the package (``sudoku-rm``); a one-line error
+    naming the shipped ones when it is neither."""
+    from rm_edit.pipelines.default_model import shipped_models
+
+    folder = Path(model)
+    if folder.exists():
+        return folder
+    shipped = shipped_models()
+    if model in shipped:
+        return shipped[model]
+    raise CliError(f"model folder {folder} does not exist, nor is it a shipped model's name "
+                   f"({', '.join(shipped)})")
+
+
 def load_pipeline(model: str | None, device: str | None, sampler_options: dict[str, Any] | None = None,
                   compile: bool = False) -> ReflectiveMaskingEditPipeline:
     """``--model DIR`` (a saved pipeline) or the model shipped with the package; ``sampler_options`` (from
@@ -133,10 +148,9 @@ def load_pipeline(model: str | None, device: str | None, sampler_options: dict[s
         except FileNotFoundError as exc:
             raise CliError(f"{exc}; pass --model DIR to use a saved pipeline") from None
     else:
-        folder = Path(model)
+        folder = model_folder(model)
         if not ((folder / "model_index.json").is_file() or (folder / "rm_adapter.json").is_file()):
-            what = "does not exist" if not folder.exists() else \
-                "is not a saved pipeline (no model_index.json) or RM adapter folder (no rm_adapter.json)"
+            what = "is not a saved pipeline (no model_index.json) or RM adapter folder (no rm_adapter.json)"
             raise CliError(f"model folder {folder} {what}")
         try:
             pipe = ReflectiveMaskingEditPipeline.from_pretrained(folder)
@@ -164,10 +178,10 @@ def add_sampler_options(parser: argparse.ArgumentParser, refuse_unknown: bool = 
     g = parser.add_argument_group("model and sampler")
     if refuse_unknown:
         g.add_argument("--allow-unknown-words", action="store_true",
-                       help="edit even when the instruction has words the model does not know (default: refuse "
-                            "the item, naming them and the nearest known words)")
+                       help="edit even when the instruction has words the model does not know or the image reads "
+                            "as another grid than the model's world (default: refuse the item in one line)")
     g.add_argument("--model", metavar="DIR",
-                   help="a saved pipeline or RM adapter folder (default: the model shipped with rm-edit)")
+                   help="a saved pipeline or RM adapter folder, or a shipped model's name, e.g. sudoku-rm (default: the model shipped with rm-edit)")
     g.add_argument("--strategy", choices=("reflective", "regenerate"),
                    help="reflective: re-generate only the tokens the model chooses; regenerate: re-generate the "
                         "whole image from all-[MASK] (baseline). Default: the model's sampler (reflective for "

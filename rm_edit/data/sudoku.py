@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from rm_edit.data.sudoku_cells import BOARD_CELLS, CELL_PX, IMAGE_SIZE, board_codes, code_digits, render_board
+from rm_edit.data.sudoku_cells import (BOARD_CELLS, CELL_PX, IMAGE_SIZE, board_codes, code_digits, given_cells,
+                                      render_board)
 from rm_edit.data.sudoku_grids import SUDOKU_SPLIT_SEEDS, conflict_cells, solved_grid
 from rm_edit.data.world_base import SeededWorld, write_world_examples
 
@@ -142,6 +143,25 @@ def _digits(codes) -> np.ndarray:
     return code_digits(np.asarray(codes).reshape(BOARD_CELLS, BOARD_CELLS))
 
 
+MIN_CLUES = 17  # the fewest givens a Sudoku with one solution can have (McGuire, Tugemann, Civario 2012)
+
+
+def puzzle_problem(codes) -> str | None:
+    """Why a board's 81 cell codes are no Sudoku puzzle, in one line; None when they are one. Any 9x9 image reads
+    as some cells, so the README's shapes scene at 72x72 read as a board of 8 given clues (5 of them in
+    conflict) and came back with 73 of 81 cells repainted; the world's boards have 24-32 clues, never in conflict."""
+    codes = np.asarray(codes).reshape(BOARD_CELLS, BOARD_CELLS)
+    given = given_cells(codes)
+    n = int(given.sum())
+    if n < MIN_CLUES:
+        return (f"it reads as {_plural(n, 'given clue')} (black digits), and a Sudoku has at least {MIN_CLUES}: is it "
+                "a board drawn as the world draws them (rm-edit data sudoku writes some)?")
+    clashes = conflict_cells(np.where(given, code_digits(codes), 0))
+    if clashes:
+        return f"{_plural(clashes, 'given clue')} of its {n} break the rules among themselves: no solution keeps them"
+    return None
+
+
 def instruction_problem(codes, words) -> str | None:
     """Why an instruction (its normalized ``words``) asks for what board ``codes`` (81 cell codes) does not have,
     in one line; None when it fits. "fill" without "fix" on a board with no empty cell is such a request: the
@@ -174,5 +194,5 @@ def write_sudoku_dataset(out_dir: str | Path, n: int, split: str = "train", conf
     return write_world_examples(out_dir, examples, lambda ex: ex.puzzle.metadata)
 
 
-__all__ = ["IMAGE_SIZE", "INSTRUCTIONS", "SUDOKU_TASKS", "SudokuExample", "SudokuPuzzle", "SudokuWorld",
+__all__ = ["IMAGE_SIZE", "INSTRUCTIONS", "MIN_CLUES", "SUDOKU_TASKS", "SudokuExample", "SudokuPuzzle", "SudokuWorld",
            "SudokuWorldConfig", "write_sudoku_dataset"]
