@@ -114,6 +114,10 @@ def test_info_reads_world_words_and_examples_from_the_folder(capsys) -> None:
     listed = words.group(2).split()
     assert int(words.group(1)) == len(listed) and {"colour", "square", "center", "recolour"} <= set(listed)
     assert "color" not in listed and "." not in listed  # folded by the normalizer, not words of their own
+    # The backgrounds' names: known words, refused in an edit, and said so.
+    assert ("  of these, only in scene descriptions, never in an edit (refused there): background beige dark gray "
+            "light off pale slate white\n") in printed
+    assert "  an instruction holds one of its edit verbs: add, change, delete, drag, draw, erase, make, move" in printed
     examples = re.findall(r"^  (recolour|remove|add|replace|move) +(.+)$", printed, re.M)
     assert {kind for kind, _ in examples} == {"recolour", "remove", "add", "replace", "move"}
     assert all(set(text.split()) <= set(listed) for _, text in examples)

@@ -165,6 +165,7 @@ def test_a_shipped_model_is_named_by_its_folder_name(tmp_path, capsys):
     assert main(["info", "--model", "sudoku-rm"]) == 0
     out = capsys.readouterr().out
     assert f"model: {MODELS / 'sudoku-rm'}" in out and "world: " in out and "name sudoku" in out
+    assert "  fix          fix the mistakes\n" in out and "  fill-and-fix fill in the empty cells and fix the mistakes\n" in out
     board = tmp_path / "board.png"
     Image.fromarray(render_board(board_codes(SOLVED, GIVEN))).save(board)
     assert main(["edit", str(board), "fix the mistakes", "--model", "sudoku-rmm", "--out", str(tmp_path / "o.png")]) == 2

@@ -57,6 +57,10 @@ def model_info(folder: Path, pipe=None) -> dict:
             chosen = examples.setdefault(ex.edit_type, [])
             if len(chosen) < EXAMPLES_PER_TYPE and ex.instruction not in chosen and not unknown_words(tokenizer, ex.instruction):
                 chosen.append(ex.instruction)
+    if not examples and world.get("name") == "sudoku":
+        from rm_edit.data.sudoku import INSTRUCTIONS
+
+        examples = {task: [text] for task, text in INSTRUCTIONS.items()}
     words = known_words(tokenizer) if len(tokenizer) <= 5000 else []  # an open vocabulary is not listed
     # A word the normalizer folds onto another (the other spelling) is not a word the model reads.
     words = [w for w in words if tokenizer.convert_ids_to_tokens(tokenizer(w, add_special_tokens=False)["input_ids"]) == [w]]
@@ -78,13 +82,21 @@ def run_info(args: argparse.Namespace) -> int:
     if words:
         print(f"words ({len(words)}; capitals, punctuation and the other English spelling are read as these): "
               + " ".join(words))
+        from rm_edit.input_checks import world_grammar
+
+        grammar = world_grammar(world)
+        only = [w for w in words if w in grammar.description_only_words]
+        if only:
+            print(f"  of these, only in scene descriptions, never in an edit (refused there): {' '.join(only)}")
+        if grammar.edit_verbs:
+            print(f"  an instruction holds one of its edit verbs: {', '.join(grammar.edit_verbs)}")
     else:
         print(f"words: an open vocabulary ({info['vocabulary_size']:,} tokens)")
     if info["examples"]:
         print("example instructions:")
         for kind, texts in info["examples"].items():
             for text in texts:
-                print(f"  {kind:<9} {text}")
+                print(f"  {kind:<12} {text}")
     return 0
 
 
