@@ -18,29 +18,30 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_post_training_is_equal_cost_and_fits_the_time_box():
     base = json.loads(config_path("mdm_sudoku_base.json").read_text())
     assert base["steps"] * base["batch_size"] == 2000 * 64  # 128,000 examples a cycle
-    assert BASE_CYCLES >= 1 and [SudokuRecipe.base_run(c) for c in (1, 2, 3)] == ["base", "base_cycle2", "base_cycle3"]
+    assert BASE_CYCLES == 3 and [SudokuRecipe.base_run(c) for c in (1, 2, 3)] == ["base", "base_cycle2", "base_cycle3"]
     for name in POST_TRAINING.values():
         cfg = json.loads(config_path(name).read_text())
         assert cfg["steps"] * cfg["batch_size"] == 500 * 64  # 32,000 each
-        assert 4 * 500 <= 2000 * BASE_CYCLES  # at most a quarter of the base's examples
+        assert 4 * 500 <= 2000 * BASE_CYCLES  # at most a quarter of the base's examples (a twelfth by default)
     decay = json.loads(config_path("mdm_sudoku_rm_her_decay.json").read_text())
     assert decay["history"] and decay["history_decay"] == 0.7
     assert json.loads(config_path("mdm_sudoku_rm_her.json").read_text())["history_decay"] == 1.0
 
 
 def test_sudoku_recipe_smoke_end_to_end(tmp_path):
-    main(["--work", str(tmp_path), "--smoke"])
+    cycles = 2  # --base-cycles, not the default: the chain, the records and the card's command follow it
+    main(["--work", str(tmp_path), "--smoke", "--base-cycles", str(cycles)])
     models = tmp_path / "models"
     # The base's cycles run one from another; the shipped base is the last, every post-training starts from it.
-    last = tmp_path / SudokuRecipe.base_run(BASE_CYCLES) / "final"
+    last = tmp_path / SudokuRecipe.base_run(cycles) / "final"
     base_record = json.loads((models / "sudoku-base" / "training.json").read_text())
     assert (base_record["init_from"] or {}).get("path") == (
-        None if BASE_CYCLES == 1 else str(tmp_path / SudokuRecipe.base_run(BASE_CYCLES - 1) / "final"))
-    assert base_record["examples_with_init"] == BASE_CYCLES * base_record["examples"]
+        None if cycles == 1 else str(tmp_path / SudokuRecipe.base_run(cycles - 1) / "final"))
+    assert base_record["examples_with_init"] == cycles * base_record["examples"]
     for stage in POST_TRAINING:
         record = json.loads((tmp_path / stage / "final" / "training.json").read_text())
         assert record["init_from"]["path"] == str(last)
-        assert record["examples_with_init"] == (BASE_CYCLES * base_record["examples"] + record["examples"])
+        assert record["examples_with_init"] == (cycles * base_record["examples"] + record["examples"])
     for name, rm in MODELS.values():
         pipe = ReflectiveMaskingEditPipeline.from_pretrained(models / name)
         assert pipe.layout.name == "sudoku-grid" and pipe.transformer.config.d_model == 32
@@ -64,9 +65,10 @@ def test_sudoku_recipe_smoke_end_to_end(tmp_path):
     assert "| sudoku-rm | 2 turns | 3 |" in (tmp_path / "scaling" / "scaling.md").read_text()
     _check_tuned(tmp_path)
     _check_tuned_rm(tmp_path)
-    _check_cards(tmp_path, scaling["points"])
+    _check_cards(tmp_path, scaling["points"], cycles)
     times = (tmp_path / "stage_times.json").read_text()
-    main(["--work", str(tmp_path), "--smoke"])
+    cycles = 2  # --base-cycles, not the default: the chain, the records and the card's command follow it
+    main(["--work", str(tmp_path), "--smoke", "--base-cycles", str(cycles)])
     assert (tmp_path / "stage_times.json").read_text() == times
 
 
@@ -103,7 +105,7 @@ def _check_tuned_rm(work):
         assert (sched["reveal_steps"], sched["remask_margin"]) == (t["reveal_steps"], t["remask_margin"])
 
 
-def _check_cards(work, points):
+def _check_cards(work, points, cycles):
     """Each folder's card and the Sudoku card carry the scaling runs' own figures."""
     times = json.loads((work / "stage_times.json").read_text())
     for name, rm in MODELS.values():
@@ -115,15 +117,16 @@ def _check_cards(work, points):
         assert f"{'2 turns' if rm else 'regenerate 4'}: the folder's own sampler): exact {own['exact']:.3f}" in card
         assert f"replay mistakes {own['replays']:.3f} per board" in card
     card = (work / "models" / "SUDOKU_MODEL_CARD.md").read_text()
-    assert "python -m rm_edit.training.sudoku_recipe --work" in card and "../../assets/sudoku_scaling.png" in card
+    assert f"python -m rm_edit.training.sudoku_recipe --work {work} --base-cycles {cycles} --smoke" in card
+    assert "../../assets/sudoku_scaling.png" in card
     assert f"| `evaluate` | {times['evaluate']:,.0f} |" in card
     # What each trained on: the SFT row names the base's last cycle and its weights, and counts the base's cycles.
     base = json.loads((work / "models" / "sudoku-base" / "training.json").read_text())
     sft = json.loads((work / "models" / "sudoku-sft" / "training.json").read_text())
-    assert (f"| sudoku-sft | `{SudokuRecipe.base_run(BASE_CYCLES)}` ({sft['init_from']['weights_sha256'][:12]}) | "
+    assert (f"| sudoku-sft | `{SudokuRecipe.base_run(cycles)}` ({sft['init_from']['weights_sha256'][:12]}) | "
             f"{sft['steps']:,} x {sft['config']['batch_size']} | {sft['examples']:,} | "
-            f"{BASE_CYCLES * base['examples'] + sft['examples']:,} |") in card
-    assert f"The base trained {BASE_CYCLES} cosine cycle(s), each from the last one's weights" in card
+            f"{cycles * base['examples'] + sft['examples']:,} |") in card
+    assert f"The base trained {cycles} cosine cycle(s), each from the last one's weights" in card
     for bucket, m in points["sudoku-rm-her"][0]["by_bucket"].items():
         assert f"### {bucket} (n={m['n']};" in card
     rm_her_1 = points["sudoku-rm-her"][0]["by_bucket"]["fix k 13-24"]

@@ -7,7 +7,7 @@ figures and the test-time scaling plot -> model cards.
 
 Stages (``--stages``, in order): ``codes`` (train / val caches straight from the boards, ``sudoku_codes``), ``vq``
 (``sudoku_vq``: the decoder of the exact VQ, and the tokenizer), ``base`` (Lumina-DiMOO's masked objective on all
-three tasks, held-out loss on val; :data:`BASE_CYCLES` cosine cycles of 2,000 x 64, each a warm restart), then
+three tasks, held-out loss on val; ``--base-cycles`` (default 3) cosine cycles of 2,000 x 64, each a warm restart), then
 from that base, each the same steps x batch (500 x 64, at most a quarter of the base's examples): ``sft`` (the masked objective), ``rm`` (Reflective Masking on the sampler's own passes), ``rm_her``
 (with History Reference), ``rm_her_decay`` (History Reference with decay 0.7); ``package`` (the folders under
 ``WORK/models/sudoku-*``), ``tune`` (``sudoku_tuning``: base and SFT's regenerate guidance x temperature chosen
@@ -53,7 +53,7 @@ SMOKE_SIZES = dict(train=24, val=4, eval=3, vq_heldout=1, turns=(1, 2), steps=(2
 # The base: cosine cycles of mdm_sudoku_base.json's 2,000 steps, each a warm restart from the last one's weights
 # (100 warm-up steps, a fresh optimizer). Held-out loss after one cycle 0.111 (still falling when the schedule ended),
 # two 0.094, three 0.087 (RM from each, validation target score 0.840 / 0.879 / 0.914); 4 piloted (README).
-BASE_CYCLES = 3
+BASE_CYCLES = 3  # the default of --base-cycles
 RESTART_WARMUP_STEPS = 100
 TUNED = ("base", "sft")
 TUNED_RM = ("rm", "rm_her", "rm_her_decay")
@@ -93,13 +93,17 @@ class SudokuRecipe(Recipe):
         return "base" if cycle == 1 else f"base_cycle{cycle}"
 
     @property
+    def base_cycles(self) -> int:
+        return self.sizes.get("base_cycles", BASE_CYCLES)
+
+    @property
     def base_final(self) -> Path:
-        return self.work / self.base_run(BASE_CYCLES) / "final"
+        return self.work / self.base_run(self.base_cycles) / "final"
 
     def base_losses(self) -> list[float]:
         """The base's held-out loss at the end of each cycle run so far (its ``val_log.jsonl``'s last line)."""
         losses = []
-        for cycle in range(1, BASE_CYCLES + 1):
+        for cycle in range(1, self.base_cycles + 1):
             log = self.work / self.base_run(cycle) / "val_log.jsonl"
             lines = log.read_text().splitlines() if log.exists() else []
             if lines:
@@ -107,10 +111,10 @@ class SudokuRecipe(Recipe):
         return losses
 
     def stage_base(self) -> None:
-        """:data:`BASE_CYCLES` cosine cycles, each from the last one's weights (a finished cycle resumes at its end)."""
+        """``--base-cycles`` cosine cycles, each from the last one's weights (a finished cycle resumes at its end)."""
         options = dict(tokenizer=str(self.parts / "tokenizer"), val_codes=str(self.work / "codes" / "val.safetensors"))
         self._mdm("base", "mdm_sudoku_base.json", None, **options)
-        for cycle in range(2, BASE_CYCLES + 1):
+        for cycle in range(2, self.base_cycles + 1):
             self._mdm(self.base_run(cycle), "mdm_sudoku_base.json", str(self.work / self.base_run(cycle - 1) / "final"),
                       warmup_steps=RESTART_WARMUP_STEPS, **options)
 
@@ -198,7 +202,8 @@ class SudokuRecipe(Recipe):
 
     @property
     def command(self) -> str:
-        return f"python -m rm_edit.training.sudoku_recipe --work {self.work}" + (" --smoke" if self.smoke else "")
+        cycles = "" if self.base_cycles == BASE_CYCLES else f" --base-cycles {self.base_cycles}"
+        return f"python -m rm_edit.training.sudoku_recipe --work {self.work}{cycles}" + (" --smoke" if self.smoke else "")
 
     def stage_cards(self) -> None:
         """Each folder's card, ``models/SUDOKU_MODEL_CARD.md`` and ``scaling/readme_section.md``, from the tuning
@@ -219,10 +224,15 @@ def main(argv: list[str] | None = None) -> None:
                            "tiny sizes: every stage on a tiny model")
     parser.add_argument("--train-size", type=int, help=f"training examples (default {REAL_SIZES['train']:,})")
     parser.add_argument("--eval-size", type=int, help=f"test boards (default {REAL_SIZES['eval']})")
+    parser.add_argument("--base-cycles", type=int, help=f"the base's cosine cycles, each from the last one's weights "
+                        f"(default {BASE_CYCLES}; the Sudoku folders shipped before the longer base used 1)")
     args = parser.parse_args(argv)
     stages = selected_stages(parser, args, STAGES)
     sizes = dict(SMOKE_SIZES if args.smoke else REAL_SIZES)
-    sizes.update({k: v for k, v in (("train", args.train_size), ("eval", args.eval_size)) if v is not None})
+    sizes.update({k: v for k, v in (("train", args.train_size), ("eval", args.eval_size),
+                                    ("base_cycles", args.base_cycles)) if v is not None})
+    if sizes.get("base_cycles", BASE_CYCLES) < 1:
+        parser.error(f"--base-cycles: at least 1, got {sizes['base_cycles']}")
     args.work.mkdir(parents=True, exist_ok=True)
     SudokuRecipe(args.work, args.smoke, args.threads, sizes).run(stages)
 
