@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import re
+import warnings
+
 import numpy as np
 
 from .files import item_seed
+from .input_checks import InputOutsideWorldWarning
 
 # prepare(record) -> (PIL image, mask or None); handle(records, images, pipeline output) writes / scores them.
 Prepare = Callable[[Any], tuple[Any, Any]]
@@ -76,6 +80,13 @@ def _edit(pipe, items: list, handle: Handle, seed: int, options: dict) -> None:
         masks = None
     else:  # a record without a mask may change everywhere
         masks = [np.ones((im.height, im.width), dtype=bool) if m is None else m for im, m in zip(images, masks)]
-    out = pipe(images, [r.instruction for r in records], mask_image=masks,
-               generator=[torch.Generator().manual_seed(item_seed(seed, r.id)) for r in records], **options)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputOutsideWorldWarning)  # the checks say each kind once themselves
+            out = pipe(images, [r.instruction for r in records], mask_image=masks,
+                       generator=[torch.Generator().manual_seed(item_seed(seed, r.id)) for r in records], **options)
+    finally:  # said even when another record fails the call: the retries do not say it again
+        for w in caught:  # "image 2" is the call's third image: say which record it is
+            message = re.sub(r"\bimage (\d+)\b", lambda m: f"item {records[int(m.group(1))].id!r}", str(w.message))
+            warnings.warn_explicit(message, w.category, w.filename, w.lineno)
     handle(records, images, out)

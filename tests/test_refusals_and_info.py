@@ -106,6 +106,28 @@ def test_batch_writes_an_error_row_for_unknown_words_and_goes_on(tmp_path, capsy
     assert [e["id"] for e in errors] == ["sky"] and "'sky' is not a word this model knows" in errors[0]["reason"]
 
 
+def test_batch_warnings_name_the_item_and_refusals_do_not_stop_it(tmp_path, capsys) -> None:
+    """A small image is edited with a warning naming its item (not "image 1" of some call); a non-square one and
+    an instruction with a caption-only word are error rows; the batch goes on."""
+    small, wide = tmp_path / "small.png", tmp_path / "wide.png"
+    PIL.Image.open(EXAMPLE).convert("RGB").resize((32, 32), PIL.Image.Resampling.BICUBIC).save(small)
+    PIL.Image.open(EXAMPLE).convert("RGB").crop((0, 0, 64, 40)).save(wide)
+    rows = [{"id": "good", "source": str(EXAMPLE), "instruction": "turn the green square red"},
+            {"id": "tiny", "source": str(small), "instruction": "turn the green square red"},
+            {"id": "wide", "source": str(wide), "instruction": "turn the green square red"},
+            {"id": "dark", "source": str(EXAMPLE), "instruction": "turn the green square dark red"}]
+    manifest, out = tmp_path / "m.jsonl", tmp_path / "out"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["batch", str(manifest), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "warning: item 'tiny' is 32x32, smaller than the 64x64 images the shapes model was trained on" in err
+    assert (out / "good.png").is_file() and (out / "tiny.png").is_file()
+    assert not (out / "wide.png").exists() and not (out / "dark.png").exists()
+    errors = {e["id"]: e["reason"] for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())}
+    assert set(errors) == {"wide", "dark"}
+    assert "the image reads as 10x6 cells, not the 8x8" in errors["wide"] and "'dark' is a word" in errors["dark"]
+
+
 def test_info_reads_world_words_and_examples_from_the_folder(capsys) -> None:
     assert main(["info"]) == 0
     printed = capsys.readouterr().out
