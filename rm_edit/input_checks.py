@@ -288,24 +288,32 @@ class InputChecks:
     def check_requests(self, source_codes, prompts: Sequence[str], allow_unknown_words: bool = False) -> None:
         """A one-line ValueError (a warning with ``allow_unknown_words``) for an image that is no puzzle of the
         world or an instruction that asks for what its image does not have, where the world can tell from the codes
-        (Sudoku: fewer than 17 given clues or clues in conflict; "fill" on a board with no empty cell).
-        ``source_codes``: (B, h, w), one row per prompt."""
-        if self.world.get("name") != "sudoku" or self.tokenizer is None:
+        (Sudoku: fewer than 17 given clues or clues in conflict; "fill" on a board with no empty cell; shapes: an
+        add or a move to a place a shape holds). ``source_codes``: (B, h, w), one row per prompt."""
+        name = self.world.get("name")
+        if name not in ("sudoku", "shapes") or self.tokenizer is None:
             return
-        from .data.sudoku import instruction_problem, puzzle_problem
-
         for i, (codes, text) in enumerate(zip(source_codes, prompts)):
-            problem = puzzle_problem(codes)
-            if problem is not None:
-                message = f"image {i} is no Sudoku puzzle: {problem}"
-            else:
-                problem = instruction_problem(codes, normalized_words(self.tokenizer, text))
-                message = f"{text[:60]!r} does not fit image {i}: {problem}"
-            if problem is None:
+            message = self._request_problem(name, i, codes, normalized_words(self.tokenizer, text), text)
+            if message is None:
                 continue
             if not allow_unknown_words:
                 raise ValueError(message)
             self._once("request", message)
+
+    def _request_problem(self, name: str, i: int, codes, words: list[str], text: str) -> str | None:
+        if name == "sudoku":
+            from .data.sudoku import instruction_problem, puzzle_problem
+
+            if (problem := puzzle_problem(codes)) is not None:
+                return f"image {i} is no Sudoku puzzle: {problem}"
+        else:
+            from .data.shapes_language import instruction_problem
+
+            if tuple(codes.shape) != (self.grid, self.grid):  # another grid, edited anyway: no scene to read
+                return None
+        problem = instruction_problem(codes, words)
+        return None if problem is None else f"{text[:60]!r} does not fit image {i}: {problem}"
 
     def result_problem(self, codes) -> str | None:
         """What an edit's (h, w) codes leave undone, where the world can tell (Sudoku: empty cells, cells in

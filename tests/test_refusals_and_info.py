@@ -251,3 +251,47 @@ def test_words_known_only_from_scene_descriptions_are_refused(tmp_path, capsys) 
                         "allow_unknown_words=True or --allow-unknown-words edits anyway)"), line
         assert not out.exists()
     assert main(["edit", str(EXAMPLE), "turn the green square blue", "-o", str(out)]) == 0 and out.is_file()
+
+
+def test_an_add_or_move_to_a_taken_place_or_off_the_picture_is_refused(pipe, tmp_path, capsys) -> None:
+    """Every add and move of the world goes to a free place, and a relative move one place over inside the picture.
+    Asked otherwise, the default added a small green square at the top right for "add a large green square at the
+    top left", moved the square to the top for "move the green square to the top left", and changed 9 codes for
+    "move the green square left". The example (read by hand): a large green square at the top left, a small green
+    triangle at the center, a large yellow square at the bottom right."""
+    from rm_edit.data.shapes_scene import Scene, Shape, read_scene
+    from rm_edit.vq import encode_to_codes
+
+    prepared = pipe.image_processor.preprocess([PIL.Image.open(EXAMPLE)])
+    codes = encode_to_codes(pipe.vqvae, prepared.pixels)[0]
+    assert read_scene(codes) == Scene("beige", (Shape("square", "green", "large", "top left"),
+                                                Shape("triangle", "green", "small", "center"),
+                                                Shape("square", "yellow", "large", "bottom right")))
+    free = "free places: top, top right, left, right, bottom left, bottom"
+    refused = {"Add a large green square at the top left.": f"the top left already holds the green square ({free})",
+               "move the green square to the top left": f"the top left already holds the green square ({free})",
+               "put a small red circle in the center": f"the center already holds the green triangle ({free})",
+               "move the green square left": "the green square is at the top left: it cannot go further left",
+               "shift the yellow square one step down": "the yellow square is at the bottom right: it cannot go further down"}
+    out = tmp_path / "out.png"
+    for text, reason in refused.items():
+        assert main(["edit", str(EXAMPLE), text, "-o", str(out)]) == 2, text
+        assert _one_error_line(capsys) == f"rm-edit: error: {text!r} does not fit image 0: {reason}"
+        assert not out.exists()
+    # Free places, and a move of an ambiguous reference (two squares: a null edit the model leaves alone), edit.
+    for text in ("move the green square right", "add a small red circle at the top", "move the square up"):
+        assert main(["edit", str(EXAMPLE), text, "-o", str(out)]) == 0, text
+    capsys.readouterr()
+
+
+def test_no_instruction_the_world_writes_asks_for_a_taken_place() -> None:
+    """3,000 test edits of all ten types: only null edits (a shape the scene does not hold) may name a taken place."""
+    from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld, ShapesWorldConfig
+    from rm_edit.data.shapes_language import instruction_problem
+    from rm_edit.data.text_tokenizer import build_shapes_tokenizer
+    from rm_edit.input_checks import normalized_words
+
+    tokenizer, world = build_shapes_tokenizer(), ShapesWorld(ShapesWorldConfig(edit_types=EDIT_TYPES), split="test")
+    refused = [(e.edit_type, e.instruction) for e in map(world.__getitem__, range(3000))
+               if instruction_problem(world.codes(e.source_scene), normalized_words(tokenizer, e.instruction))]
+    assert refused and all(kind == "null" for kind, _ in refused), refused

@@ -65,9 +65,11 @@ def evaluate_pipeline(pipe, n: int, start: int = 0, split: str = "test", batch_s
         bar.update(len(chunk))
 
     # The one batch loop: each edit seeded from its id (rm_edit.batch_edits), as batch and eval do.
+    # The world's own instructions are scored as it words them (a null edit may name a taken place: refused for a
+    # user, edited here), as rm-edit eval does.
     edit_in_batches(pipe, (world[i] for i in range(start, start + n)),
                     lambda e: (Image.fromarray(e.source), e.mask if oracle_region else None),
-                    score, batch_size=batch_size, output_type="np", **call_kwargs)
+                    score, batch_size=batch_size, output_type="np", **{"allow_unknown_words": True, **call_kwargs})
     bar.close()
     return summarize(rows) | {"rows": rows}
 
@@ -123,7 +125,8 @@ def render_edit_grid(model: Path, out: Path, start: int, n: int = 8, split: str 
     world = ShapesWorld(ShapesWorldConfig(edit_types=tuple(edit_types)), split=split)
     examples = [world[i] for i in range(start, start + n)]
     result = pipe([Image.fromarray(e.source) for e in examples], [e.instruction for e in examples],
-                  generator=[torch.Generator().manual_seed(item_seed(0, e.id)) for e in examples])  # batch_edits' rule
+                  generator=[torch.Generator().manual_seed(item_seed(0, e.id)) for e in examples],  # batch_edits' rule
+                  allow_unknown_words=True)  # the world's own instructions, as evaluate_pipeline scores them
     size, caption, gap = 64 * scale, 14, 4
     sheet = Image.new("RGB", (4 * size + 5 * gap, n * (size + caption + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rm_edit.data.shapes_scene import ANCHORS, BACKGROUNDS, COLOURS, KINDS, SIZES, Scene, Shape
+from rm_edit.data.shapes_scene import ANCHORS, BACKGROUNDS, COLOURS, KINDS, SIZES, Scene, Shape, read_scene
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -134,6 +134,42 @@ DESCRIPTION_ONLY_WORDS: tuple[str, ...] = tuple(sorted(
     ({w for name in BACKGROUNDS for w in name.split()} | {"background"}) - _EDIT_WORDS))
 DESCRIPTION_ONLY_HINT = (f"a shape is {', '.join(list(COLOURS)[:-1])} or {list(COLOURS)[-1]}; the background "
                          f"({', '.join(BACKGROUNDS)}) is never edited")
+
+
+# A place an add or a move names ("... at the top left", "... to the right"; not a relative move's "left"), and a
+# relative move's shape and direction ("move the red circle a bit left").
+_PLACE = re.compile(r"\b(?:to|at|in) the (" + "|".join(sorted(ANCHORS, key=len, reverse=True)) + r")\b")
+_RELATIVE_MOVE = re.compile(r"\b(?:move|shift|drag) the (\w+(?: \w+)?) (?:a bit |one step )?(left|right|up|down)$")
+
+
+def instruction_problem(codes, words) -> str | None:
+    """Why an instruction (its normalized ``words``) asks for what the scene's 8x8 cell ids cannot give, in one
+    line; None when it may. Adds and moves go to a free place in every instruction of the world, and a relative
+    move one place over, inside the picture: "add a large green square at the top left" where the green square
+    stands added a small one at the top right instead, "move the green square to the top left" where it stands
+    moved it to the top, and "move the green square left" from the top left changed 9 codes."""
+    scene, text = read_scene(codes), " ".join(words)
+    held = {s.anchor: s.name for s in scene.shapes}
+    free = [a for a in ANCHORS if a not in held]
+    places = f"free places: {', '.join(free)}" if free else "no place is free"
+    if (place := _PLACE.search(text)) is not None:
+        anchor = place.group(1)
+        return None if anchor not in held else f"the {anchor} already holds the {held[anchor]} ({places})"
+    if (move := _RELATIVE_MOVE.search(text)) is None:
+        return None
+    ref, direction = move.groups()
+    if not set(ref.split()) <= set(COLOURS) | set(KINDS) | {"shape"}:
+        return None
+    shapes = resolve_reference(scene, ref)
+    if len(shapes) != 1:  # absent or ambiguous: a null edit, which the model itself leaves alone
+        return None
+    shape = shapes[0]
+    row, col = divmod(ANCHORS.index(shape.anchor), 3)
+    dr, dc = DIRECTIONS[direction]
+    if not (0 <= row + dr < 3 and 0 <= col + dc < 3):
+        return f"the {shape.name} is at the {shape.anchor}: it cannot go further {direction}"
+    anchor = ANCHORS[(row + dr) * 3 + col + dc]
+    return None if anchor not in held else f"the {anchor}, one place {direction}, holds the {held[anchor]} ({places})"
 
 
 _SINGULAR_OPS = ("recolour", "remove", "replace", "move")

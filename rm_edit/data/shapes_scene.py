@@ -105,6 +105,23 @@ def cell_attributes(code: int) -> dict[str, str | int | None]:
             "size": "small" if part == 0 else "large", "part": part}
 
 
+def read_scene(codes) -> Scene:
+    """The scene an 8x8 grid of cell ids shows: its background (the top-left cell's) and a shape wherever a
+    shape's top-left cell sits at an anchor's cell; cells that are no cell id of the world show nothing."""
+    codes = np.asarray(codes).reshape(GRID, GRID)
+
+    def cell(code: int) -> dict:
+        return cell_attributes(code) if 0 <= code < NUM_CELL_CODES else {"background": None, "part": None}
+
+    shapes = []
+    for i, row in enumerate(ANCHOR_CELLS):
+        for j, col in enumerate(ANCHOR_CELLS):
+            c = cell(int(codes[row, col]))
+            if c["part"] in (0, 1):  # a small shape's cell, or a large one's top-left
+                shapes.append(Shape(c["kind"], c["colour"], c["size"], ANCHORS[3 * i + j]))
+    return Scene(cell(int(codes[0, 0]))["background"], tuple(shapes))
+
+
 @lru_cache(maxsize=None)
 def _stencil(kind: str, side: int) -> np.ndarray:
     """Bool (side, side) footprint with a margin, drawn once with aliased PIL primitives."""
