@@ -52,7 +52,9 @@ class ReflectiveEditOutput(BaseOutput):
     num_forward_passes: transformer calls (each covers the whole batch and every guidance branch);
     forward_passes_per_image: the calls each image took part in (until its fixed point, whatever its batch);
     trajectory: per step, the (B, h, w) codes and what was re-masked, when asked; codes / source_codes: (B, h, w);
-    remasked_tokens: (B, h, w) the codes the reflective sampler re-masked at least once (None for the others)."""
+    remasked_tokens: (B, h, w) the codes the reflective sampler re-masked at least once (None for the others);
+    unchanged_because: per image, why the pipeline changed nothing there without asking the model (an instruction
+    naming a shape the scene does not hold, or one of several; see ``allow_unknown_words``), else None."""
 
     images: Any
     edit_masks: list[np.ndarray]
@@ -63,6 +65,7 @@ class ReflectiveEditOutput(BaseOutput):
     source_codes: torch.Tensor | None = None
     forward_passes_per_image: list[int] | None = None
     remasked_tokens: torch.Tensor | None = None
+    unchanged_because: list[str | None] | None = None
 
 
 class ReflectiveMaskingEditPipeline(DiffusionPipeline):
@@ -302,10 +305,12 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
             allow_unknown_words (`bool`, defaults to `False`):
                 An instruction with words the tokenizer does not know raises a one-line ValueError naming
                 them and the nearest known ones, as is one a world model cannot read (no edit verb, a slot left
-                out) or one asking for what the image lacks (a Sudoku "fill" on a board with no empty cell), and
+                out) or one asking for what the image lacks (a Sudoku "fill" on a board with no empty cell, a shapes
+                add to a taken place), and
                 an image a world model reads as another grid of codes than its square one (a 64x40 shapes scene:
                 10x6 cells, not 8x8); True edits anyway (with a warning; a Sudoku image that is no 9x9 board
-                is always refused).
+                is always refused). An instruction naming a shape the image does not hold, or one of several,
+                changes nothing (``unchanged_because`` says why); True lets the model decide.
             use_kv_cache (`bool`, defaults to `False`):
                 Reuse keys/values between steps (approximate): cached steps recompute only masked and changed
                 codes. The scheduler says when to rebuild it (reflective: every reflect step).
@@ -361,6 +366,12 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         self._check_sequence_lengths(encoded_prompts, source_host, prompts)
         self.input_checks.check_requests(source_host, prompts, allow_unknown_words)
         region = self.image_processor.region_tokens(masks, prepared.crops, h, w)
+        # An instruction naming nothing to edit (a world reads its scene off the codes) changes nothing: its row may
+        # change no position. allow_unknown_words leaves every decision to the model (the benchmarks score it).
+        unchanged = [None] * b if allow_unknown_words else self.input_checks.nothing_to_change(source_host, prompts)
+        if any(unchanged):
+            region = torch.ones(b, h * w, dtype=torch.bool) if region is None else region.clone()
+            region[torch.tensor([u is not None for u in unchanged])] = False
         region = None if region is None else region.to(device)
         history = self._history(use_history, history_alpha, history_decay, b, h * w, device)
         state = scheduler.begin(source.reshape(b, h * w), region, history)
@@ -378,7 +389,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         images_out, masks = self._decode(codes, prepared, region_tokens, paste_back, output_type)
         out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host,
-               row_passes, remasked)
+               row_passes, remasked, unchanged)
         return ReflectiveEditOutput(*out) if return_dict else out
 
     def _denoise(self, scheduler, state, shape, encoded_prompts, source_host, guidance, generator, return_trajectory,

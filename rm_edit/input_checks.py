@@ -315,6 +315,17 @@ class InputChecks:
         problem = instruction_problem(codes, words)
         return None if problem is None else f"{text[:60]!r} does not fit image {i}: {problem}"
 
+    def nothing_to_change(self, source_codes, prompts: Sequence[str]) -> list[str | None]:
+        """Per prompt, why its instruction names nothing to edit in its image, where the world can tell from the
+        codes (shapes: a shape or group the scene does not hold, or one of several shapes), else None: the
+        pipeline then changes nothing there, whatever the model would have done."""
+        if self.world.get("name") != "shapes" or self.tokenizer is None:
+            return [None] * len(prompts)
+        from .data.shapes_language import reference_problem
+
+        return [reference_problem(codes, normalized_words(self.tokenizer, text))
+                if tuple(codes.shape) == (self.grid, self.grid) else None for codes, text in zip(source_codes, prompts)]
+
     def result_problem(self, codes) -> str | None:
         """What an edit's (h, w) codes leave undone, where the world can tell (Sudoku: empty cells, cells in
         conflict), one line; None when nothing is or the world cannot tell."""

@@ -115,11 +115,16 @@ def test_batch_warnings_name_the_item_and_refusals_do_not_stop_it(tmp_path, caps
     rows = [{"id": "good", "source": str(EXAMPLE), "instruction": "turn the green square red"},
             {"id": "tiny", "source": str(small), "instruction": "turn the green square red"},
             {"id": "wide", "source": str(wide), "instruction": "turn the green square red"},
-            {"id": "dark", "source": str(EXAMPLE), "instruction": "turn the green square dark red"}]
+            {"id": "dark", "source": str(EXAMPLE), "instruction": "turn the green square dark red"},
+            {"id": "absent", "source": str(EXAMPLE), "instruction": "remove the blue circle"}]
     manifest, out = tmp_path / "m.jsonl", tmp_path / "out"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["batch", str(manifest), "--out", str(out), "--no-progress"]) == 1
-    err = capsys.readouterr().err
+    printed = capsys.readouterr()
+    err = printed.err
+    assert ("nothing to change in 1 of 3 (written as given): absent: the image holds no blue circle (it holds a green "
+            "square, a green triangle and a yellow square)") in printed.out
+    assert (out / "absent.png").is_file()
     assert "warning: item 'tiny' is 32x32, smaller than the 64x64 images the shapes model was trained on" in err
     assert (out / "good.png").is_file() and (out / "tiny.png").is_file()
     assert not (out / "wide.png").exists() and not (out / "dark.png").exists()

@@ -243,6 +243,9 @@ def _edit_records(pipe: ReflectiveMaskingEditPipeline, records: list, args: argp
         for rec, codes in zip(recs, out.codes):
             if (problem := pipe.input_checks.result_problem(codes)) is not None:
                 undone.append(f"{rec.id}: {problem}")
+        for rec, why in zip(recs, out.unchanged_because or ()):
+            if why is not None:
+                unchanged.append(f"{rec.id}: {why}")
         progress.update(len(recs), errors.count)
 
     def failed(rec, reason: str) -> None:
@@ -250,11 +253,15 @@ def _edit_records(pipe: ReflectiveMaskingEditPipeline, records: list, args: argp
         progress.update(1, errors.count)
 
     undone: list[str] = []  # edits the world can tell are unfinished (a Sudoku board with empty cells left)
+    unchanged: list[str] = []  # instructions naming nothing to edit (a shape the scene does not hold): written as given
     written = edit_in_batches(pipe, records, prepare, write, batch_size=args.batch_size, seed=args.seed,
                               on_error=None if args.debug else failed, output_type="pil", **kwargs)
     if undone:
         shown = "; ".join(undone[:3]) + ("; ..." if len(undone) > 3 else "")
         print(f"{PROG}: warning: {len(undone)} of {written} edit(s) left something undone: {shown}", file=sys.stderr)
+    if unchanged:
+        shown = "; ".join(unchanged[:3]) + ("; ..." if len(unchanged) > 3 else "")
+        print(f"nothing to change in {len(unchanged)} of {written} (written as given): {shown}")
     return written
 
 

@@ -85,7 +85,9 @@ def demo_edit(pipe, image: PIL.Image.Image | None, instruction: str, mask: np.nd
     strip = filmstrip(trajectory_frames(pipe, out.trajectory, item=0)) if out.trajectory else None
     summary = region_summary(out, 0)
     message = f"{summary}; {seconds:.2f} s"
-    if not out.edit_region_tokens[0].any():
+    if out.unchanged_because and out.unchanged_because[0]:
+        message = f"nothing to change: {out.unchanged_because[0]}"
+    elif not out.edit_region_tokens[0].any():
         message = f"nothing to change: the model found nothing to edit for this instruction ({summary})"
     return DemoResult(message, edit, region_overlay(edit, out.edit_masks[0]), strip,
                       {"forward_passes": out.num_forward_passes, "seconds": seconds})

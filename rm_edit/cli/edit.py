@@ -94,7 +94,9 @@ def run_edit(args: argparse.Namespace) -> int:
     undone = pipe.input_checks.result_problem(out.codes[0])
     if undone is not None:
         print(f"{PROG}: warning: {undone}", file=sys.stderr)
-    if not out.edit_region_tokens[0].any():
+    if out.unchanged_because and out.unchanged_because[0]:
+        print(f"nothing to change: {out.unchanged_because[0]} ({args.out} is the input as it was)")
+    elif not out.edit_region_tokens[0].any():
         kept = 0 if out.remasked_tokens is None else int(out.remasked_tokens[0].sum())
         reconsidered = f"it re-masked {kept} code(s) and wrote them back as they were; " if kept else ""
         print(f"nothing to change: the model found nothing in {args.image} that {args.instruction!r} asks to "
