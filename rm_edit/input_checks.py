@@ -308,7 +308,7 @@ class InputChecks:
             if (problem := puzzle_problem(codes)) is not None:
                 return f"image {i} is no Sudoku puzzle: {problem}"
         else:
-            from .data.shapes_language import instruction_problem
+            from .data.shapes_requests import instruction_problem
 
             if tuple(codes.shape) != (self.grid, self.grid):  # another grid, edited anyway: no scene to read
                 return None
@@ -321,7 +321,7 @@ class InputChecks:
         pipeline then changes nothing there, whatever the model would have done."""
         if self.world.get("name") != "shapes" or self.tokenizer is None:
             return [None] * len(prompts)
-        from .data.shapes_language import reference_problem
+        from .data.shapes_requests import reference_problem
 
         return [reference_problem(codes, normalized_words(self.tokenizer, text))
                 if tuple(codes.shape) == (self.grid, self.grid) else None for codes, text in zip(source_codes, prompts)]

@@ -101,7 +101,7 @@ def test_the_model_alone_decides_null_edits_when_asked() -> None:
 def test_the_scene_check_names_exactly_the_worlds_null_edits() -> None:
     """3,000 test edits of all ten types: every null edit is named as changing nothing, no other edit is."""
     from rm_edit.data.shapes import EDIT_TYPES
-    from rm_edit.data.shapes_language import reference_problem
+    from rm_edit.data.shapes_requests import reference_problem
     from rm_edit.data.text_tokenizer import build_shapes_tokenizer
     from rm_edit.input_checks import normalized_words
 

@@ -363,13 +363,14 @@ def test_output_types(pipe, pil_images):
     assert torch.equal(lat.trajectory[-1]["codes"], lat.images)
 
     tup = pipe(images, PROMPT, output_type="latent", return_dict=False, **kw)
-    assert isinstance(tup, tuple) and len(tup) == 9
+    assert isinstance(tup, tuple) and len(tup) == 10
     assert torch.equal(tup[0], lat.images) and torch.equal(tup[2], lat.edit_region_tokens)
     assert tup[3] == lat.num_forward_passes and tup[4] is None
     # per image: the passes it took part in; the call runs until its last row is done, so that row saw them all
     assert len(tup[7]) == 2 and max(tup[7]) == tup[3] and min(tup[7]) >= 1
     # the edit region (codes that changed) lies inside what the reflective sampler re-masked
     assert tup[8].shape == (2, gh, gw) and not (tup[2] & ~tup[8]).any()
+    assert tup[9] == [None, None]  # no world entry: nothing is ruled unchanged without the model
     assert torch.equal(tup[5], lat.images)  # codes: for "latent", the images themselves
     # source_codes: the crops' codes, as the VQ encodes them outside the pipeline
     x = torch.cat([preprocess_image(im, CELL, pipe.config.max_crop_cells)[0] for im in images])

@@ -292,7 +292,7 @@ def test_an_add_or_move_to_a_taken_place_or_off_the_picture_is_refused(pipe, tmp
 def test_no_instruction_the_world_writes_asks_for_a_taken_place() -> None:
     """3,000 test edits of all ten types: only null edits (a shape the scene does not hold) may name a taken place."""
     from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld, ShapesWorldConfig
-    from rm_edit.data.shapes_language import instruction_problem
+    from rm_edit.data.shapes_requests import instruction_problem
     from rm_edit.data.text_tokenizer import build_shapes_tokenizer
     from rm_edit.input_checks import normalized_words
 

@@ -1,0 +1,95 @@
+"""What a shapes instruction asks of the scene it is given, read exactly off the image's 8x8 cell ids.
+
+The world's instructions are always well posed for their scene: adds and moves go to a free place, a relative move
+one place over inside the picture, and a reference names one shape (a group, at least one). Asked otherwise, the
+model guesses. :func:`instruction_problem` names an add or move the scene cannot take (the pipeline refuses it);
+:func:`reference_problem` names a reference to nothing or to one of several shapes: exactly the world's null
+edits (the pipeline then changes nothing).
+"""
+
+from __future__ import annotations
+
+import re
+
+from rm_edit.data.shapes_language import (_SLOT_VALUES, DIRECTIONS, PLURAL_KINDS, TEMPLATES, resolve_group,
+                                          resolve_reference)
+from rm_edit.data.shapes_scene import ANCHORS, COLOURS, KINDS, read_scene
+
+# A place an add or a move names ("... at the top left", "... to the right"; not a relative move's "left"), and a
+# relative move's shape and direction ("move the red circle a bit left").
+_PLACE = re.compile(r"\b(?:to|at|in) the (" + "|".join(sorted(ANCHORS, key=len, reverse=True)) + r")\b")
+_RELATIVE_MOVE = re.compile(r"\b(?:move|shift|drag) the (\w+(?: \w+)?) (?:a bit |one step )?(left|right|up|down)$")
+
+
+def instruction_problem(codes, words) -> str | None:
+    """Why an instruction (its normalized ``words``) asks for what the scene's 8x8 cell ids cannot give, in one
+    line; None when it may. Adds and moves go to a free place in every instruction of the world, and a relative
+    move one place over, inside the picture: "add a large green square at the top left" where the green square
+    stands added a small one at the top right instead, "move the green square to the top left" where it stands
+    moved it to the top, and "move the green square left" from the top left changed 9 codes."""
+    scene, text = read_scene(codes), " ".join(words)
+    held = {s.anchor: s.name for s in scene.shapes}
+    free = [a for a in ANCHORS if a not in held]
+    places = f"free places: {', '.join(free)}" if free else "no place is free"
+    if (place := _PLACE.search(text)) is not None:
+        anchor = place.group(1)
+        return None if anchor not in held else f"the {anchor} already holds the {held[anchor]} ({places})"
+    if (move := _RELATIVE_MOVE.search(text)) is None:
+        return None
+    ref, direction = move.groups()
+    if not set(ref.split()) <= set(COLOURS) | set(KINDS) | {"shape"}:
+        return None
+    shapes = resolve_reference(scene, ref)
+    if len(shapes) != 1:  # absent or ambiguous: a null edit, which the model itself leaves alone
+        return None
+    shape = shapes[0]
+    row, col = divmod(ANCHORS.index(shape.anchor), 3)
+    dr, dc = DIRECTIONS[direction]
+    if not (0 <= row + dr < 3 and 0 <= col + dc < 3):
+        return f"the {shape.name} is at the {shape.anchor}: it cannot go further {direction}"
+    anchor = ANCHORS[(row + dr) * 3 + col + dc]
+    return None if anchor not in held else f"the {anchor}, one place {direction}, holds the {held[anchor]} ({places})"
+
+
+_REF_PATTERN = (f"((?:{'|'.join(COLOURS)}) (?:{'|'.join(KINDS)})|(?:{'|'.join(KINDS)})|(?:{'|'.join(COLOURS)}) shape)")
+_GROUP_PATTERN = f"((?:{'|'.join(PLURAL_KINDS.values())})|(?:{'|'.join(COLOURS)}) shapes)"
+
+
+def _reference_pattern(template: str) -> re.Pattern:
+    """A template as a regex: {ref} / {group} captured, every other slot any of its values."""
+    parts = []
+    for piece in re.split(r"(\{\w+\})", template):
+        slot = piece[1:-1] if piece.startswith("{") else None
+        parts.append(_REF_PATTERN if slot == "ref" else _GROUP_PATTERN if slot == "group" else
+                     f"(?:{'|'.join(_SLOT_VALUES[slot])})" if slot else re.escape(piece))
+    return re.compile(r"\b" + "".join(parts) + r"\b")
+
+
+# Every edit template that names shapes already in the scene (not add), as (pattern, plural).
+_REFERENCE_TEMPLATES = [(_reference_pattern(t), "{group}" in t) for kind, ts in TEMPLATES.items()
+                        if kind not in ("add", "caption") for t in ts]
+
+
+def _listed(shapes) -> str:
+    names = [f"a {s.name}" for s in shapes]
+    return "nothing" if not names else names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def reference_problem(codes, words) -> str | None:
+    """Why an instruction of the world's own wording (its normalized ``words``) names nothing to edit in the
+    scene's 8x8 cell ids: a shape or group it does not hold, or one of several shapes; None when it names what it
+    edits (or is worded otherwise). The model leaves most such null edits alone but not all (0.966 of 500 fresh
+    test null edits: "make the triangle a yellow square" with two triangles turned one of them)."""
+    text = " ".join(words)
+    for pattern, plural in _REFERENCE_TEMPLATES:
+        if (found := pattern.search(text)) is None:
+            continue
+        scene, ref = read_scene(codes), found.group(1)
+        shapes = resolve_group(scene, ref) if plural else resolve_reference(scene, ref)
+        if not shapes:
+            return f"the image holds no {ref} (it holds {_listed(scene.shapes)})"
+        if len(shapes) > 1 and not plural:
+            return (f"the image holds {len(shapes)} shapes that '{ref}' names ({_listed(shapes)}): name one, e.g. "
+                    f"'the {shapes[0].name}'")
+        return None
+    return None
