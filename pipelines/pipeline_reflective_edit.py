@@ -364,6 +364,8 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         source_host = source.cpu()  # the branch sequences' prompts are assembled on the host, once
         b, h, w = source.shape
         self._check_sequence_lengths(encoded_prompts, source_host, prompts)
+        if self.input_checks.reads_cells is None:
+            self.input_checks.reads_cells = self._reads_world_cells(device)
         self.input_checks.check_requests(source_host, prompts, allow_unknown_words)
         region = self.image_processor.region_tokens(masks, prepared.crops, h, w)
         # An instruction naming nothing to edit (a world reads its scene off the codes) changes nothing: its row may
@@ -391,6 +393,17 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         out = (images_out, masks, region_tokens, passes, trajectory if return_trajectory else None, codes, source_host,
                row_passes, remasked, unchanged)
         return ReflectiveEditOutput(*out) if return_dict else out
+
+    def _reads_world_cells(self, device) -> bool:
+        """Does the image tokenizer read the world's probe image back as its exact cells (the shipped world models'
+        exact tokenizers do; a learned one need not), so that the scene and board checks may read its codes?"""
+        probe = self.input_checks.cell_probe()
+        if probe is None:
+            return False
+        image, cells = probe
+        prepared = self.image_processor.preprocess([PIL.Image.fromarray(image)])
+        codes = encode_to_codes(self.vqvae, prepared.pixels.to(device)).cpu()[0]
+        return tuple(codes.shape) == cells.shape and bool((codes.numpy() == cells).all())
 
     def _denoise(self, scheduler, state, shape, encoded_prompts, source_host, guidance, generator, return_trajectory,
                  callback_on_step_end, callback_on_step_end_tensor_inputs):

@@ -180,8 +180,24 @@ class InputChecks:
         self.tokenizer = tokenizer
         side = self.world.get("image_size")
         self.grid = side // cell if side and cell else None
+        # Whether the model's codes are the world's own cells (its tokenizer reads cell_probe() back exactly): the
+        # scene and board checks read them; None until the pipeline has probed its tokenizer.
+        self.reads_cells: bool | None = None
         self.grammar = world_grammar(self.world)
         self.warned: set[str] = set()
+
+    def cell_probe(self):
+        """(image, codes) a world model's tokenizer must read back exactly for the scene checks; None: no world."""
+        name = self.world.get("name")
+        if name == "shapes":
+            from .data.shapes import cell_probe
+
+            return cell_probe()
+        if name == "sudoku":
+            from .data.sudoku import cell_probe
+
+            return cell_probe()
+        return None
 
     def _once(self, kind: str, message: str) -> None:
         if kind not in self.warned:
@@ -291,7 +307,7 @@ class InputChecks:
         (Sudoku: fewer than 17 given clues or clues in conflict; "fill" on a board with no empty cell; shapes: an
         add or a move to a place a shape holds). ``source_codes``: (B, h, w), one row per prompt."""
         name = self.world.get("name")
-        if name not in ("sudoku", "shapes") or self.tokenizer is None:
+        if name not in ("sudoku", "shapes") or self.tokenizer is None or not self.reads_cells:
             return
         for i, (codes, text) in enumerate(zip(source_codes, prompts)):
             message = self._request_problem(name, i, codes, normalized_words(self.tokenizer, text), text)
@@ -319,7 +335,7 @@ class InputChecks:
         """Per prompt, why its instruction names nothing to edit in its image, where the world can tell from the
         codes (shapes: a shape or group the scene does not hold, or one of several shapes), else None: the
         pipeline then changes nothing there, whatever the model would have done."""
-        if self.world.get("name") != "shapes" or self.tokenizer is None:
+        if self.world.get("name") != "shapes" or self.tokenizer is None or not self.reads_cells:
             return [None] * len(prompts)
         from .data.shapes_requests import reference_problem
 
@@ -329,7 +345,7 @@ class InputChecks:
     def result_problem(self, codes) -> str | None:
         """What an edit's (h, w) codes leave undone, where the world can tell (Sudoku: empty cells, cells in
         conflict), one line; None when nothing is or the world cannot tell."""
-        if self.world.get("name") != "sudoku":
+        if self.world.get("name") != "sudoku" or not self.reads_cells:
             return None
         from .data.sudoku import board_problem
 

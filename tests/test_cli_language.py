@@ -96,6 +96,7 @@ def test_the_model_alone_decides_null_edits_when_asked() -> None:
     guarded = pipe(image, ["remove the blue circle", "turn the green square red"])
     assert guarded.unchanged_because[0].startswith("the image holds no blue circle") and guarded.unchanged_because[1] is None
     assert not guarded.edit_region_tokens[0].any() and guarded.edit_region_tokens[1].any()
+    assert pipe.input_checks.reads_cells is True  # its exact tokenizer reads the world's probe scene back as its cells
 
 
 def test_the_scene_check_names_exactly_the_worlds_null_edits() -> None:

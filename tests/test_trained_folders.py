@@ -191,3 +191,13 @@ def test_examples_with_init_is_unknown_past_a_folder_without_a_training_record(f
     (tmp_path / "her").mkdir()
     (tmp_path / "her" / "training.json").write_text(json.dumps(record))
     assert examples_with_init(tmp_path / "her") is None
+
+
+def test_scene_checks_stay_off_when_the_tokenizer_does_not_read_the_worlds_cells(folders, image):
+    """A shapes-world folder with a learned (here random) image tokenizer: its codes are not the world's cell ids, so
+    no scene is read off them (a reference would otherwise be judged against a scene that is not there)."""
+    base, _, _ = folders
+    pipe = ReflectiveMaskingEditPipeline.from_pretrained(base)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(image, "remove the blue circle")
+    assert pipe.input_checks.reads_cells is False and out.unchanged_because == [None]

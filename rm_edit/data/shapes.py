@@ -234,6 +234,14 @@ def _related_name(rng: np.random.Generator, colour: int, kind: int, used: set[tu
             return name
 
 
+def cell_probe() -> tuple[np.ndarray, np.ndarray]:
+    """(image, its cell ids) of one scene holding every part kind (a large and a small shape): a model whose image
+    tokenizer reads it back exactly reads scenes as the world's cells, which the scene checks need."""
+    scene = Scene("beige", (Shape("square", "green", "large", "top left"), Shape("triangle", "red", "small", "center"),
+                            Shape("circle", "blue", "large", "bottom right")))
+    return ShapesWorld().render(scene), ShapesWorld.codes(scene)
+
+
 def named_shape(ex: EditExample) -> Shape | None:
     """The one source shape the instruction names and the edit acts on (None for an add, which names a new
     shape, a plural, which names a group, and a null edit, which names no shape of the image)."""

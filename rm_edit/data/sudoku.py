@@ -162,6 +162,13 @@ def puzzle_problem(codes) -> str | None:
     return None
 
 
+def cell_probe() -> tuple[np.ndarray, np.ndarray]:
+    """(image, its cell codes) of one board with clues, written digits and empty cells: a model whose image
+    tokenizer reads it back exactly reads boards as the world's cells, which the board checks need."""
+    puzzle = SudokuWorld(split="test").puzzle(0)
+    return render_board(puzzle.source), puzzle.source
+
+
 def instruction_problem(codes, words) -> str | None:
     """Why an instruction (its normalized ``words``) asks for what board ``codes`` (81 cell codes) does not have,
     in one line; None when it fits. "fill" without "fix" on a board with no empty cell is such a request: the
