@@ -95,14 +95,18 @@ def unknown_words_message(tokenizer, text: str, unknown: Sequence[str]) -> str:
 class WorldGrammar(NamedTuple):
     """What a world's instructions look like: the verbs they turn on, what an instruction opened by a verb (or
     a verb and its next word) always names ({opening: {slot: words}}: every shapes "add" names a size), the
-    most edit verbs one instruction holds (None: no limit), and the words the model knows only from
-    descriptions of a scene, never in an edit (with a hint at what an edit may say instead)."""
+    most edit verbs one instruction holds (None: no limit), the words the model knows only from descriptions
+    of a scene, never in an edit (with a hint at what an edit may say instead), the words that join two
+    requests in one instruction, which the world's instructions never do (shapes: "and"), and the places an
+    instruction may name, one at most (shapes: its anchors and directions)."""
 
     edit_verbs: tuple[str, ...] = ()
     required_slots: dict[str, dict[str, tuple[str, ...]]] = {}
     max_edit_verbs: int | None = None
     description_only_words: tuple[str, ...] = ()
     description_only_hint: str = ""
+    joining_words: tuple[str, ...] = ()
+    places: tuple[str, ...] = ()
 
 
 def world_grammar(world: dict) -> WorldGrammar:
@@ -114,7 +118,8 @@ def world_grammar(world: dict) -> WorldGrammar:
         from .data import shapes_language as shapes
 
         return WorldGrammar(shapes.EDIT_VERBS, shapes.REQUIRED_SLOTS, shapes.MAX_EDIT_VERBS,
-                            shapes.DESCRIPTION_ONLY_WORDS, shapes.DESCRIPTION_ONLY_HINT)
+                            shapes.DESCRIPTION_ONLY_WORDS, shapes.DESCRIPTION_ONLY_HINT, shapes.JOINING_WORDS,
+                            shapes.PLACES)
     if world.get("name") == "sudoku":
         from .data import sudoku
 
@@ -142,6 +147,19 @@ def too_many_edits_message(text: str, used: Sequence[str], max_verbs: int) -> st
     return (f"{text[:80]!r} asks {len(used)} edits at once ({', '.join(used)}): each instruction this model knows "
             f"asks {most}; run them one after another, each on the previous output "
             "(allow_unknown_words=True or --allow-unknown-words edits anyway)")
+
+
+def joined_requests_message(text: str, joining: str) -> str:
+    """One line: the instruction joins two requests with ``joining`` ("and"), which no instruction of the world does."""
+    return (f"{text[:80]!r} joins two requests with {joining!r}: each instruction this model knows asks one edit of "
+            "one shape or one group ('the squares', 'the red shapes'), in one direction; run them one after another, "
+            "each on the previous output (allow_unknown_words=True or --allow-unknown-words edits anyway)")
+
+
+def no_one_place_message(text: str, said: Sequence[str], places: Sequence[str]) -> str:
+    """One line: the instruction's place words ``said`` make no one of the world's ``places`` ("up left")."""
+    return (f"{text[:80]!r} names {' '.join(said)!r}, which is no one place: a shape goes to one place or one step in "
+            f"one direction ({', '.join(places)}) (allow_unknown_words=True or --allow-unknown-words edits anyway)")
 
 
 def description_only_message(text: str, found: Sequence[str], hint: str) -> str:
@@ -257,13 +275,14 @@ class InputChecks:
                 raise ValueError(problem)
             if problem:
                 self._once("grammar", f"instruction {text[:60]!r} is unlike every instruction {self._name} was "
-                                      "trained on (no edit verb, or a slot its verb always fills); its edit is likely poor")
+                                      "trained on (see the error it gives without allow_unknown_words); its edit is likely poor")
 
     def _grammar_problem(self, text: str) -> str | None:
         """The one-line reason a world model cannot read ``text``: a word it knows only from scene descriptions,
-        no edit verb, more edits than one instruction of the world asks, or its first verb without a slot that
-        verb's every instruction fills; None when it reads like the world's own."""
-        verbs, required_slots, max_verbs, description_only, hint = self.grammar
+        no edit verb, more edits than one instruction of the world asks (more verbs, or a joining word), more than
+        one place ("up left"), or its first verb without a slot that verb's every instruction fills; None when it
+        reads like the world's own."""
+        verbs, required_slots, max_verbs, description_only, hint, joining, places = self.grammar
         if not verbs:
             return None
         words = normalized_words(self.tokenizer, text)
@@ -275,6 +294,13 @@ class InputChecks:
             return no_verb_message(text, words, verbs)
         if max_verbs is not None and len(used) > max_verbs:
             return too_many_edits_message(text, used, max_verbs)
+        joined = [w for w in words if w in joining]
+        if joined:
+            return joined_requests_message(text, joined[0])
+        place_words = {w for place in places for w in place.split()}
+        said = [w for w in words if w in place_words]
+        if said and " ".join(said) not in places:
+            return no_one_place_message(text, said, places)
         at = words.index(used[0])
         opening = " ".join(words[at:at + 2])  # "put a" (an add) reads differently from "put the" (a move)
         if opening not in required_slots:

@@ -202,7 +202,7 @@ def test_sudoku_instructions_need_fix_or_fill() -> None:
         checks.check_prompts(["the mistakes"])
     # A folder's world entry may name its verbs itself (then no slots are required).
     own = InputChecks({"name": "sudoku", "edit_verbs": ["fix"]}, build_sudoku_tokenizer())
-    assert own.grammar == (("fix",), {}, None, (), "")
+    assert own.grammar == (("fix",), {}, None, (), "", (), ())
     with pytest.raises(ValueError, match=r"has no edit verb this model knows \(its verbs: fix;"):
         own.check_prompts(["fill in the empty cells"])
 
@@ -256,6 +256,30 @@ def test_words_known_only_from_scene_descriptions_are_refused(tmp_path, capsys) 
                         "allow_unknown_words=True or --allow-unknown-words edits anyway)"), line
         assert not out.exists()
     assert main(["edit", str(EXAMPLE), "turn the green square blue", "-o", str(out)]) == 0 and out.is_file()
+
+
+def test_two_requests_joined_by_and_or_two_directions_are_refused(tmp_path, capsys) -> None:
+    """No shapes edit holds "and" (only captions do) and every move names one place or one direction. Asked anyway,
+    "move the green square left and up" and "move the green square up left" moved the square to the top, smeared a
+    small square at the left and moved the triangle too; "turn the green square red and the blue circle yellow" did
+    neither (exit 0 each). Refused in one line, nothing written; one place of two words ("the top left") still edits."""
+    out = tmp_path / "out.png"
+    joined = ("joins two requests with 'and': each instruction this model knows asks one edit of one shape or one "
+              "group ('the squares', 'the red shapes'), in one direction; run them one after another, each on the "
+              "previous output (allow_unknown_words=True or --allow-unknown-words edits anyway)")
+    places = ("which is no one place: a shape goes to one place or one step in one direction (top left, top, top "
+              "right, left, center, right, bottom left, bottom, bottom right, up, down) (allow_unknown_words=True or "
+              "--allow-unknown-words edits anyway)")
+    for text, reason in [("move the green square left and up", joined),
+                         ("Turn the green square red and the blue circle yellow.", joined),
+                         ("make the red and green squares blue", joined),
+                         ("move the green square up left", f"names 'up left', {places}"),
+                         ("Move the green square to the right, down.", f"names 'right down', {places}")]:
+        assert main(["edit", str(EXAMPLE), text, "-o", str(out)]) == 2, text
+        assert _one_error_line(capsys) == f"rm-edit: error: {text!r} {reason}"
+        assert not out.exists()
+    assert main(["edit", str(EXAMPLE), "move the yellow square to the top right", "-o", str(out)]) == 0
+    assert out.is_file()
 
 
 def test_an_add_or_move_to_a_taken_place_or_off_the_picture_is_refused(pipe, tmp_path, capsys) -> None:

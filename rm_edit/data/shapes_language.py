@@ -132,6 +132,14 @@ _EDIT_WORDS = {w for t in _EDIT_TEMPLATES for piece in t.split()
                for w in (_SLOT_WORDS[piece[1:-1]] if piece.startswith("{") else {piece})}
 DESCRIPTION_ONLY_WORDS: tuple[str, ...] = tuple(sorted(
     ({w for name in BACKGROUNDS for w in name.split()} | {"background"}) - _EDIT_WORDS))
+# "and" joins the shapes of a caption and stands in no edit instruction: in one it joins two requests (two edits,
+# shapes, colours or directions): "move the green square left and up" moved it to the top and left half a square
+# at the left, exit 0.
+JOINING_WORDS: tuple[str, ...] = tuple(w for w in ("and",) if w not in _EDIT_WORDS)
+# Where an instruction may send a shape: one anchor ("the top left") or one step in one direction ("up"). Two
+# ("move the green square up left", "... down right") are no place of the world's: the default moved the square
+# elsewhere and moved the triangle too, exit 0.
+PLACES: tuple[str, ...] = tuple(ANCHORS) + tuple(d for d in DIRECTIONS if d not in ANCHORS)
 DESCRIPTION_ONLY_HINT = (f"a shape is {', '.join(list(COLOURS)[:-1])} or {list(COLOURS)[-1]}; the background "
                          f"({', '.join(BACKGROUNDS)}) is never edited")
 
