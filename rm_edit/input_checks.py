@@ -78,10 +78,11 @@ def known_words(tokenizer) -> list[str]:
     return sorted(w for w in tokenizer.get_vocab() if w.isalpha() and w not in specials)
 
 
-def unknown_words_message(tokenizer, text: str, unknown: Sequence[str]) -> str:
+def unknown_words_message(tokenizer, text: str, unknown: Sequence[str], avoid: Sequence[str] = ()) -> str:
     """One line: the unknown words and the nearest known ones ("'colr' is not a word this model knows; did
-    you mean 'colour'?")."""
-    vocab = known_words(tokenizer)
+    you mean 'colour'?"), never one of ``avoid`` (words an edit may not hold: "bigger" is near "beige", a
+    background's name)."""
+    vocab = [w for w in known_words(tokenizer) if w not in set(avoid)]
     near = {w: difflib.get_close_matches(w.lower(), vocab, n=2, cutoff=0.6) for w in unknown}
     named = ", ".join(repr(w) for w in unknown)
     verb = "is not a word" if len(unknown) == 1 else "are not words"
@@ -264,7 +265,8 @@ class InputChecks:
                                  "'make the red circle blue'")
             unknown = unknown_words(self.tokenizer, text)
             if unknown and not allow_unknown_words:
-                raise ValueError(unknown_words_message(self.tokenizer, text, unknown))
+                raise ValueError(unknown_words_message(self.tokenizer, text, unknown,
+                                                       self.grammar.description_only_words))
             if unknown:
                 shown = ", ".join(repr(w) for w in unknown[:5])
                 self._once("words", f"instruction {text[:60]!r}: {shown} not in the model's vocabulary; "

@@ -41,6 +41,9 @@ def test_pipeline_refuses_unknown_words_naming_the_nearest(pipe) -> None:
         pipe(image, "change the Colr of the yellow square to purple")
     with pytest.raises(ValueError, match=r"'undo', 'sqare' are not words .* 'square'.* for 'sqare'"):
         pipe(image, ["turn the green square red", "undo the sqare"])
+    # A word an edit may not hold is never suggested: "bigger" is nearest "beige", a background's name.
+    with pytest.raises(ValueError, match=r"^'bigger' is not a word this model knows; nothing close"):
+        pipe(image, "make the green square bigger")
     for empty in ("   ", "...", " ?! "):
         with pytest.raises(ValueError, match="empty|has no words"):
             pipe(image, empty)
