@@ -78,17 +78,20 @@ def known_words(tokenizer) -> list[str]:
     return sorted(w for w in tokenizer.get_vocab() if w.isalpha() and w not in specials)
 
 
-def unknown_words_message(tokenizer, text: str, unknown: Sequence[str], avoid: Sequence[str] = ()) -> str:
+def unknown_words_message(tokenizer, text: str, unknown: Sequence[str], avoid: Sequence[str] = (),
+                          instructions: Sequence[str] = ()) -> str:
     """One line: the unknown words and the nearest known ones ("'colr' is not a word this model knows; did
     you mean 'colour'?"), never one of ``avoid`` (words an edit may not hold: "bigger" is near "beige", a
-    background's name)."""
+    background's name); with none close, the model's ``instructions`` when it has a few fixed ones."""
     vocab = [w for w in known_words(tokenizer) if w not in set(avoid)]
     near = {w: difflib.get_close_matches(w.lower(), vocab, n=2, cutoff=0.6) for w in unknown}
     named = ", ".join(repr(w) for w in unknown)
     verb = "is not a word" if len(unknown) == 1 else "are not words"
     guesses = [" or ".join(repr(c) for c in near[w]) + ("" if len(unknown) == 1 else f" for {w!r}")
                for w in unknown if near[w]]
-    hint = f"did you mean {'; '.join(guesses)}?" if guesses else "nothing close among its words (rm-edit info lists them)"
+    known = (f"its instructions: {', '.join(repr(t) for t in instructions)}" if instructions
+             else "rm-edit info lists them")
+    hint = f"did you mean {'; '.join(guesses)}?" if guesses else f"nothing close among its words ({known})"
     return (f"{named} {verb} this model knows; {hint} (instruction {text[:80]!r}; "
             "allow_unknown_words=True or --allow-unknown-words edits anyway)")
 
@@ -99,7 +102,8 @@ class WorldGrammar(NamedTuple):
     most edit verbs one instruction holds (None: no limit), the words the model knows only from descriptions
     of a scene, never in an edit (with a hint at what an edit may say instead), the words that join two
     requests in one instruction, which the world's instructions never do (shapes: "and"), and the places an
-    instruction may name, one at most (shapes: its anchors and directions)."""
+    instruction may name, one at most (shapes: its anchors and directions); a world of a few fixed instructions
+    lists them (Sudoku), to be named when an instruction's words are far from the model's."""
 
     edit_verbs: tuple[str, ...] = ()
     required_slots: dict[str, dict[str, tuple[str, ...]]] = {}
@@ -108,6 +112,7 @@ class WorldGrammar(NamedTuple):
     description_only_hint: str = ""
     joining_words: tuple[str, ...] = ()
     places: tuple[str, ...] = ()
+    instructions: tuple[str, ...] = ()
 
 
 def world_grammar(world: dict) -> WorldGrammar:
@@ -124,7 +129,7 @@ def world_grammar(world: dict) -> WorldGrammar:
     if world.get("name") == "sudoku":
         from .data import sudoku
 
-        return WorldGrammar(sudoku.EDIT_VERBS, {}, sudoku.MAX_EDIT_VERBS)
+        return WorldGrammar(sudoku.EDIT_VERBS, {}, sudoku.MAX_EDIT_VERBS, instructions=tuple(sudoku.INSTRUCTIONS.values()))
     return WorldGrammar()
 
 
@@ -266,7 +271,7 @@ class InputChecks:
             unknown = unknown_words(self.tokenizer, text)
             if unknown and not allow_unknown_words:
                 raise ValueError(unknown_words_message(self.tokenizer, text, unknown,
-                                                       self.grammar.description_only_words))
+                                                       self.grammar.description_only_words, self.grammar.instructions))
             if unknown:
                 shown = ", ".join(repr(w) for w in unknown[:5])
                 self._once("words", f"instruction {text[:60]!r}: {shown} not in the model's vocabulary; "
@@ -284,30 +289,30 @@ class InputChecks:
         no edit verb, more edits than one instruction of the world asks (more verbs, or a joining word), more than
         one place ("up left"), or its first verb without a slot that verb's every instruction fills; None when it
         reads like the world's own."""
-        verbs, required_slots, max_verbs, description_only, hint, joining, places = self.grammar
-        if not verbs:
+        g = self.grammar
+        if not g.edit_verbs:
             return None
         words = normalized_words(self.tokenizer, text)
-        found = [w for w in dict.fromkeys(words) if w in description_only]
+        found = [w for w in dict.fromkeys(words) if w in g.description_only_words]
         if found:
-            return description_only_message(text, found, hint)
-        used = [w for w in words if w in verbs]
+            return description_only_message(text, found, g.description_only_hint)
+        used = [w for w in words if w in g.edit_verbs]
         if not used:
-            return no_verb_message(text, words, verbs)
-        if max_verbs is not None and len(used) > max_verbs:
-            return too_many_edits_message(text, used, max_verbs)
-        joined = [w for w in words if w in joining]
+            return no_verb_message(text, words, g.edit_verbs)
+        if g.max_edit_verbs is not None and len(used) > g.max_edit_verbs:
+            return too_many_edits_message(text, used, g.max_edit_verbs)
+        joined = [w for w in words if w in g.joining_words]
         if joined:
             return joined_requests_message(text, joined[0])
-        place_words = {w for place in places for w in place.split()}
+        place_words = {w for place in g.places for w in place.split()}
         said = [w for w in words if w in place_words]
-        if said and " ".join(said) not in places:
-            return no_one_place_message(text, said, places)
+        if said and " ".join(said) not in g.places:
+            return no_one_place_message(text, said, g.places)
         at = words.index(used[0])
         opening = " ".join(words[at:at + 2])  # "put a" (an add) reads differently from "put the" (a move)
-        if opening not in required_slots:
+        if opening not in g.required_slots:
             opening = words[at]
-        for slot, slot_words in required_slots.get(opening, {}).items():
+        for slot, slot_words in g.required_slots.get(opening, {}).items():
             if not set(words) & set(slot_words):
                 return missing_slot_message(text, opening, slot, slot_words)
         return None

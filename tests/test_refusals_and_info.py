@@ -205,7 +205,12 @@ def test_sudoku_instructions_need_fix_or_fill() -> None:
         checks.check_prompts(["the mistakes"])
     # A folder's world entry may name its verbs itself (then no slots are required).
     own = InputChecks({"name": "sudoku", "edit_verbs": ["fix"]}, build_sudoku_tokenizer())
-    assert own.grammar == (("fix",), {}, None, (), "", (), ())
+    assert own.grammar == (("fix",), {}, None, (), "", (), (), ())
+    # Words far from the model's: its three instructions are named.
+    with pytest.raises(ValueError, match=r"^'solve', 'puzzle' are not words this model knows; nothing close among its "
+                                         r"words \(its instructions: 'fix the mistakes', 'fill in the empty cells', 'fill "
+                                         r"in the empty cells and fix the mistakes'\) \(instruction 'solve the puzzle';"):
+        checks.check_prompts(["solve the puzzle"])
     with pytest.raises(ValueError, match=r"has no edit verb this model knows \(its verbs: fix;"):
         own.check_prompts(["fill in the empty cells"])
 
