@@ -366,6 +366,9 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         self._check_sequence_lengths(encoded_prompts, source_host, prompts)
         if self.input_checks.reads_cells is None:
             self.input_checks.reads_cells = self._reads_world_cells(device)
+        if self.input_checks.reads_back:
+            read_back = decode_codes(self.vqvae, source).to(device) - prepared.pixels.to(device)
+            self.input_checks.check_read_back((read_back.abs().mean(dim=(1, 2, 3)) * 255).tolist(), allow_unknown_words)
         self.input_checks.check_requests(source_host, prompts, allow_unknown_words)
         region = self.image_processor.region_tokens(masks, prepared.crops, h, w)
         # An instruction naming nothing to edit (a world reads its scene off the codes) changes nothing: its row may
