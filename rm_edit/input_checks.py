@@ -29,7 +29,10 @@ import PIL.Image
 # max_read_back_error: the most an image may differ (mean |difference|, 0-255) from the decoding of the codes its
 # world model reads (measured on 150 test scenes each: scenes of the world <= 1.4, bilinear resizes <= 2.2, 16 px
 # copies <= 8.2, JPEG at quality 10 <= 10.0; a grayscale copy of the example 18.9, a photo-like image 32.6, noise 68.4).
-WORLD_DEFAULTS: dict[str, dict] = {"shapes": {"max_colours": 256, "max_read_back_error": 12.0}}
+# grayscale_scenes false: every shape has a colour, so a gray picture with something on it is a grayscale copy (of
+# 6,000 test images, the 40 all-gray ones are empty scenes of one colour, the light gray background).
+WORLD_DEFAULTS: dict[str, dict] = {"shapes": {"max_colours": 256, "max_read_back_error": 12.0,
+                                              "grayscale_scenes": False}}
 DEFAULT_MAX_SCALE = 4  # an input this many times the world's image side (or more) is "far larger"
 _COLOUR_SAMPLE_SIDE = 128  # colours are counted on a nearest-neighbour thumbnail: cheap, and a photo stays a photo
 
@@ -51,14 +54,26 @@ def main_colours(image: PIL.Image.Image, share: float = 0.95) -> int:
     (on a thumbnail of at most 128 px a side). A flat drawing needs a few even where a VQ decoder painted it
     (faint noise of a few levels over the whole region: a shapes edit has hundreds of exact colours); a photo
     or a gradient needs hundreds to thousands."""
+    _, counts = np.unique(_thumbnail(image).reshape(-1, 3) >> 3, axis=0, return_counts=True)
+    covered = np.cumsum(np.sort(counts)[::-1]) / counts.sum()
+    return int(np.searchsorted(covered, share - 1e-9)) + 1
+
+
+def _thumbnail(image: PIL.Image.Image) -> np.ndarray:
+    """(h, w, 3) uint8 RGB of ``image``, at most 128 px a side (nearest neighbour: no colour is mixed in)."""
     img = image.convert("RGB")
     if max(img.size) > _COLOUR_SAMPLE_SIDE:
         scale = _COLOUR_SAMPLE_SIDE / max(img.size)
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                          PIL.Image.Resampling.NEAREST)
-    _, counts = np.unique(np.asarray(img).reshape(-1, 3) >> 3, axis=0, return_counts=True)
-    covered = np.cumsum(np.sort(counts)[::-1]) / counts.sum()
-    return int(np.searchsorted(covered, share - 1e-9)) + 1
+    return np.asarray(img)
+
+
+def is_gray_picture(image: PIL.Image.Image, tolerance: int = 6) -> bool:
+    """Every pixel gray (channels within ``tolerance``: a JPEG of a grayscale copy stays gray) and not all one value."""
+    pixels = _thumbnail(image).astype(np.int16)
+    gray = (np.abs(pixels[..., 0] - pixels[..., 1]) <= tolerance) & (np.abs(pixels[..., 1] - pixels[..., 2]) <= tolerance)
+    return bool(gray.all()) and int(np.ptp(pixels)) > tolerance
 
 
 def unknown_words(tokenizer, text: str) -> list[str]:
@@ -238,7 +253,8 @@ class InputChecks:
     def check_images(self, images: Sequence[PIL.Image.Image], grid: tuple[int, int] | None = None,
                      allow_unknown_words: bool = False) -> None:
         """Images outside the world: refused when they read as another grid of codes (``grid``: the call's, see
-        :meth:`check_grid`), else a warning once per kind (not square, far larger or smaller, a photo's colours)."""
+        :meth:`check_grid`) or are gray in a world of coloured shapes, else a warning once per kind (not square,
+        far larger or smaller, a photo's colours)."""
         if grid is not None:
             self.check_grid(grid, allow_unknown_words)
         side = self.world.get("image_size")
@@ -255,6 +271,12 @@ class InputChecks:
                 if max(w, h) >= self.world.get("max_scale", DEFAULT_MAX_SCALE) * side:
                     self._once("size", f"image {i} is {w}x{h}, far larger than the {side}x{side} images "
                                        f"{self._name} was trained on; it is resized down first")
+            if self.world.get("grayscale_scenes") is False and is_gray_picture(image):
+                message = (f"image {i} is gray: every shape of the {self.world.get('name')} world has a colour, so its "
+                           "model would read gray shapes as colours it guesses; give it the colour picture")
+                if not allow_unknown_words:
+                    raise ValueError(message)
+                self._once("gray", message)
             if max_colours is not None:
                 n = main_colours(image)
                 if n > max_colours:
