@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rm_edit.adapters import weights_sha256
 from rm_edit.data.sudoku_cells import board_codes, encode_board, render_board
 
 MODELS = Path(__file__).resolve().parent.parent / "rm_edit" / "models"
@@ -41,7 +42,13 @@ def test_every_sudoku_folder_has_one_architecture_and_records_its_training():
     steps = {name: json.loads((MODELS / name / "training.json").read_text())["examples"] for name in FOLDERS}
     post = {steps[name] for name in FOLDERS if name != "sudoku-base"}
     assert post == {500 * 64}, steps  # equal cost: every post-training saw the same examples
-    assert steps["sudoku-base"] == 2000 * 64
+    assert steps["sudoku-base"] == 2000 * 64  # a cycle; the base trained three, each from the last one's weights
+    base_total = json.loads((MODELS / "sudoku-base" / "training.json").read_text())["examples_with_init"]
+    assert base_total == 3 * 2000 * 64 and 4 * 500 * 64 <= base_total  # lightweight: a quarter of the base's at most
+    base_weights = weights_sha256(MODELS / "sudoku-base")
+    for name in FOLDERS:
+        if name != "sudoku-base":  # post-trained from the shipped base's exact weights
+            assert json.loads((MODELS / name / "training.json").read_text())["init_from"]["weights_sha256"] == base_weights
 
 
 def test_cli_fixes_one_wrong_digit_with_the_rm_her_folder(tmp_path):
