@@ -27,8 +27,8 @@ import PIL.Image
 # Known worlds' defaults, used when the ``world`` entry does not say. A shapes image holds a background and a
 # few flat shapes (tens of colours with resampling edges); a photo holds thousands.
 # max_read_back_error: the most an image may differ (mean |difference|, 0-255) from the decoding of the codes its
-# world model reads (measured on 150 test scenes each: scenes of the world <= 1.4, bilinear resizes <= 2.2, 16 px
-# copies <= 8.2, JPEG at quality 10 <= 10.0; a grayscale copy of the example 18.9, a photo-like image 32.6, noise 68.4).
+# world model reads (benchmarks/read_back_errors.py, 150 test scenes each: scenes of the world <= 1.4, bilinear
+# resizes <= 2.2, 16 px copies <= 8.2, JPEG at quality 10 <= 10.0; a photo-like image 28.5, noise 70.9).
 # grayscale_scenes false: every shape has a colour, so a gray picture with something on it is a grayscale copy (of
 # 6,000 test images, the 40 all-gray ones are empty scenes of one colour, the light gray background).
 WORLD_DEFAULTS: dict[str, dict] = {"shapes": {"max_colours": 256, "max_read_back_error": 12.0,
@@ -147,7 +147,8 @@ def world_grammar(world: dict) -> WorldGrammar:
     if world.get("name") == "sudoku":
         from .data import sudoku
 
-        return WorldGrammar(sudoku.EDIT_VERBS, {}, sudoku.MAX_EDIT_VERBS, instructions=tuple(sudoku.INSTRUCTIONS.values()))
+        return WorldGrammar(sudoku.EDIT_VERBS, {}, sudoku.MAX_EDIT_VERBS,
+                            instructions=tuple(sudoku.INSTRUCTIONS.values()))
     return WorldGrammar()
 
 
