@@ -147,3 +147,23 @@ def test_rm_settings_name_the_folders_tuned_sampler_and_a_run_with_other_options
     assert not _finished(tmp_path, 3, model_settings(rm, [1], [])[0][2])
     assert _finished(tmp_path, 3, {"strategy": "reflective", "num_turns": 1})
     assert not _finished(tmp_path, 4, {"strategy": "reflective", "num_turns": 1})
+
+
+def test_the_card_shows_a_larger_test_sample_after_the_main_table(tmp_path):
+    """A bucket of 53 boards moves 2 points a board: runs of the chosen settings on more test boards get their own
+    table in SUDOKU_MODEL_CARD.md, after the main one, with their own n (RM's fix k 13-24 was 0.950 on 256 boards
+    and 0.853 on 1,024)."""
+    from rm_edit.training.sudoku_cards import write_sudoku_cards
+
+    fix = {"n": 4, "sudoku_exact": 1.0, "sudoku_valid": 1.0, "sudoku_valid_fewest_changes": 1.0, "sudoku_replays": 0.0,
+           "forward_passes": 6.0}
+    more = dict(fix, n=16, sudoku_exact=13 / 16)  # 13 of 16 exact: 0.8125
+    points = {"sudoku-rm": [_point(4, {"fix k 13-24": fix})]}
+    larger = [{"n": 16, "points": {"sudoku-rm": [_point(4, {"fix k 13-24": more})]}}]
+    write_sudoku_cards(tmp_path, points, {}, "python -m rm_edit.training.sudoku_recipe --work runs/sudoku", {}, "p.png",
+                       larger=larger)
+    card = (tmp_path / "SUDOKU_MODEL_CARD.md").read_text()
+    main, _, rest = card.partition("## The same on 16 test boards (the first 4 are the table's above)")
+    assert "| sudoku-rm | 4 turns | 1.000 |" in main and rest, card
+    assert "| model | sampler | fix k 13-24: exact (n=16) | replays | fwd passes |" in rest
+    assert "| sudoku-rm | 4 turns | 0.812 |" in rest.split("## Ablation")[0]

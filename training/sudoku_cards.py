@@ -130,9 +130,10 @@ def write_sudoku_cards(models: Path, points: Mapping[str, Sequence[Mapping]], ti
                        command: str, tuned: Mapping[str, Mapping[str, Any]], png: str,
                        vq_metrics: Mapping[str, Any] | None = None,
                        tuned_rm: Mapping[str, Mapping[str, Any]] | None = None,
-                       base_losses: Sequence[float] = ()) -> None:
+                       base_losses: Sequence[float] = (), larger: Sequence[Mapping[str, Any]] = ()) -> None:
     """Every folder's ``README.md`` and ``models/SUDOKU_MODEL_CARD.md`` (``png``: the plot's path as the card
-    links it; ``base_losses``: the base's held-out loss at the end of each of its cycles)."""
+    links it; ``base_losses``: the base's held-out loss at the end of each of its cycles; ``larger``: the
+    ``scaling.json`` of runs on more test boards, each shown as its own table after the main one)."""
     points = _ordered(points)
     n = next((r["n"] for runs in points.values() for r in runs), 0)
     for name, about in ABOUT.items():
@@ -177,8 +178,11 @@ def write_sudoku_cards(models: Path, points: Mapping[str, Sequence[Mapping]], ti
              "Fix buckets are scored by exact board accuracy, the ambiguous fill buckets by valid with the fewest "
              "changes (valid, and no more changed givens or source digits than the solution). Replays: replay "
              "mistakes per board (a cell re-takes a wrong digit it held); fwd passes: per board.", "",
-             *headline_table(points), "",
-             "## Ablation per bucket: RM / RM+HER / RM+HER+decay, SFT and base regenerate",
+             *headline_table(points), ""]
+    for sample in larger:  # a small bucket's figure moves with a few boards: the same settings on more of them
+        card += [f"## The same on {sample['n']} test boards (the first {n} are the table's above)", "",
+                 *headline_table(_ordered(sample["points"])), ""]
+    card += ["## Ablation per bucket: RM / RM+HER / RM+HER+decay, SFT and base regenerate",
              *ablation_sections(points, buckets_of(points)), "",
              "## Test-time scaling", "", f"![Sudoku test-time scaling]({png})", ""]
     if vq_metrics:

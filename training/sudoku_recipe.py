@@ -207,15 +207,17 @@ class SudokuRecipe(Recipe):
 
     def stage_cards(self) -> None:
         """Each folder's card, ``models/SUDOKU_MODEL_CARD.md`` and ``scaling/readme_section.md``, from the tuning
-        record, ``scaling/scaling.json`` and the stage times (the plot linked where it ships: ``assets/``)."""
+        record, ``scaling/scaling.json`` (and any ``scaling_*/scaling.json`` on more test boards) and the stage times (the plot linked where it ships: ``assets/``)."""
         from .sudoku_cards import readme_section, write_sudoku_cards
 
         points = json.loads((self.work / "scaling" / "scaling.json").read_text())["points"]
         tuned = json.loads(self.tuned_path.read_text()) if self.tuned_path.exists() else {}
         tuned_rm = json.loads(self.tuned_rm_path.read_text()) if self.tuned_rm_path.exists() else {}
         vq = self.work / "models" / "vq_metrics.json"
+        # Runs of chosen settings on more test boards (``sudoku_scaling --n 1024 --out WORK/scaling_1024``), if any.
+        larger = [json.loads(f.read_text()) for f in sorted(self.work.glob("scaling_*/scaling.json"))]
         write_sudoku_cards(self.work / "models", points, self.times, self.command, tuned, f"../../assets/{PNG}",
-                           json.loads(vq.read_text()) if vq.exists() else None, tuned_rm, self.base_losses())
+                           json.loads(vq.read_text()) if vq.exists() else None, tuned_rm, self.base_losses(), larger)
         (self.work / "scaling" / "readme_section.md").write_text(readme_section(points, self.command, f"assets/{PNG}"))
 
 
