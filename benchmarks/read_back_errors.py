@@ -15,12 +15,11 @@ import io
 
 import numpy as np
 import PIL.Image
-import torch
 
 from rm_edit.data.shapes import ShapesWorld
 from rm_edit.pipelines import ReflectiveMaskingEditPipeline
 from rm_edit.pipelines.default_model import DEFAULT_MODEL, shipped_models
-from rm_edit.vq import decode_codes, encode_to_codes
+from rm_edit.vq import encode_to_codes, read_back_errors
 
 
 def _jpeg(image: PIL.Image.Image, quality: int) -> PIL.Image.Image:
@@ -40,12 +39,10 @@ CHANGES = {
 }
 
 
-@torch.no_grad()
 def read_back_error(pipe, image: PIL.Image.Image) -> float:
-    """Mean |image - decode(encode(image))| over pixels and channels, 0-255, as the pipeline measures it."""
+    """The pipeline's own measure (``rm_edit.vq.read_back_errors``) of one image, prepared as an edit prepares it."""
     pixels = pipe.image_processor.preprocess([image]).pixels
-    decoded = decode_codes(pipe.vqvae, encode_to_codes(pipe.vqvae, pixels))
-    return float((decoded - pixels).abs().mean() * 255)
+    return read_back_errors(pipe.vqvae, encode_to_codes(pipe.vqvae, pixels), pixels)[0]
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from rm_edit.layout import build_edit_sequence, get_layout, pad_sequences
 from rm_edit.reflective import generators_on
 from rm_edit.schedulers import CodeSpaceEditScheduler, scheduler_for_strategy
 from rm_edit.transformer import LLaDATransformer
-from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes
+from rm_edit.vq import as_vq_tokenizer, decode_codes, encode_to_codes, read_back_errors
 
 from .adapter_folder import is_adapter_folder, load_adapter_pipeline
 from .call_inputs import check_inputs, encode_prompts, expand_inputs
@@ -367,8 +367,7 @@ class ReflectiveMaskingEditPipeline(DiffusionPipeline):
         if self.input_checks.reads_cells is None:
             self.input_checks.reads_cells = self._reads_world_cells(device)
         if self.input_checks.reads_back:
-            read_back = decode_codes(self.vqvae, source).to(device) - prepared.pixels.to(device)
-            self.input_checks.check_read_back((read_back.abs().mean(dim=(1, 2, 3)) * 255).tolist(), allow_unknown_words)
+            self.input_checks.check_read_back(read_back_errors(self.vqvae, source, prepared.pixels), allow_unknown_words)
         self.input_checks.check_requests(source_host, prompts, allow_unknown_words)
         region = self.image_processor.region_tokens(masks, prepared.crops, h, w)
         # An instruction naming nothing to edit (a world reads its scene off the codes) changes nothing: its row may

@@ -363,3 +363,11 @@ def restore_input_size(original: Image.Image, edited: Image.Image | torch.Tensor
     out = original.convert("RGB").copy()
     out.paste(patch, (l, t))
     return out
+
+
+@torch.no_grad()
+def read_back_errors(vq: VQModel, codes: torch.Tensor, images: torch.Tensor) -> list[float]:
+    """Each image's mean |image - decode(codes)| over pixels and channels, on 0-255 (``images``: (B, 3, H, W) in
+    [0, 1], ``codes`` what the VQ reads of them): how far an input is from what the model's codes can say."""
+    decoded = decode_codes(vq, codes.to(vq.device))
+    return ((decoded - images.to(decoded.device, decoded.dtype)).abs().mean(dim=(1, 2, 3)) * 255).tolist()
