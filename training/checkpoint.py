@@ -35,11 +35,12 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_training_state(folder: Path, model, optimizer, lr_schedule, generator: torch.Generator,
-                        buffer: torch.Tensor, step: int, weights: dict[str, torch.Tensor] | None = None) -> None:
+                        buffer: torch.Tensor, step: int, weights: dict[str, torch.Tensor] | None = None,
+                        extra: dict[str, torch.Tensor] | None = None) -> None:
     """Write the state atomically: into a temp folder, then swap it in, so a crash never leaves half a checkpoint.
 
     weights: the tensors to keep (e.g. only what LoRA trains: the frozen base is the init folder's); None: the
-    whole model."""
+    whole model. extra: more named tensors of the run's state (e.g. the on-policy states buffer)."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,7 @@ def save_training_state(folder: Path, model, optimizer, lr_schedule, generator: 
     tensors["rng.generator"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["buffer"] = buffer.contiguous()
+    tensors.update({f"extra.{k}": v.contiguous() for k, v in (extra or {}).items()})
     save_file(tensors, str(tmp / "training_state.safetensors"))
     meta.update(step=step, lr_schedule=lr_schedule.state_dict())
     (tmp / "training_state.json").write_text(json.dumps(meta))
@@ -67,8 +69,9 @@ def save_training_state(folder: Path, model, optimizer, lr_schedule, generator: 
 
 
 def load_training_state(folder: Path, model, optimizer, lr_schedule, generator: torch.Generator,
-                        buffer: torch.Tensor) -> int:
-    """Restore what :func:`save_training_state` wrote; returns the step to continue from."""
+                        buffer: torch.Tensor, extra: dict[str, torch.Tensor] | None = None) -> int:
+    """Restore what :func:`save_training_state` wrote (``extra``'s tensors are filled in place); returns the step
+    to continue from."""
     folder = Path(folder)
     weights = folder / "model" / "diffusion_pytorch_model.safetensors"
     if not weights.is_file():
@@ -85,4 +88,8 @@ def load_training_state(folder: Path, model, optimizer, lr_schedule, generator: 
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
     buffer.copy_(tensors["buffer"])
+    for name, value in (extra or {}).items():
+        if f"extra.{name}" not in tensors:
+            raise ValueError(f"checkpoint {folder} has no {name!r} (saved by a run with other settings?)")
+        value.copy_(tensors[f"extra.{name}"])
     return int(meta["step"])

@@ -76,6 +76,7 @@ class MDMTrainConfig:
     trajectory: dict = field(default_factory=dict)  # TrajectoryConfig overrides
     states: str = "simulated"  # reflective: "simulated" trajectories, or the "sampler"'s own passes
     sampler_states: dict = field(default_factory=dict)  # SamplerStatesConfig overrides (states = "sampler")
+    rollouts: dict = field(default_factory=dict)  # RolloutConfig overrides: on-policy states (states = "sampler")
     changed_weight: float = 0.0  # > 0: one cross-entropy over all positions, changed cells weighted this much
     # With changed_weight: the keeps the model would re-mask (p([MASK]) > p(the right code)) weigh as much as the
     # changed cells, so a wrong re-mask (a null edit's miss) costs what a missed one does.

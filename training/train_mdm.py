@@ -10,7 +10,9 @@ cross-entropy on masked codes, instruction / source dropout for guidance); the b
 SFT baseline use it. ``reflective`` trains with the three oracle labels (reveal, mask, keep), optionally
 with History Reference, on ``states``: ``"sampler"`` = the reflective sampler's own passes
 (``trajectories.sampler_states``, the shipped models) or ``"simulated"`` trajectories (``reflective_trajectory``,
-which can also mix in the model's own samples; used for LoRA on Lumina-DiMOO-class models).
+which can also mix in the model's own samples; used for LoRA on Lumina-DiMOO-class models). With ``rollouts``
+(:mod:`.rollouts`) part of each sampler-states batch comes from the model's own reflective edits of training
+examples (on-policy states, their histories holding the codes it rejected).
 
 ``lora_rank`` > 0 trains LoRA adapters and the [MASK] row on a frozen ``init_from`` (:mod:`.mdm_model`); the
 config (:mod:`.mdm_config`) has presets, e.g. ``lumina-dimoo-lora`` (:mod:`.lora_rm`). Output ``out/final``
@@ -52,8 +54,9 @@ from .mdm_model import (build_model, init_code_rows_from_codebook, lora_dtype, o
                         trainable_parameters)
 from .model_folders import check_output_parts, load_start, training_record, write_adapter_folder, write_pipeline_folder
 from .world_codes import CAPTION
-from .trajectories import (KEEP, MASK, REVEAL, SamplerStatesConfig, TrajectoryConfig, reflective_trajectory,
-                           sampler_states, vanilla_corruption)
+from .rollouts import RolloutBuffer, RolloutConfig, pad_history, reflective_rollout
+from .trajectories import (KEEP, MASK, REVEAL, CorruptedTargets, SamplerStatesConfig, TrajectoryConfig, oracle_labels,
+                           reflective_trajectory, sampler_states, vanilla_corruption)
 
 LOSS_NAMES = {REVEAL: "reveal", MASK: "mask", KEEP: "keep"}
 REVEAL_CHANGED = 3  # a reveal at a cell the edit changes (its own loss with reveal_changed_loss)
@@ -123,6 +126,35 @@ def sample_native(model, layout, bank, cache, index, cfg, gen) -> torch.Tensor:
 
 
 
+def rollout_states(model, layout, bank, cache, rollout_cfg: RolloutConfig, cfg, gen):
+    """(index, state, history) of every pass of the model's own reflective edits of ``rollout_cfg.rows`` random
+    training examples (:func:`.rollouts.reflective_rollout`), with History Reference as ``cfg`` trains it."""
+    device = next(model.parameters()).device
+    no_drop = SimpleNamespace(p_drop_instruction=0.0, p_drop_image=0.0)
+    classes = layout.image_class_ids(device)
+
+    def predict(index, state, history):
+        batch = build_batch(layout, bank, cache, index, state, no_drop, gen)
+        offset = None
+        if cfg.history and history is not None:
+            offset = history_offsets(model, layout, history.to(device), batch.target_positions.to(device),
+                                     batch.input_ids.shape[1], cfg)
+        return forward_batch(model, batch, device, offset, classes, bool(cfg.pack_batches)).float().cpu()
+
+    index = torch.randint(0, len(cache), (rollout_cfg.rows,), generator=gen)
+    return reflective_rollout(predict, index, cache.source[index].flatten(1), layout.codebook_size, rollout_cfg, gen)
+
+
+def with_on_policy_rows(corrupted: CorruptedTargets, on_policy, target: torch.Tensor, mask_code: int) -> CorruptedTargets:
+    """The buffer's rows (index, state, history) first, oracle-labelled against their ``target``, then the
+    sampler states' rows; both histories padded to the buffer's length."""
+    _, state, history = on_policy
+    labels, kind = oracle_labels(state, target, mask_code)
+    sampler_history = pad_history(corrupted.history, history.shape[-1])
+    return CorruptedTargets(torch.cat([state, corrupted.state]), torch.cat([labels, corrupted.labels]),
+                            torch.cat([kind, corrupted.kind]), torch.cat([history, sampler_history]))
+
+
 def load_codes(cfg: MDMTrainConfig, layout: TokenLayout, vq, accelerator) -> CodeCache:
     """The training code caches (made from ``manifest`` with the VQ first when ``train_codes`` is missing)."""
     codes = Path(cfg.train_codes)
@@ -169,6 +201,9 @@ def _check(cfg: MDMTrainConfig) -> None:
                                  ("loss_classes", cfg.loss_classes, ("vocab", "codes"))):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    if cfg.rollouts.get("every") and not (cfg.objective == "reflective" and cfg.states == "sampler"):
+        raise ValueError(f"rollouts need the reflective objective on sampler states, got objective {cfg.objective!r}, "
+                         f"states {cfg.states!r}")
     if cfg.weight_false_remasks and not (cfg.objective == "reflective" and cfg.changed_weight > 0):
         raise ValueError("weight_false_remasks needs the reflective objective with changed_weight > 0, got "
                          f"objective {cfg.objective!r}, changed_weight {cfg.changed_weight}")
@@ -213,10 +248,14 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     trained = [p for group in optimizer.param_groups for p in group["params"]]
 
     native = torch.full((len(cache), n_pos), -1, dtype=torch.long)
+    rollout_cfg = RolloutConfig(**cfg.rollouts)
+    rollout_cfg.check()
+    buffer = RolloutBuffer(rollout_cfg.capacity, n_pos, rollout_cfg.history_len) if rollout_cfg.every else None
+    run_state = None if buffer is None else buffer.state_tensors()
     start_step = 0
     ckpt = out / "checkpoint"
     if (ckpt / "training_state.safetensors").exists():
-        start_step = load_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native)
+        start_step = load_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, run_state)
         accelerator.print(f"resumed from {ckpt} at step {start_step}")
     traj_cfg = TrajectoryConfig(**cfg.trajectory)
     states_cfg = SamplerStatesConfig(**cfg.sampler_states)
@@ -247,12 +286,25 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
                 index = torch.randint(0, len(cache), (cfg.batch_size,), generator=gen)
             else:
                 index = torch.multinomial(example_weights, cfg.batch_size, replacement=True, generator=gen)
+            on_policy = None
+            if buffer is not None:
+                if step >= rollout_cfg.start and step % rollout_cfg.every == 0:
+                    raw_model.eval()
+                    buffer.add(*rollout_states(raw_model, layout, bank, cache, rollout_cfg, cfg, gen))
+                    raw_model.train()
+                m = round(rollout_cfg.fraction * len(index)) if len(buffer) else 0
+                if m:
+                    on_policy = buffer.sample(m, gen)
+                    index = torch.cat([on_policy[0], index[m:]])
             source = cache.source[index].flatten(1)
             target = cache.target[index].flatten(1)
             if cfg.objective == "vanilla":
                 corrupted = vanilla_corruption(target, layout.codebook_size, gen)
             elif cfg.states == "sampler":
-                corrupted = sampler_states(source, target, layout.codebook_size, states_cfg, gen)
+                m = 0 if on_policy is None else len(on_policy[0])
+                corrupted = sampler_states(source[m:], target[m:], layout.codebook_size, states_cfg, gen)
+                if on_policy is not None:
+                    corrupted = with_on_policy_rows(corrupted, on_policy, target[:m], layout.codebook_size)
                 if not cfg.history:
                     corrupted.history = None
             else:
@@ -329,7 +381,8 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
         if saving and main_process and sharding_name(accelerator) is None:  # sharded: refused but for an early stop
             # LoRA: only what trains (the frozen base is init_from's); full: the whole model.
             weights = {n: p.detach().cpu() for n, p in trainable_parameters(raw_model).items()} if cfg.lora_rank else None
-            save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1, weights=weights)
+            save_training_state(ckpt, raw_model, optimizer, lr_schedule, gen, native, step + 1, weights=weights,
+                                extra=run_state)
         if stop:
             end_step = step + 1
             if main_process:
