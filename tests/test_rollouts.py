@@ -45,6 +45,13 @@ def test_a_rollout_keeps_each_pass_input_with_what_its_positions_held_before():
     assert history[2].tolist() == [[-1, -1, 0, 0], [-1, -1, 1, K], [-1, -1, 2, 2]]
 
 
+def test_a_reflect_only_rollout_keeps_the_whole_states_the_model_judged():
+    cfg = RolloutConfig(every=1, num_turns=2, reveal_steps=1, reflect_only=True)
+    _, state, history = reflective_rollout(_editor, torch.tensor([5]), torch.tensor([[0, 1, 2]]), K, cfg)
+    assert state.tolist() == [[0, 1, 2], [0, 3, 2]]  # the source, then the revealed edit (the reveal pass's input left out)
+    assert history[1, 1].tolist() == [-1, -1, 1, K]  # still every pass the position went through
+
+
 def test_the_buffer_overwrites_its_oldest_states_and_samples_what_it_holds():
     buf = RolloutBuffer(capacity=2, positions=1, history_len=1)
     assert len(buf) == 0
@@ -85,6 +92,9 @@ def test_training_with_rollouts_resumes_with_its_buffer_to_the_same_weights(code
         torch.testing.assert_close(a[k], r[k], atol=1e-5, rtol=1e-4)
 
 
-def test_rollouts_are_refused_without_sampler_states(codes, tmp_path):  # noqa: F811
+def test_rollouts_are_refused_without_sampler_states_or_with_an_edit_type_no_example_has(codes, tmp_path):  # noqa: F811
     with pytest.raises(ValueError, match="rollouts need the reflective objective on sampler states"):
         train(_cfg(codes, tmp_path, rollouts={"every": 2}), progress=False)
+    with pytest.raises(ValueError, match=r"rollouts edit_types \['fix'\]: no training example has one"):
+        train(_cfg(codes, tmp_path / "b", objective="reflective", states="sampler", steps=2,
+                   rollouts={"every": 1, "start": 0, "edit_types": ["fix"]}), progress=False)

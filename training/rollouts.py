@@ -30,7 +30,9 @@ class RolloutConfig:
     num_turns: int = 3
     reveal_steps: int = 8
     remask_margin: float = 0.0
-    temperature: float = 1.0  # reveal sampling temperature: > 0 so rollouts visit the model's likely mistakes
+    temperature: float = 1.0  # reveal sampling temperature (0: greedy, the policy the tuned sampler runs)
+    reflect_only: bool = False  # keep only the reflect passes' inputs: whole boards the model must judge
+    edit_types: tuple | None = None  # roll out examples of these edit types only (None: all)
 
     @property
     def history_len(self) -> int:
@@ -112,7 +114,8 @@ def reflective_rollout(
     for t in scheduler.timesteps.tolist():
         if scheduler.finished:
             break
-        keep(scheduler.active_rows, sample)
+        if not cfg.reflect_only or scheduler.is_reflect_step(t):
+            keep(scheduler.active_rows, sample)
         logits = predict(index, sample, torch.stack(seen, -1) if seen else None)
         next_sample = scheduler.step(logits, t, sample, generator=generator).prev_sample
         seen.append(sample)

@@ -141,7 +141,13 @@ def rollout_states(model, layout, bank, cache, rollout_cfg: RolloutConfig, cfg, 
                                      batch.input_ids.shape[1], cfg)
         return forward_batch(model, batch, device, offset, classes, bool(cfg.pack_batches)).float().cpu()
 
-    index = torch.randint(0, len(cache), (rollout_cfg.rows,), generator=gen)
+    if rollout_cfg.edit_types is None:
+        index = torch.randint(0, len(cache), (rollout_cfg.rows,), generator=gen)
+    else:
+        allowed = torch.tensor([t in rollout_cfg.edit_types for t in cache.edit_types])
+        if not allowed.any():
+            raise ValueError(f"rollouts edit_types {list(rollout_cfg.edit_types)}: no training example has one")
+        index = torch.multinomial(allowed.float(), rollout_cfg.rows, replacement=True, generator=gen)
     return reflective_rollout(predict, index, cache.source[index].flatten(1), layout.codebook_size, rollout_cfg, gen)
 
 
@@ -248,7 +254,8 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     trained = [p for group in optimizer.param_groups for p in group["params"]]
 
     native = torch.full((len(cache), n_pos), -1, dtype=torch.long)
-    rollout_cfg = RolloutConfig(**cfg.rollouts)
+    rollout_cfg = RolloutConfig(**{k: tuple(v) if k == "edit_types" and v is not None else v
+                                   for k, v in cfg.rollouts.items()})
     rollout_cfg.check()
     buffer = RolloutBuffer(rollout_cfg.capacity, n_pos, rollout_cfg.history_len) if rollout_cfg.every else None
     run_state = None if buffer is None else buffer.state_tensors()
