@@ -317,3 +317,8 @@ def test_weighted_training_runs_on_the_weighted_types(codes, tmp_path):
     assert (final / "model_index.json").exists()
     with pytest.raises(ValueError, match="leave no example"):
         train(_cfg(codes, tmp_path / "bad", edit_type_weights={t: 0 for t in set(cache.edit_types)}), progress=False)
+
+
+def test_a_missing_tokenizer_folder_is_named_not_read_as_a_hub_repo(codes, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"^tokenizer runs/nowhere/tokenizer: folder not found$"):
+        train(_cfg(codes, tmp_path, tokenizer="runs/nowhere/tokenizer"), progress=False)

@@ -65,6 +65,8 @@ def _load_vq(folder: str | Path):
 
 
 def _load_tokenizer(folder: str | Path, layout_name: str):
+    if not Path(folder).is_dir():  # else transformers reads the path as a Hub repo id and fails with that
+        raise FileNotFoundError(f"tokenizer {folder}: folder not found")
     if layout_name == "lumina-dimoo":
         from rm_edit.lumina_tokenizer import load_lumina_tokenizer
 
