@@ -87,9 +87,17 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def _source_src(browser) -> str | None:
+    shown = browser.find_elements(By.CSS_SELECTOR, "#source img")
+    return shown[0].get_attribute("src") if shown else None
+
+
 def _upload(browser, path: Path) -> None:
+    """Upload ``path`` and wait until the source shows it: a new picture, not the one shown before (under load the
+    upload lands after a click that would otherwise edit the previous image)."""
+    before = _source_src(browser)
     browser.find_element(By.CSS_SELECTOR, "#source input[type=file]").send_keys(str(path))
-    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source img"))
+    WebDriverWait(browser, 60).until(lambda d: _source_src(d) not in (None, before))
 
 
 def _ask(browser, text: str) -> None:
