@@ -32,16 +32,16 @@ class RolloutConfig:
     remask_margin: float = 0.0
     temperature: float = 1.0  # reveal sampling temperature (0: greedy, the policy the tuned sampler runs)
     reflect_only: bool = False  # keep only the reflect passes' inputs: whole boards the model must judge
-    edit_types: tuple | None = None  # roll out examples of these edit types only (None: all)
+    edit_types: list | None = None  # roll out examples of these edit types only (None: all)
+
+    def __post_init__(self):
+        if self.every < 0 or self.rows < 1 or self.capacity < 1 or not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"bad rollouts config {self}: every >= 0, rows >= 1, capacity >= 1, 0 <= fraction <= 1")
 
     @property
     def history_len(self) -> int:
         """The most states a pass can have recorded before it (every earlier pass of the call)."""
         return self.num_turns * (1 + self.reveal_steps)
-
-    def check(self) -> None:
-        if self.every < 0 or self.rows < 1 or self.capacity < 1 or not 0.0 <= self.fraction <= 1.0:
-            raise ValueError(f"bad rollouts config {self}: every >= 0, rows >= 1, capacity >= 1, 0 <= fraction <= 1")
 
 
 class RolloutBuffer:
@@ -64,11 +64,13 @@ class RolloutBuffer:
                 "rollout_counters": self.counters}
 
     def add(self, index: torch.Tensor, state: torch.Tensor, history: torch.Tensor) -> None:
-        for i in range(len(index)):
-            slot = int(self.counters[1])
-            self.index[slot], self.state[slot], self.history[slot] = index[i], state[i], history[i]
-            self.counters[1] = (slot + 1) % self.capacity
-            self.counters[0] = min(len(self) + 1, self.capacity)
+        """Write the rows in order from the next slot on, wrapping around (more rows than slots: the last ones)."""
+        n = min(len(index), self.capacity)
+        index, state, history = index[-n:], state[-n:], history[-n:]
+        slots = (int(self.counters[1]) + torch.arange(n)) % self.capacity
+        self.index[slots], self.state[slots], self.history[slots] = index, state, history
+        self.counters[1] = (int(self.counters[1]) + n) % self.capacity
+        self.counters[0] = min(len(self) + n, self.capacity)
 
     def sample(self, m: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pick = torch.randint(0, len(self), (m,), generator=generator)
@@ -105,8 +107,8 @@ def reflective_rollout(
     seen: list[torch.Tensor] = []
     kept_index, kept_state, kept_history = [], [], []
 
-    def keep(rows: torch.Tensor, state: torch.Tensor) -> None:
-        history = torch.stack(seen, -1) if seen else state.new_full((*state.shape, 0), -1)
+    def keep(rows: torch.Tensor, state: torch.Tensor, history: torch.Tensor | None) -> None:
+        history = state.new_full((*state.shape, 0), -1) if history is None else history
         kept_index.append(index[rows])
         kept_state.append(state[rows])
         kept_history.append(pad_history(history[rows], cfg.history_len))
@@ -114,13 +116,14 @@ def reflective_rollout(
     for t in scheduler.timesteps.tolist():
         if scheduler.finished:
             break
+        history = torch.stack(seen, -1) if seen else None
         if not cfg.reflect_only or scheduler.is_reflect_step(t):
-            keep(scheduler.active_rows, sample)
-        logits = predict(index, sample, torch.stack(seen, -1) if seen else None)
+            keep(scheduler.active_rows, sample, history)
+        logits = predict(index, sample, history)
         next_sample = scheduler.step(logits, t, sample, generator=generator).prev_sample
         seen.append(sample)
         sample = next_sample
     if not scheduler.finished:  # the finished boards: what one more turn would reflect on
-        keep(scheduler.active_rows, sample)
+        keep(scheduler.active_rows, sample, torch.stack(seen, -1))
     scheduler.finish(sample)
     return torch.cat(kept_index), torch.cat(kept_state), torch.cat(kept_history)

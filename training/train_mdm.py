@@ -254,9 +254,7 @@ def train(cfg: MDMTrainConfig, progress: bool = True) -> Path:
     trained = [p for group in optimizer.param_groups for p in group["params"]]
 
     native = torch.full((len(cache), n_pos), -1, dtype=torch.long)
-    rollout_cfg = RolloutConfig(**{k: tuple(v) if k == "edit_types" and v is not None else v
-                                   for k, v in cfg.rollouts.items()})
-    rollout_cfg.check()
+    rollout_cfg = RolloutConfig(**cfg.rollouts)
     buffer = RolloutBuffer(rollout_cfg.capacity, n_pos, rollout_cfg.history_len) if rollout_cfg.every else None
     run_state = None if buffer is None else buffer.state_tensors()
     start_step = 0
