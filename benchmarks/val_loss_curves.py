@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for label, folders in map(parse_run, args.run):
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         for examples, loss in points:
             print(f"  {examples:>9,d} examples  held-out loss {loss:.4f}")
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
     ax.set_xlabel("training examples")
     ax.set_ylabel("held-out loss")
     ax.set_yscale("log")
