@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from rm_edit.evaluation.scaling_plots import agg_pyplot, save_figure
+
 
 def read_curve(folders: list[Path]) -> list[tuple[int, float]]:
     """[(examples seen, held-out loss)] over ``folders``' val logs, each folder's steps after the previous one's."""
@@ -44,12 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", action="append", required=True, help="LABEL=DIR[,DIR...]")
     parser.add_argument("--png", type=Path, required=True)
     args = parser.parse_args(argv)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    plt = agg_pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for label, folders in map(parse_run, args.run):
         points = read_curve(folders)
@@ -63,9 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    args.png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.png)
+    save_figure(fig, args.png, dpi="figure")
     print(f"wrote {args.png}")
 
 
