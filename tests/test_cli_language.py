@@ -112,3 +112,20 @@ def test_the_scene_check_names_exactly_the_worlds_null_edits() -> None:
              for e in examples]
     assert sum(e.edit_type == "null" for e in examples) > 200
     assert named == [e.edit_type == "null" for e in examples]
+
+
+def test_the_reason_lists_shapes_with_their_article() -> None:
+    """'an orange circle', not 'a orange circle'. By hand: an orange circle (top left) and an orange diamond
+    (center) on beige; the listing reads the scene in its own order, so the test accepts either order."""
+    from rm_edit.data.shapes_requests import reference_problem
+    from rm_edit.data.text_tokenizer import build_shapes_tokenizer
+    from rm_edit.input_checks import normalized_words
+
+    world = ShapesWorld(ShapesWorldConfig(edit_types=LANGUAGE_EDIT_TYPES))
+    scene = Scene("beige", (Shape("circle", "orange", "small", "top left"), Shape("diamond", "orange", "large", "center")))
+    tokenizer = build_shapes_tokenizer()
+    why = reference_problem(world.codes(scene), normalized_words(tokenizer, "turn the orange shape purple"))
+    assert why.startswith("the image holds 2 shapes that 'orange shape' names (an orange ")
+    assert "an orange circle" in why and "an orange diamond" in why and "a orange" not in why
+    why = reference_problem(world.codes(scene), normalized_words(tokenizer, "remove the red square"))
+    assert why.startswith("the image holds no red square (it holds an orange ")

@@ -71,7 +71,7 @@ _REFERENCE_TEMPLATES = [(_reference_pattern(t), "{group}" in t) for kind, ts in 
 
 
 def _listed(shapes) -> str:
-    names = [f"a {s.name}" for s in shapes]
+    names = [f"{'an' if s.name[0] in 'aeiou' else 'a'} {s.name}" for s in shapes]  # "an orange circle"
     return "nothing" if not names else names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
