@@ -173,17 +173,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--out", type=Path, help="write the figures (JSON) here")
     p.add_argument("--grid", type=Path, help="render the edit picture of --model (default shapes-rm-her) here instead")
-    p.add_argument("--language", action="store_true", help="edits of the whole language (all ten edit types)")
+    p.add_argument("--language", action="store_true",
+                   help="edits of the whole language (all ten edit types), for the figures and the grid alike")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
+    edit_types = EDIT_TYPES if a.language else CLASSIC_EDIT_TYPES
     if a.grid:
         print(render_edit_grid(_model_folder(a.model, a.models) if a.model else a.models / "shapes-rm-her", a.grid, a.start, split=a.split,
-                               edit_types=EDIT_TYPES if a.language else CLASSIC_EDIT_TYPES))
+                               edit_types=edit_types))
         return
     folders = [_model_folder(a.model, a.models)] if a.model else [a.models / m for m in MODEL_ORDER if (a.models / m).exists()]
     results = {}
     for folder in folders:
-        r = evaluate_pipeline(_load(folder), a.n, a.start, a.split)
+        r = evaluate_pipeline(_load(folder), a.n, a.start, a.split, edit_types=edit_types)
         results[folder.name] = {k: v for k, v in r.items() if k != "rows"}
         print(folder.name, json.dumps(results[folder.name]), flush=True)
     print(figures_table(results))
