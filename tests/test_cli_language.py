@@ -129,3 +129,39 @@ def test_the_reason_lists_shapes_with_their_article() -> None:
     assert "an orange circle" in why and "an orange diamond" in why and "a orange" not in why
     why = reference_problem(world.codes(scene), normalized_words(tokenizer, "remove the red square"))
     assert why.startswith("the image holds no red square (it holds an orange ")
+
+
+def test_a_group_by_colour_and_kind_is_refused_with_the_name_to_use(tmp_path, capsys) -> None:
+    """'the green squares' is no group of the world (its groups: 'the squares', 'the green shapes'); asked anyway,
+    the default vandalised 1 and 6 of two sets of 24 fresh plural edits so reworded (three of a large square's four
+    cells repainted).
+    By hand from the picture: one green square, one green triangle, one yellow square."""
+    src, out = tmp_path / "source.png", tmp_path / "out.png"
+    PIL.Image.open(EXAMPLE).save(src)
+    assert main(["edit", str(src), "Make all the green squares blue.", "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "rm-edit: error: 'Make all the green squares blue.' does not fit image 0: 'the green squares' names shapes by "
+        "colour and kind together, which no instruction of this model does; the image holds one green square: "
+        "say 'the green square'")
+    assert not out.exists()
+    # Such a group of nothing is a null edit like any absent one.
+    edited, printed = _edit(tmp_path, np.asarray(PIL.Image.open(EXAMPLE).convert("RGB")), "remove the red squares", capsys)
+    assert "nothing to change: the image holds no red squares (it holds a green square, a green triangle and a " \
+           "yellow square)" in printed
+    assert np.array_equal(edited, np.asarray(PIL.Image.open(EXAMPLE).convert("RGB")))
+
+
+def test_the_name_to_use_for_several_shapes_of_one_colour_and_kind() -> None:
+    """Two red circles and a blue circle: 'the red shapes' names just them, 'the circles' does not; two red circles
+    and a red square and a blue circle: no name of the world does."""
+    from rm_edit.data.shapes_requests import instruction_problem
+
+    world = ShapesWorld(ShapesWorldConfig(edit_types=LANGUAGE_EDIT_TYPES))
+    red = [Shape("circle", "red", "small", "top left"), Shape("circle", "red", "small", "bottom right")]
+    head = "'the red circles' names shapes by colour and kind together, which no instruction of this model does"
+    two_red = Scene("beige", (*red, Shape("circle", "blue", "small", "center")))
+    assert instruction_problem(world.codes(two_red), "remove the red circles".split()) == (
+        f"{head}; the image holds 2 red circles: say 'the red shapes'")
+    crowded = Scene("beige", (*red, Shape("square", "red", "small", "center"), Shape("circle", "blue", "small", "top")))
+    why = instruction_problem(world.codes(crowded), "remove the red circles".split())
+    assert why.startswith(f"{head}, and none names just the image's 2 red circles (it holds ")
