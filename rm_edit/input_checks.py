@@ -17,7 +17,7 @@ import difflib
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -97,12 +97,14 @@ def known_words(tokenizer) -> list[str]:
 
 
 def unknown_words_message(tokenizer, text: str, unknown: Sequence[str], avoid: Sequence[str] = (),
-                          instructions: Sequence[str] = ()) -> str:
+                          instructions: Sequence[str] = (), synonyms: Mapping[str, str] = {}) -> str:
     """One line: the unknown words and the nearest known ones ("'colr' is not a word this model knows; did
-    you mean 'colour'?"), never one of ``avoid`` (words an edit may not hold: "bigger" is near "beige", a
-    background's name); with none close, the model's ``instructions`` when it has a few fixed ones."""
+    you mean 'colour'?"), a known word's ``synonyms`` first ("'big'": "'large'"), never one of ``avoid`` (words an
+    edit may not hold: "bigger" is near "beige", a background's name); with none close, the model's
+    ``instructions`` when it has a few fixed ones."""
     vocab = [w for w in known_words(tokenizer) if w not in set(avoid)]
-    near = {w: difflib.get_close_matches(w.lower(), vocab, n=2, cutoff=0.6) for w in unknown}
+    near = {w: [synonyms[w.lower()]] if synonyms.get(w.lower()) in vocab
+            else difflib.get_close_matches(w.lower(), vocab, n=2, cutoff=0.6) for w in unknown}
     named = ", ".join(repr(w) for w in unknown)
     verb = "is not a word" if len(unknown) == 1 else "are not words"
     guesses = [" or ".join(repr(c) for c in near[w]) + ("" if len(unknown) == 1 else f" for {w!r}")
@@ -121,7 +123,8 @@ class WorldGrammar(NamedTuple):
     of a scene, never in an edit (with a hint at what an edit may say instead), the words that join two
     requests in one instruction, which the world's instructions never do (shapes: "and"), and the places an
     instruction may name, one at most (shapes: its anchors and directions); a world of a few fixed instructions
-    lists them (Sudoku), to be named when an instruction's words are far from the model's."""
+    lists them (Sudoku), to be named when an instruction's words are far from the model's; ``synonyms``: words
+    people type for one of the world's, named in the unknown-word hint ("big": "large")."""
 
     edit_verbs: tuple[str, ...] = ()
     required_slots: dict[str, dict[str, tuple[str, ...]]] = {}
@@ -131,6 +134,7 @@ class WorldGrammar(NamedTuple):
     joining_words: tuple[str, ...] = ()
     places: tuple[str, ...] = ()
     instructions: tuple[str, ...] = ()
+    synonyms: dict[str, str] = {}
 
 
 def world_grammar(world: dict) -> WorldGrammar:
@@ -143,7 +147,7 @@ def world_grammar(world: dict) -> WorldGrammar:
 
         return WorldGrammar(shapes.EDIT_VERBS, shapes.REQUIRED_SLOTS, shapes.MAX_EDIT_VERBS,
                             shapes.DESCRIPTION_ONLY_WORDS, shapes.DESCRIPTION_ONLY_HINT, shapes.JOINING_WORDS,
-                            shapes.PLACES)
+                            shapes.PLACES, synonyms=shapes.SYNONYMS)
     if world.get("name") == "sudoku":
         from .data import sudoku
 
@@ -320,7 +324,8 @@ class InputChecks:
             unknown = unknown_words(self.tokenizer, text)
             if unknown and not allow_unknown_words:
                 raise ValueError(unknown_words_message(self.tokenizer, text, unknown,
-                                                       self.grammar.description_only_words, self.grammar.instructions))
+                                                       self.grammar.description_only_words, self.grammar.instructions,
+                                                       self.grammar.synonyms))
             if unknown:
                 shown = ", ".join(repr(w) for w in unknown[:5])
                 self._once("words", f"instruction {text[:60]!r}: {shown} not in the model's vocabulary; "

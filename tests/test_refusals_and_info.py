@@ -44,6 +44,11 @@ def test_pipeline_refuses_unknown_words_naming_the_nearest(pipe) -> None:
     # A word an edit may not hold is never suggested: "bigger" is nearest "beige", a background's name.
     with pytest.raises(ValueError, match=r"^'bigger' is not a word this model knows; nothing close"):
         pipe(image, "make the green square bigger")
+    # A word people type for one of the world's is answered with that word, not its nearest spelling ("bit").
+    with pytest.raises(ValueError, match=r"^'Big' is not a word this model knows; did you mean 'large'\? "):
+        pipe(image, "make the Big green square red")
+    with pytest.raises(ValueError, match=r"^'middle' is not a word this model knows; did you mean 'center'\? "):
+        pipe(image, "move the yellow square to the middle")
     for empty in ("   ", "...", " ?! "):
         with pytest.raises(ValueError, match="empty|has no words"):
             pipe(image, empty)
@@ -205,7 +210,7 @@ def test_sudoku_instructions_need_fix_or_fill() -> None:
         checks.check_prompts(["the mistakes"])
     # A folder's world entry may name its verbs itself (then no slots are required).
     own = InputChecks({"name": "sudoku", "edit_verbs": ["fix"]}, build_sudoku_tokenizer())
-    assert own.grammar == (("fix",), {}, None, (), "", (), (), ())
+    assert own.grammar == (("fix",), {}, None, (), "", (), (), (), {})
     # Words far from the model's: its three instructions are named.
     with pytest.raises(ValueError, match=r"^'solve', 'puzzle' are not words this model knows; nothing close among its "
                                          r"words \(its instructions: 'fix the mistakes', 'fill in the empty cells', 'fill "

@@ -140,6 +140,11 @@ JOINING_WORDS: tuple[str, ...] = tuple(w for w in ("and",) if w not in _EDIT_WOR
 # ("move the green square up left", "... down right") are no place of the world's: the default moved the square
 # elsewhere and moved the triangle too, exit 0.
 PLACES: tuple[str, ...] = tuple(ANCHORS) + tuple(d for d in DIRECTIONS if d not in ANCHORS)
+# Words people type for a word of the world's, named in the unknown-word hint: the model never read them, so they
+# are not folded onto the world's word (as "color" is onto "colour"), and spelling alone points elsewhere ("big"
+# is nearest "bit").
+SYNONYMS: dict[str, str] = {"big": "large", "huge": "large", "little": "small", "tiny": "small", "middle": "center",
+                            "rhombus": "diamond", "violet": "purple", "eliminate": "remove", "relocate": "move"}
 DESCRIPTION_ONLY_HINT = (f"a shape is {', '.join(list(COLOURS)[:-1])} or {list(COLOURS)[-1]}; the background "
                          f"({', '.join(BACKGROUNDS)}) is never edited")
 
