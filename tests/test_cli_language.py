@@ -165,3 +165,44 @@ def test_the_name_to_use_for_several_shapes_of_one_colour_and_kind() -> None:
     crowded = Scene("beige", (*red, Shape("square", "red", "small", "center"), Shape("circle", "blue", "small", "top")))
     why = instruction_problem(world.codes(crowded), "remove the red circles".split())
     assert why.startswith(f"{head}, and none names just the image's 2 red circles (it holds ")
+
+
+@pytest.mark.parametrize("instruction, reason", [
+    # A second shape of a colour and kind the image holds: the world's scenes never hold two. Asked anyway, the
+    # default turned three of the yellow square's four cells green, and for the add moved the green square.
+    ("make the yellow square green", "the image already holds a green square (at the top left), and no two shapes "
+     "of this model's images share a colour and kind (its instructions name a shape by them): it makes no second "
+     "green square"),
+    ("add a small green square at the top", "the image already holds a green square (at the top left), and no two "
+     "shapes of this model's images share a colour and kind (its instructions name a shape by them): it makes no "
+     "second green square"),
+    ("turn the green triangle into a yellow square", "the image already holds a yellow square (at the bottom right), "
+     "and no two shapes of this model's images share a colour and kind (its instructions name a shape by them): it "
+     "makes no second yellow square"),
+    # A shape named by its place: only adds and moves name places (this was answered 'the top left already holds').
+    ("remove the shape at the top left", "'remove' names a shape by its colour and kind, never by its place "
+     "('top left'): the shape at the top left is the green square: say 'the green square'"),
+    ("Make the center shape red.", "'make' names a shape by its colour and kind, never by its place ('center'): the "
+     "shape at the center is the green triangle: say 'the green triangle'"),
+    # Every shape at once: no group of the world's (the default changed nothing and could not say why).
+    ("remove all the shapes", "'shapes' without a colour names no group this model knows: a group is a kind ('the "
+     "squares') or a colour ('the red shapes'); one edit at a time"),
+])
+def test_requests_the_world_never_makes_are_refused_naming_why(tmp_path, capsys, instruction, reason) -> None:
+    """By hand from the picture: a large green square (top left), a small green triangle (center), a large yellow
+    square (bottom right)."""
+    out = tmp_path / "out.png"
+    assert main(["edit", str(EXAMPLE), instruction, "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"rm-edit: error: {instruction!r} does not fit image 0: {reason}"
+    assert not out.exists()
+
+
+def test_a_new_colour_and_kind_of_its_own_still_edits(tmp_path, capsys) -> None:
+    """The green triangle turned yellow: no yellow triangle is held, so nothing is refused; the target drawn by hand."""
+    world = ShapesWorld(ShapesWorldConfig(edit_types=LANGUAGE_EDIT_TYPES))
+    source = np.asarray(PIL.Image.open(EXAMPLE).convert("RGB"))
+    target = world.render(Scene("beige", (Shape("square", "green", "large", "top left"),
+                                          Shape("triangle", "yellow", "small", "center"),
+                                          Shape("square", "yellow", "large", "bottom right"))))
+    edited, printed = _edit(tmp_path, source, "make the green triangle yellow", capsys)
+    assert edit_success(source, edited, target).success and "nothing to change" not in printed

@@ -46,9 +46,10 @@ def test_spelling_map_goes_to_the_vocabularys_own_spelling() -> None:
     assert spelling_map({"red"}) == {}
 
 
-# Slot values that make sense on assets/example.png (a large green square, a small green triangle, a small
-# yellow square on beige); any other placeholder the world adds takes its first value.
-FILL = {"ref": "green square", "group": "squares", "colour": "green", "kind": "square", "new_colour": "red",
+# Slot values that make sense on assets/example.png (a large green square, a small green triangle, a large
+# yellow square on beige; an add makes a shape of a new colour and kind); any other placeholder the world adds
+# takes its first value.
+FILL = {"ref": "green square", "group": "squares", "colour": "green", "kind": "circle", "new_colour": "red",
         "new_kind": "circle", "size": "large", "anchor": "bottom left", "direction": "down"}
 
 

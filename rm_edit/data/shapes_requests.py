@@ -1,8 +1,10 @@
 """What a shapes instruction asks of the scene it is given, read exactly off the image's 8x8 cell ids.
 
 The world's instructions are always well posed for their scene: adds and moves go to a free place, a relative move
-one place over inside the picture, and a reference names one shape (a group, at least one). Asked otherwise, the
-model guesses. :func:`instruction_problem` names an add or move the scene cannot take (the pipeline refuses it);
+one place over inside the picture, a reference names one shape (a group, at least one) by colour and kind, never by
+place, a group is a kind or a colour, and no edit makes a second shape of a colour and kind the scene holds. Asked
+otherwise, the model guesses. :func:`instruction_problem` names a request the scene cannot take or the world never
+makes (the pipeline refuses it);
 :func:`reference_problem` names a reference to nothing or to one of several shapes: exactly the world's null
 edits (the pipeline then changes nothing).
 """
@@ -11,8 +13,8 @@ from __future__ import annotations
 
 import re
 
-from rm_edit.data.shapes_language import (_SLOT_VALUES, DIRECTIONS, PLURAL_KINDS, TEMPLATES, resolve_group,
-                                          resolve_reference)
+from rm_edit.data.shapes_language import (_SLOT_VALUES, DIRECTIONS, EDIT_VERBS, PLURAL_KINDS, TEMPLATES,
+                                          resolve_group, resolve_reference)
 from rm_edit.data.shapes_scene import ANCHORS, COLOURS, KINDS, read_scene
 
 # A place an add or a move names ("... at the top left", "... to the right"; not a relative move's "left"), and a
@@ -20,25 +22,47 @@ from rm_edit.data.shapes_scene import ANCHORS, COLOURS, KINDS, read_scene
 # A group by colour and kind together ("the green squares"): no instruction of the world words one (its groups are
 # "the squares" and "the green shapes"), and the default vandalised 6 of 24 fresh plural edits so reworded.
 _COLOUR_KIND_GROUP = re.compile(rf"\bthe ({'|'.join(COLOURS)}) ({'|'.join(PLURAL_KINDS.values())})\b")
+# The verbs whose instructions name a place (adds, moves); every other edit names its shape by colour and kind
+# only: asked "remove the shape at the top left", the pipeline used to answer that the place was taken.
+_PLACE_VERBS = {t.split()[0] for kind, ts in TEMPLATES.items() if kind != "caption" for t in ts
+                if "{anchor}" in t or "{direction}" in t}
+_ANCHOR = re.compile(r"\b(" + "|".join(sorted(ANCHORS, key=len, reverse=True)) + r")\b")
+# Every shape at once ("remove all the shapes", "make the shapes red") is no group of the world's either: the
+# default changed nothing and could only say it found nothing to change.
+_EVERY_SHAPE = re.compile(r"\b(?:all|the) shapes\b")
 _PLACE = re.compile(r"\b(?:to|at|in) the (" + "|".join(sorted(ANCHORS, key=len, reverse=True)) + r")\b")
 _RELATIVE_MOVE = re.compile(r"\b(?:move|shift|drag) the (\w+(?: \w+)?) (?:a bit |one step )?(left|right|up|down)$")
 
 
 def instruction_problem(codes, words) -> str | None:
-    """Why an instruction (its normalized ``words``) asks for what the scene's 8x8 cell ids cannot give, in one
-    line; None when it may. Adds and moves go to a free place in every instruction of the world, and a relative
-    move one place over, inside the picture: "add a large green square at the top left" where the green square
-    stands added a small one at the top right instead, "move the green square to the top left" where it stands
-    moved it to the top, and "move the green square left" from the top left changed 9 codes."""
+    """Why an instruction (its normalized ``words``) asks for what the scene's 8x8 cell ids cannot give, or what no
+    instruction of the world asks, in one line; None when it may. Adds and moves go to a free place in every
+    instruction of the world, and a relative move one place over, inside the picture: "add a large green square at
+    the top left" where the green square stands added a small one at the top right instead, "move the green square
+    to the top left" where it stands moved it to the top, and "move the green square left" from the top left
+    changed 9 codes. A group is a kind or a colour ("the green squares": refused with the name to use), a shape is
+    named by colour and kind, not place, and no edit makes a second shape of a colour and kind already held."""
     scene, text = read_scene(codes), " ".join(words)
     if (group := _colour_kind_group(scene, text)) is not None and group[1]:
         return _colour_kind_advice(scene, *group)
+    if _EVERY_SHAPE.search(text):
+        return ("'shapes' without a colour names no group this model knows: a group is a kind ('the squares') or a "
+                "colour ('the red shapes'); one edit at a time")
     held = {s.anchor: s.name for s in scene.shapes}
     free = [a for a in ANCHORS if a not in held]
     places = f"free places: {', '.join(free)}" if free else "no place is free"
-    if (place := _PLACE.search(text)) is not None:
-        anchor = place.group(1)
-        return None if anchor not in held else f"the {anchor} already holds the {held[anchor]} ({places})"
+    verb = next((w for w in words if w in EDIT_VERBS), None)
+    if verb not in _PLACE_VERBS and (where := _ANCHOR.search(text)) is not None:
+        there = held.get(anchor := where.group(1))
+        say = f"the shape at the {anchor} is the {there}: say 'the {there}'" if there else f"no shape is at the {anchor}"
+        return f"'{verb}' names a shape by its colour and kind, never by its place ('{anchor}'): {say}"
+    if (place := _PLACE.search(text)) is not None and place.group(1) in held:
+        return f"the {place.group(1)} already holds the {held[place.group(1)]} ({places})"
+    if (twin := _second_of_a_name(scene, text)) is not None:
+        return (f"the image already holds {_listed([twin])} (at the {twin.anchor}), and no two shapes of this model's "
+                f"images share a colour and kind (its instructions name a shape by them): it makes no second {twin.name}")
+    if place is not None:
+        return None
     if (move := _RELATIVE_MOVE.search(text)) is None:
         return None
     ref, direction = move.groups()
@@ -79,6 +103,41 @@ def _colour_kind_advice(scene, group: str, members: list) -> str:
 
 _REF_PATTERN = (f"((?:{'|'.join(COLOURS)}) (?:{'|'.join(KINDS)})|(?:{'|'.join(KINDS)})|(?:{'|'.join(COLOURS)}) shape)")
 _GROUP_PATTERN = f"((?:{'|'.join(PLURAL_KINDS.values())})|(?:{'|'.join(COLOURS)}) shapes)"
+
+
+def _slots_pattern(template: str) -> re.Pattern:
+    """A template as a regex with a named group per slot ("(?P<ref>...)", "(?P<new_colour>...)")."""
+    parts = []
+    for piece in re.split(r"(\{\w+\})", template):
+        slot = piece[1:-1] if piece.startswith("{") else None
+        parts.append(f"(?P<ref>{_REF_PATTERN[1:-1]})" if slot == "ref" else
+                     f"(?P<{slot}>{'|'.join(_SLOT_VALUES[slot])})" if slot else re.escape(piece))
+    return re.compile(r"\b" + "".join(parts) + r"\b")
+
+
+# The singular edits that give a shape a colour and kind: an add names both, a recolour or a replace one or both.
+_NAMING_TEMPLATES = [_slots_pattern(t) for kind in ("add", "recolour", "replace", "replace-kind-colour")
+                     for t in TEMPLATES[kind]]
+
+
+def _second_of_a_name(scene, text: str):
+    """The shape the scene holds whose colour and kind an add, recolour or replace would give another shape, else
+    None. The world's scenes never hold two (its singular edits never make them): asked to add a second, the
+    default moved or replaced the first in 10 of 24 fresh scenes."""
+    for pattern in _NAMING_TEMPLATES:
+        if (found := pattern.search(text)) is None:
+            continue
+        slots = {k: v for k, v in found.groupdict().items() if v}
+        edited = None
+        if "ref" in slots:
+            shapes = resolve_reference(scene, slots["ref"])
+            if len(shapes) != 1:  # absent or ambiguous: a null edit (reference_problem)
+                return None
+            edited = shapes[0]
+        colour = slots.get("new_colour") or slots.get("colour") or edited.colour
+        kind = slots.get("new_kind") or slots.get("kind") or edited.kind
+        return next((s for s in scene.shapes if s is not edited and (s.colour, s.kind) == (colour, kind)), None)
+    return None
 
 
 def _reference_pattern(template: str) -> re.Pattern:
