@@ -124,7 +124,8 @@ class WorldGrammar(NamedTuple):
     requests in one instruction, which the world's instructions never do (shapes: "and"), and the places an
     instruction may name, one at most (shapes: its anchors and directions); a world of a few fixed instructions
     lists them (Sudoku), to be named when an instruction's words are far from the model's; ``synonyms``: words
-    people type for one of the world's, named in the unknown-word hint ("big": "large")."""
+    people type for one of the world's, named in the unknown-word hint ("big": "large"); ``one_at_a_time``: classes
+    of words no two of which stand side by side ({"colours": ...}: "red blue")."""
 
     edit_verbs: tuple[str, ...] = ()
     required_slots: dict[str, dict[str, tuple[str, ...]]] = {}
@@ -135,6 +136,7 @@ class WorldGrammar(NamedTuple):
     places: tuple[str, ...] = ()
     instructions: tuple[str, ...] = ()
     synonyms: dict[str, str] = {}
+    one_at_a_time: dict[str, tuple[str, ...]] = {}
 
 
 def world_grammar(world: dict) -> WorldGrammar:
@@ -147,7 +149,7 @@ def world_grammar(world: dict) -> WorldGrammar:
 
         return WorldGrammar(shapes.EDIT_VERBS, shapes.REQUIRED_SLOTS, shapes.MAX_EDIT_VERBS,
                             shapes.DESCRIPTION_ONLY_WORDS, shapes.DESCRIPTION_ONLY_HINT, shapes.JOINING_WORDS,
-                            shapes.PLACES, synonyms=shapes.SYNONYMS)
+                            shapes.PLACES, synonyms=shapes.SYNONYMS, one_at_a_time=shapes.ONE_AT_A_TIME)
     if world.get("name") == "sudoku":
         from .data import sudoku
 
@@ -183,6 +185,13 @@ def joined_requests_message(text: str, joining: str) -> str:
     return (f"{text[:80]!r} joins two requests with {joining!r}: each instruction this model knows asks one edit of "
             "one shape or one group ('the squares', 'the red shapes'), in one direction; run them one after another, "
             "each on the previous output (allow_unknown_words=True or --allow-unknown-words edits anyway)")
+
+
+def side_by_side_message(text: str, pair: Sequence[str], name: str) -> str:
+    """One line: two words of one class (``name``: "colours") stand side by side, as in no instruction of the world."""
+    return (f"{text[:80]!r} names two {name} in a row ({' '.join(pair)!r}), which no instruction this model knows does: "
+            f"a shape is named by one of each, and so is what it becomes (allow_unknown_words=True or "
+            "--allow-unknown-words edits anyway)")
 
 
 def no_one_place_message(text: str, said: Sequence[str], places: Sequence[str]) -> str:
@@ -358,6 +367,10 @@ class InputChecks:
         joined = [w for w in words if w in g.joining_words]
         if joined:
             return joined_requests_message(text, joined[0])
+        for name, members in g.one_at_a_time.items():
+            pair = next(((a, b) for a, b in zip(words, words[1:]) if a in members and b in members), None)
+            if pair is not None:
+                return side_by_side_message(text, pair, name)
         place_words = {w for place in g.places for w in place.split()}
         said = [w for w in words if w in place_words]
         if said and " ".join(said) not in g.places:

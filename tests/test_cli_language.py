@@ -206,3 +206,20 @@ def test_a_new_colour_and_kind_of_its_own_still_edits(tmp_path, capsys) -> None:
                                           Shape("square", "yellow", "large", "bottom right"))))
     edited, printed = _edit(tmp_path, source, "make the green triangle yellow", capsys)
     assert edit_success(source, edited, target).success and "nothing to change" not in printed
+
+
+@pytest.mark.parametrize("instruction, pair, name", [
+    ("make the green square red blue", "red blue", "colours"),  # painted a red, blue and green patchwork
+    ("Make the green square triangle red.", "square triangle", "kinds"),  # drew a half-red triangle
+    ("remove the green yellow square", "green yellow", "colours"),
+])
+def test_two_colours_or_two_kinds_in_a_row_are_refused(tmp_path, capsys, instruction, pair, name) -> None:
+    """No instruction of the world names two colours or two kinds side by side (a reference holds one of each, and
+    so does the new value); asked anyway the default vandalised the green square (exit 0), as the comments say."""
+    out = tmp_path / "out.png"
+    assert main(["edit", str(EXAMPLE), instruction, "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"rm-edit: error: {instruction!r} names two {name} in a row ({pair!r}), which no instruction this model knows "
+        "does: a shape is named by one of each, and so is what it becomes (allow_unknown_words=True or "
+        "--allow-unknown-words edits anyway)")
+    assert not out.exists()

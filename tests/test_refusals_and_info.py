@@ -200,7 +200,7 @@ def test_an_instruction_without_an_edit_verb_is_refused_naming_the_nearest(pipe,
 
 
 def test_sudoku_instructions_need_fix_or_fill() -> None:
-    from rm_edit.input_checks import InputChecks
+    from rm_edit.input_checks import InputChecks, WorldGrammar
     from rm_edit.data.text_tokenizer import build_sudoku_tokenizer
 
     checks = InputChecks({"name": "sudoku"}, build_sudoku_tokenizer())
@@ -210,7 +210,7 @@ def test_sudoku_instructions_need_fix_or_fill() -> None:
         checks.check_prompts(["the mistakes"])
     # A folder's world entry may name its verbs itself (then no slots are required).
     own = InputChecks({"name": "sudoku", "edit_verbs": ["fix"]}, build_sudoku_tokenizer())
-    assert own.grammar == (("fix",), {}, None, (), "", (), (), (), {})
+    assert own.grammar == WorldGrammar(("fix",))  # every other field its default: no slots, no limit
     # Words far from the model's: its three instructions are named.
     with pytest.raises(ValueError, match=r"^'solve', 'puzzle' are not words this model knows; nothing close among its "
                                          r"words \(its instructions: 'fix the mistakes', 'fill in the empty cells', 'fill "
@@ -248,7 +248,7 @@ def test_a_verb_without_what_it_always_names_or_two_edits_are_refused_and_every_
     checks.check_prompts(["Add a small red circle at the top.", "move the circle left", "put the red circle on the left",
                           "remove all the circles", "please take the red circle away"])
     world = ShapesWorld(ShapesWorldConfig(edit_types=EDIT_TYPES), split="test")
-    checks.check_prompts([world[i].instruction for i in range(400)])
+    checks.check_prompts([world[i].instruction for i in range(3000)])
     InputChecks({"name": "sudoku"}, build_sudoku_tokenizer()).check_prompts(list(INSTRUCTIONS.values()))
 
 

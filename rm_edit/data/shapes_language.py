@@ -136,6 +136,11 @@ DESCRIPTION_ONLY_WORDS: tuple[str, ...] = tuple(sorted(
 # shapes, colours or directions): "move the green square left and up" moved it to the top and left half a square
 # at the left, exit 0.
 JOINING_WORDS: tuple[str, ...] = tuple(w for w in ("and",) if w not in _EDIT_WORDS)
+# Classes of words no two of which stand side by side in an edit instruction: a reference names one colour and one
+# kind, and a new value one of each ("make the green square red blue" painted a red, blue and green patchwork;
+# "make the green square triangle red" a half-red triangle, exit 0).
+ONE_AT_A_TIME: dict[str, tuple[str, ...]] = {"colours": tuple(COLOURS),
+                                             "kinds": tuple(KINDS) + tuple(PLURAL_KINDS.values())}
 # Where an instruction may send a shape: one anchor ("the top left") or one step in one direction ("up"). Two
 # ("move the green square up left", "... down right") are no place of the world's: the default moved the square
 # elsewhere and moved the triangle too, exit 0.
