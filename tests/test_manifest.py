@@ -66,6 +66,11 @@ def test_bad_lines_reported_and_good_lines_kept(tmp_path: Path) -> None:
     assert "JSON object" in by_line[9]
     assert all("\n" not in e.reason for e in errors)
     assert str(ManifestError(4, "empty instruction")) == "line 4: empty instruction"
+    # The likely slip, "image" for "source", is named with the fields there are.
+    manifest.write_text(json.dumps({"id": "x", "image": "s.png", "instruction": "remove the red circle"}) + "\n")
+    assert [e.reason for e in read_manifest(manifest)[1]] == [
+        "missing field 'source' (the line holds 'image', which is none of a line's fields: id, source, instruction, "
+        "target, mask, edit_type, metadata)"]
 
 
 def test_strict_raises_on_first_bad_line(tmp_path: Path) -> None:

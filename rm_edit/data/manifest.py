@@ -59,7 +59,12 @@ def _parse_line(line: str, base: Path) -> EditRecord:
 
     for name in _REQUIRED_FIELDS:
         if name not in obj or obj[name] is None:
-            raise ValueError(f"missing field '{name}'")
+            # {"image": ...} for "source" is the likely slip: name what the line holds that no field is.
+            others = [repr(k) for k in obj if k not in (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS, "metadata")]
+            fields = ", ".join((*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS, "metadata"))
+            raise ValueError(f"missing field '{name}'" + (
+                f" (the line holds {', '.join(others)}, which {'is' if len(others) == 1 else 'are'} none of a line's "
+                f"fields: {fields})" if others else ""))
     for name in (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS):
         value = obj.get(name)
         if value is None:
