@@ -48,11 +48,13 @@ def model_info(folder: Path, pipe=None) -> dict:
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
     examples = {k: list(v) for k, v in (world.get("examples") or {}).items()}
     if not examples and world.get("name") == "shapes":
-        from rm_edit.data.shapes import CLASSIC_EDIT_TYPES, ShapesWorld  # the default world: what the shipped models know
+        from rm_edit.data.shapes import EDIT_TYPES, ShapesWorld, ShapesWorldConfig  # what the shipped models know
 
-        shapes = ShapesWorld(split="test")
-        examples = {t: [] for t in CLASSIC_EDIT_TYPES}
-        for i in range(400):
+        # Every edit type but the null edit (an instruction naming nothing is no example to follow).
+        shown = tuple(t for t in EDIT_TYPES if t != "null")
+        shapes = ShapesWorld(ShapesWorldConfig(edit_types=shown), split="test")
+        examples = {t: [] for t in shown}
+        for i in range(600):
             ex = shapes[i]
             chosen = examples.setdefault(ex.edit_type, [])
             if len(chosen) < EXAMPLES_PER_TYPE and ex.instruction not in chosen and not unknown_words(tokenizer, ex.instruction):
@@ -90,13 +92,17 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"  of these, only in scene descriptions, never in an edit (refused there): {' '.join(only)}")
         if grammar.edit_verbs:
             print(f"  an instruction holds one of its edit verbs: {', '.join(grammar.edit_verbs)}")
+        if world.get("name") == "shapes":
+            from rm_edit.data.shapes_language import OUTSIDE_THE_LANGUAGE
+
+            print(f"  refused, naming what to say instead: {'; '.join(OUTSIDE_THE_LANGUAGE)}")
     else:
         print(f"words: an open vocabulary ({info['vocabulary_size']:,} tokens)")
     if info["examples"]:
         print("example instructions:")
         for kind, texts in info["examples"].items():
             for text in texts:
-                print(f"  {kind:<12} {text}")
+                print(f"  {kind:<19} {text}")
     return 0
 
 

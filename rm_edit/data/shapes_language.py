@@ -141,6 +141,13 @@ JOINING_WORDS: tuple[str, ...] = tuple(w for w in ("and",) if w not in _EDIT_WOR
 # "make the green square triangle red" a half-red triangle, exit 0).
 ONE_AT_A_TIME: dict[str, tuple[str, ...]] = {"colours": tuple(COLOURS),
                                              "kinds": tuple(KINDS) + tuple(PLURAL_KINDS.values())}
+# What no instruction of the world asks, each refused in one line naming what to say instead (``rm-edit info``
+# lists them; the checks: rm_edit.input_checks, rm_edit.data.shapes_requests).
+OUTSIDE_THE_LANGUAGE: tuple[str, ...] = (
+    "two edits in one instruction ('... and ...')", "two colours or two kinds in a row ('red blue')",
+    "a group by colour and kind ('the green squares')", "every shape at once ('all the shapes')",
+    "a shape named by its place ('the shape at the top left')",
+    "a second shape of a colour and kind the image holds", "an add or a move to a place a shape holds")
 # Where an instruction may send a shape: one anchor ("the top left") or one step in one direction ("up"). Two
 # ("move the green square up left", "... down right") are no place of the world's: the default moved the square
 # elsewhere and moved the triangle too, exit 0.
