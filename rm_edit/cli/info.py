@@ -100,9 +100,10 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"words: an open vocabulary ({info['vocabulary_size']:,} tokens)")
     if info["examples"]:
         print("example instructions:")
+        width = max(map(len, info["examples"]))  # the kinds' column, as wide as the longest
         for kind, texts in info["examples"].items():
             for text in texts:
-                print(f"  {kind:<19} {text}")
+                print(f"  {kind:<{width}} {text}")
     return 0
 
 
