@@ -442,14 +442,21 @@ class InputChecks:
         return [reference_problem(codes, normalized_words(self.tokenizer, text))
                 if tuple(codes.shape) == (self.grid, self.grid) else None for codes, text in zip(source_codes, prompts)]
 
-    def result_problem(self, codes) -> str | None:
-        """What an edit's (h, w) codes leave undone, where the world can tell (Sudoku: empty cells, cells in
-        conflict), one line; None when nothing is or the world cannot tell."""
-        if self.world.get("name") != "sudoku" or not self.reads_cells:
+    def result_problem(self, codes, source_codes=None) -> str | None:
+        """What an edit's (h, w) codes leave undone or broken, where the world can tell (Sudoku: empty cells, cells
+        in conflict; shapes, given the ``source_codes``: a shape in pieces), one line; None when nothing is or the
+        world cannot tell."""
+        if not self.reads_cells:
             return None
-        from .data.sudoku import board_problem
+        if self.world.get("name") == "sudoku":
+            from .data.sudoku import board_problem
 
-        return board_problem(codes)
+            return board_problem(codes)
+        if self.world.get("name") == "shapes" and source_codes is not None and tuple(codes.shape) == (self.grid, self.grid):
+            from .data.shapes_requests import scene_problem
+
+            return scene_problem(codes.cpu(), source_codes.cpu())
+        return None
 
     def check_history(self, transformer) -> None:
         """``use_history`` on a transformer recorded as trained without History Reference."""

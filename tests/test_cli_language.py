@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 
 from rm_edit.cli import main
-from rm_edit.data.shapes import LANGUAGE_EDIT_TYPES, Scene, Shape, ShapesWorld, ShapesWorldConfig
+from rm_edit.data.shapes import EDIT_TYPES, LANGUAGE_EDIT_TYPES, Scene, Shape, ShapesWorld, ShapesWorldConfig
 from rm_edit.metrics import edit_success
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
@@ -223,3 +223,37 @@ def test_two_colours_or_two_kinds_in_a_row_are_refused(tmp_path, capsys, instruc
         "does: a shape is named by one of each, and so is what it becomes (allow_unknown_words=True or "
         "--allow-unknown-words edits anyway)")
     assert not out.exists()
+
+
+def test_a_shape_left_in_pieces_is_named() -> None:
+    """By hand: an orange diamond (large, top) and a small green square (top right) on dark slate, turned into a
+    blue square with one quarter left orange: one cell unlike any whole scene, at the top. A whole edit, and a
+    source that is no whole scene itself, say nothing."""
+    from rm_edit.data.shapes_requests import scene_problem
+
+    world = ShapesWorld(ShapesWorldConfig(edit_types=LANGUAGE_EDIT_TYPES))
+    green = Shape("square", "green", "small", "top right")
+    source = world.codes(Scene("dark slate", (Shape("diamond", "orange", "large", "top"), green)))
+    whole = world.codes(Scene("dark slate", (Shape("square", "blue", "large", "top"), green)))
+    pieces = whole.copy()
+    pieces[0, 4] = source[0, 4]  # the top anchor's block starts at cell (0, 3): its top-right quarter stays orange
+    assert scene_problem(pieces, source) == (
+        "the edited image holds a shape in pieces or part of one at the top (1 of 64 cells unlike any whole scene of "
+        "this model's): the edit is likely wrong")
+    assert scene_problem(whole, source) is None
+    assert scene_problem(pieces, pieces) is None  # the source itself in pieces: the world cannot tell
+
+
+def test_the_cli_warns_when_the_default_leaves_a_shape_in_pieces(tmp_path, capsys) -> None:
+    """A real miss of the default (fresh test edit 95,411): "turn the orange shape into a blue square" drew the
+    square with its top-right quarter still orange (looked at). Written, with one warning line naming it."""
+    ex = ShapesWorld(ShapesWorldConfig(edit_types=EDIT_TYPES), split="test")[95_411]
+    assert ex.instruction == "turn the orange shape into a blue square"
+    src, out = tmp_path / "source.png", tmp_path / "out.png"
+    PIL.Image.fromarray(ex.source).save(src)
+    assert main(["edit", str(src), ex.instruction, "-o", str(out)]) == 0 and out.is_file()
+    assert capsys.readouterr().err.strip() == (
+        "rm-edit: warning: the edited image holds a shape in pieces or part of one at the top (1 of 64 cells unlike "
+        "any whole scene of this model's): the edit is likely wrong")
+    main(["edit", str(EXAMPLE), "turn the green square red", "-o", str(out)])
+    assert capsys.readouterr().err == ""  # a whole edit: no warning

@@ -240,8 +240,8 @@ def _edit_records(pipe: ReflectiveMaskingEditPipeline, records: list, args: argp
             # Mask first: OUT/<id>.png is the "done" marker that resuming checks.
             save_image(args.out / f"{rec.id}.mask.png", mask_image(mask))
             save_image(args.out / f"{rec.id}.png", image)
-        for rec, codes in zip(recs, out.codes):
-            if (problem := pipe.input_checks.result_problem(codes)) is not None:
+        for rec, codes, source in zip(recs, out.codes, out.source_codes):
+            if (problem := pipe.input_checks.result_problem(codes, source)) is not None:
                 undone.append(f"{rec.id}: {problem}")
         for rec, why in zip(recs, out.unchanged_because or ()):
             if why is not None:
@@ -252,7 +252,7 @@ def _edit_records(pipe: ReflectiveMaskingEditPipeline, records: list, args: argp
         errors.add(reason, item_id=rec.id)
         progress.update(1, errors.count)
 
-    undone: list[str] = []  # edits the world can tell are unfinished (a Sudoku board with empty cells left)
+    undone: list[str] = []  # edits the world can tell are unfinished or broken (empty cells left, a shape in pieces)
     unchanged: list[str] = []  # instructions naming nothing to edit (a shape the scene does not hold): written as given
     written = edit_in_batches(pipe, records, prepare, write, batch_size=args.batch_size, seed=args.seed,
                               on_error=None if args.debug else failed, output_type="pil", **kwargs)

@@ -91,7 +91,7 @@ def run_edit(args: argparse.Namespace) -> int:
         edited = edited.convert("RGB" if edited.mode == "RGBA" else "L")
     save_image(args.out, edited)
     print(f"{args.image} -> {args.out}: {region_summary(out, 0)}")
-    undone = pipe.input_checks.result_problem(out.codes[0])
+    undone = pipe.input_checks.result_problem(out.codes[0], out.source_codes[0])
     if undone is not None:
         print(f"{PROG}: warning: {undone}", file=sys.stderr)
     if out.unchanged_because and out.unchanged_because[0]:

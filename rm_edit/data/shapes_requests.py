@@ -6,7 +6,7 @@ place, a group is a kind or a colour, and no edit makes a second shape of a colo
 otherwise, the model guesses. :func:`instruction_problem` names a request the scene cannot take or the world never
 makes (the pipeline refuses it);
 :func:`reference_problem` names a reference to nothing or to one of several shapes: exactly the world's null
-edits (the pipeline then changes nothing).
+edits (the pipeline then changes nothing). :func:`scene_problem` names an edited image that is no whole scene.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 
 from rm_edit.data.shapes_language import (_SLOT_VALUES, DIRECTIONS, EDIT_VERBS, PLURAL_KINDS, TEMPLATES,
                                           resolve_group, resolve_reference)
-from rm_edit.data.shapes_scene import ANCHORS, COLOURS, KINDS, read_scene
+from rm_edit.data.shapes_scene import ANCHORS, COLOURS, GRID, KINDS, read_scene
 
 # A group by colour and kind together ("the green squares"): no instruction of the world words one (its groups are
 # "the squares" and "the green shapes"), and the default vandalised 1 and 6 of two sets of 24 plural edits so
@@ -173,3 +173,30 @@ def reference_problem(codes, words) -> str | None:
                     f"'the {shapes[0].name}'")
         return None
     return None
+
+
+def _whole_scene_codes(codes):
+    """The cell ids of the scene ``codes`` reads as, drawn whole (equal to ``codes`` for every image of the world)."""
+    import numpy as np
+
+    from rm_edit.data.shapes import ShapesWorld  # the world's renderer of codes (shapes.py imports this module's peers)
+
+    codes = np.asarray(codes).reshape(GRID, GRID)
+    return codes, ShapesWorld.codes(read_scene(codes))
+
+
+def scene_problem(codes, source_codes) -> str | None:
+    """Why an edit's 8x8 cell ids are no whole scene of the world when its source's are, one line; None when they
+    are (or the source was not either). A large shape is four cells, each a quarter of one colour and kind; the
+    default's wrong edits mostly leave one in pieces ("turn the orange shape into a blue square": three blue quarters
+    and one orange): 4 of 500 fresh test edits, each a wrong edit, one of them passed by the pixel judge."""
+    source, whole = _whole_scene_codes(source_codes)
+    if not (source == whole).all():
+        return None
+    codes, whole = _whole_scene_codes(codes)
+    rows, cols = (codes != whole).nonzero()
+    if not len(rows):
+        return None
+    places = list(dict.fromkeys(ANCHORS[3 * min(r // 3, 2) + min(c // 3, 2)] for r, c in zip(rows, cols)))
+    return (f"the edited image holds a shape in pieces or part of one at the {' and the '.join(places)} ({len(rows)} "
+            f"of {GRID * GRID} cells unlike any whole scene of this model's): the edit is likely wrong")
