@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
+from rm_edit.data.shapes import ShapesWorld
 from rm_edit.data.shapes_language import (_SLOT_VALUES, DIRECTIONS, EDIT_VERBS, PLURAL_KINDS, TEMPLATES,
                                           resolve_group, resolve_reference)
 from rm_edit.data.shapes_scene import ANCHORS, COLOURS, GRID, KINDS, read_scene
@@ -158,13 +161,13 @@ def reference_problem(codes, words) -> str | None:
     scene's 8x8 cell ids: a shape or group it does not hold, or one of several shapes; None when it names what it
     edits (or is worded otherwise). The model leaves most such null edits alone but not all (0.966 of 500 fresh
     test null edits: "make the triangle a yellow square" with two triangles turned one of them)."""
-    text = " ".join(words)
-    if (group := _colour_kind_group(scene := read_scene(codes), text)) is not None and not group[1]:
+    scene, text = read_scene(codes), " ".join(words)
+    if (group := _colour_kind_group(scene, text)) is not None and not group[1]:
         return f"the image holds no {group[0]} (it holds {_listed(scene.shapes)})"
     for pattern, plural in _REFERENCE_TEMPLATES:
         if (found := pattern.search(text)) is None:
             continue
-        scene, ref = read_scene(codes), found.group("group" if plural else "ref")
+        ref = found.group("group" if plural else "ref")
         shapes = resolve_group(scene, ref) if plural else resolve_reference(scene, ref)
         if not shapes:
             return f"the image holds no {ref} (it holds {_listed(scene.shapes)})"
@@ -177,10 +180,6 @@ def reference_problem(codes, words) -> str | None:
 
 def _whole_scene_codes(codes):
     """The cell ids of the scene ``codes`` reads as, drawn whole (equal to ``codes`` for every image of the world)."""
-    import numpy as np
-
-    from rm_edit.data.shapes import ShapesWorld  # the world's renderer of codes (shapes.py imports this module's peers)
-
     codes = np.asarray(codes).reshape(GRID, GRID)
     return codes, ShapesWorld.codes(read_scene(codes))
 
